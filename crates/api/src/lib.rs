@@ -1,0 +1,1 @@
+//! etcd API types.

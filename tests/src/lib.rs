@@ -1,0 +1,1 @@
+//! End-to-end test support lives in `tests/common`; the tests are in `tests/*.rs`.
