@@ -1,0 +1,441 @@
+//! The history of one key: which revisions hold its versions, grouped by life.
+//!
+//! A key lives, dies (is deleted) and may live again. Each life is a *generation*: the
+//! revisions of its puts, closed by the revision of the tombstone that ended it. A tombstone
+//! therefore always opens a new, empty generation, and the last generation is the one a put
+//! extends. A key index always has at least one generation.
+//!
+//! # A worked example
+//!
+//! Key `k` gets: put at 2, put at 4, delete at 6, put at 8, put at 9, delete at 11 (sub
+//! revisions 0, written `2` for `2.0`). Its index, newest generation first:
+//!
+//! ```text
+//! modified: 11
+//! generations:
+//!   [ ]                      <- open, empty: the key does not exist now
+//!   [8, 9, 11(t)]            created 8, ver 3 (two puts and the tombstone)
+//!   [2, 4, 6(t)]             created 2, ver 3
+//! ```
+//!
+//! Reading `k` at revision 5 finds the oldest generation (6(t) > 5) and in it the newest
+//! revision ≤ 5, which is 4: version 2, created at 2. At revision 7 the first generation is
+//! dead (its tombstone 6 ≤ 7) and the next has not begun (8 > 7): `k` does not exist.
+//!
+//! Compacting at revision `r` forgets what no read at `r` or later can see: every generation
+//! whose tombstone is ≤ `r`, and inside the generation alive at `r`, every revision below the
+//! newest one ≤ `r`. That newest one is *kept* (the backend must keep its value).
+//!
+//! ```text
+//! compact(4):  [ ], [8, 9, 11(t)], [4, 6(t)]      keeps 4
+//! compact(7):  [ ], [8, 9, 11(t)]                 keeps nothing: k did not exist at 7
+//! compact(9):  [ ], [9, 11(t)]                    keeps 9
+//! compact(11): [ ]                                keeps nothing; the key index is empty
+//!                                                 and leaves the tree index
+//! ```
+//!
+//! A tombstone is never kept: a read at or after it sees no key, which needs no value.
+
+use std::collections::HashSet;
+
+use super::revision::Revision;
+
+/// The history of one key. The key itself is the tree index's map key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyIndex {
+    /// The newest revision of the key, put or tombstone.
+    modified: Revision,
+    /// Oldest first; never empty; only the last may be empty.
+    generations: Vec<Generation>,
+}
+
+/// One life of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Generation {
+    /// Number of changes in this life (puts and the closing tombstone), including any that a
+    /// compaction removed from `revs`: the version of the newest revision in `revs`.
+    ver: i64,
+    /// The revision of the put that began this life.
+    created: Revision,
+    /// Oldest first; a closed generation ends with its tombstone.
+    revs: Vec<Revision>,
+}
+
+/// What a read at some revision sees of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyAt {
+    /// The revision holding the value.
+    pub modified: Revision,
+    /// The put that began the key's current life.
+    pub created: Revision,
+    /// The key's version: 1 for the creating put, then one more per put.
+    pub version: i64,
+}
+
+impl KeyIndex {
+    /// A key with no history.
+    pub fn new() -> KeyIndex {
+        KeyIndex {
+            modified: Revision::default(),
+            generations: vec![Generation::default()],
+        }
+    }
+
+    /// A key index rebuilt from the first revision the backend still holds for a key, whose
+    /// earlier history compaction removed. `created` and `version` come from the stored value.
+    pub fn restored(created: Revision, modified: Revision, version: i64) -> KeyIndex {
+        KeyIndex {
+            modified,
+            generations: vec![Generation {
+                ver: version,
+                created,
+                revs: vec![modified],
+            }],
+        }
+    }
+
+    /// Records a put at `rev`, which must be newer than every revision recorded so far.
+    pub fn put(&mut self, rev: Revision) {
+        assert!(
+            rev > self.modified,
+            "key index: put at {rev} is not after the last change {}",
+            self.modified
+        );
+        let g = self.generations.last_mut().expect("a key index has a generation");
+        if g.revs.is_empty() {
+            g.created = rev;
+        }
+        g.revs.push(rev);
+        g.ver += 1;
+        self.modified = rev;
+    }
+
+    /// Records a deletion at `rev` and opens a new generation. Returns false, changing nothing,
+    /// when the key does not exist (its current generation is empty).
+    pub fn tombstone(&mut self, rev: Revision) -> bool {
+        if self.current_is_empty() {
+            return false;
+        }
+        self.put(rev);
+        self.generations.push(Generation::default());
+        true
+    }
+
+    /// The key as a read at main revision `at` sees it; `None` if it did not exist then.
+    pub fn get(&self, at: i64) -> Option<KeyAt> {
+        let g = self.generation_at(at)?;
+        let n = g.revs.iter().rposition(|r| r.main <= at)?;
+        Some(KeyAt {
+            modified: g.revs[n],
+            created: g.created,
+            version: g.ver - (g.revs.len() - 1 - n) as i64,
+        })
+    }
+
+    /// The newest revision recorded, put or tombstone.
+    pub fn modified(&self) -> Revision {
+        self.modified
+    }
+
+    /// Revisions with main ≥ `rev`, oldest first; of several changes in one main revision only
+    /// the last is returned, as the others are invisible outside their transaction.
+    pub fn since(&self, rev: i64) -> Vec<Revision> {
+        let mut out: Vec<Revision> = Vec::new();
+        for g in &self.generations {
+            if g.revs.last().is_none_or(|last| last.main < rev) {
+                continue;
+            }
+            for &r in g.revs.iter().filter(|r| r.main >= rev) {
+                match out.last_mut() {
+                    Some(last) if last.main == r.main => *last = r,
+                    _ => out.push(r),
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets the history no read at `at` or later can see (see the module doc) and adds the
+    /// revision the backend must keep, if any, to `keep`.
+    pub fn compact(&mut self, at: i64, keep: &mut HashSet<Revision>) {
+        let live = self.live_generation(at);
+        self.generations.drain(..live);
+        let last = self.generations.len() - 1;
+        let g = &mut self.generations[0];
+        if let Some(n) = g.revs.iter().rposition(|r| r.main <= at) {
+            g.revs.drain(..n);
+            if g.revs.len() == 1 && last != 0 {
+                // Only a tombstone is left of a closed life: nothing to read, nothing to keep.
+                self.generations.remove(0);
+            } else {
+                keep.insert(g.revs[0]);
+            }
+        }
+    }
+
+    /// Adds to `keep` the revision [`KeyIndex::compact`] at `at` would keep, changing nothing.
+    pub fn keep(&self, at: i64, keep: &mut HashSet<Revision>) {
+        let live = self.live_generation(at);
+        let g = &self.generations[live];
+        if let Some(n) = g.revs.iter().rposition(|r| r.main <= at) {
+            let closing_tombstone = n == g.revs.len() - 1 && live != self.generations.len() - 1;
+            if !closing_tombstone {
+                keep.insert(g.revs[n]);
+            }
+        }
+    }
+
+    /// Forgets every revision with main above `rev`, as if they were never recorded: undoes the
+    /// changes of a batch that did not commit.
+    pub fn roll_back_after(&mut self, rev: i64) {
+        loop {
+            let n = self.generations.len();
+            let reopens = n > 1
+                && self.generations[n - 2]
+                    .revs
+                    .last()
+                    .is_some_and(|t| t.main > rev);
+            let g = &mut self.generations[n - 1];
+            match g.revs.last() {
+                Some(r) if r.main > rev => {
+                    g.revs.pop();
+                    g.ver -= 1;
+                    if g.revs.is_empty() {
+                        *g = Generation::default();
+                    }
+                }
+                Some(_) => break,
+                // An open, empty generation: drop it if the tombstone that opened it is undone.
+                None if reopens => {
+                    self.generations.pop();
+                }
+                None => break,
+            }
+        }
+        self.modified = self
+            .generations
+            .iter()
+            .rev()
+            .find_map(|g| g.revs.last().copied())
+            .unwrap_or_default();
+    }
+
+    /// True when nothing is left: a single empty generation. Such a key leaves the tree index.
+    pub fn is_empty(&self) -> bool {
+        self.generations.len() == 1 && self.generations[0].revs.is_empty()
+    }
+
+    fn current_is_empty(&self) -> bool {
+        self.generations.last().is_none_or(|g| g.revs.is_empty())
+    }
+
+    /// Index of the first generation still alive at `at`: the open one, or the first whose
+    /// tombstone is after `at`.
+    fn live_generation(&self, at: i64) -> usize {
+        let last = self.generations.len() - 1;
+        self.generations[..last]
+            .iter()
+            .position(|g| g.revs.last().is_some_and(|t| t.main > at))
+            .unwrap_or(last)
+    }
+
+    /// The generation a read at `at` falls in, `None` when `at` is between lives.
+    fn generation_at(&self, at: i64) -> Option<&Generation> {
+        let last = self.generations.len() - 1;
+        for (i, g) in self.generations.iter().enumerate().rev() {
+            let (Some(first), Some(newest)) = (g.revs.first(), g.revs.last()) else {
+                continue;
+            };
+            if i != last && newest.main <= at {
+                return None; // its tombstone is at or before `at`
+            }
+            if first.main <= at {
+                return Some(g);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(main: i64) -> Revision {
+        Revision::new(main, 0)
+    }
+
+    /// The module doc's example: put 2, put 4, del 6, put 8, put 9, del 11.
+    fn example() -> KeyIndex {
+        let mut ki = KeyIndex::new();
+        ki.put(r(2));
+        ki.put(r(4));
+        assert!(ki.tombstone(r(6)));
+        ki.put(r(8));
+        ki.put(r(9));
+        assert!(ki.tombstone(r(11)));
+        ki
+    }
+
+    fn gens(ki: &KeyIndex) -> Vec<Vec<i64>> {
+        ki.generations
+            .iter()
+            .map(|g| g.revs.iter().map(|r| r.main).collect())
+            .collect()
+    }
+
+    fn at(ki: &KeyIndex, rev: i64) -> Option<(i64, i64, i64)> {
+        ki.get(rev)
+            .map(|k| (k.modified.main, k.created.main, k.version))
+    }
+
+    #[test]
+    fn generations_follow_puts_and_tombstones() {
+        let ki = example();
+        assert_eq!(gens(&ki), vec![vec![2, 4, 6], vec![8, 9, 11], vec![]]);
+        assert_eq!(ki.modified, r(11));
+        assert!(ki.current_is_empty());
+    }
+
+    #[test]
+    fn get_sees_the_key_as_of_a_revision() {
+        let ki = example();
+        assert_eq!(at(&ki, 1), None);
+        assert_eq!(at(&ki, 2), Some((2, 2, 1)));
+        assert_eq!(at(&ki, 3), Some((2, 2, 1)));
+        assert_eq!(at(&ki, 5), Some((4, 2, 2)));
+        assert_eq!(at(&ki, 6), None);
+        assert_eq!(at(&ki, 7), None);
+        assert_eq!(at(&ki, 8), Some((8, 8, 1)));
+        assert_eq!(at(&ki, 10), Some((9, 8, 2)));
+        assert_eq!(at(&ki, 11), None);
+        assert_eq!(at(&ki, 100), None);
+    }
+
+    #[test]
+    fn tombstone_on_a_missing_key_is_refused() {
+        let mut ki = KeyIndex::new();
+        assert!(!ki.tombstone(r(1)));
+        ki.put(r(2));
+        assert!(ki.tombstone(r(3)));
+        assert!(!ki.tombstone(r(4)));
+        assert_eq!(gens(&ki), vec![vec![2, 3], vec![]]);
+    }
+
+    #[test]
+    #[should_panic(expected = "not after the last change")]
+    fn put_going_back_in_time_is_a_broken_invariant() {
+        let mut ki = KeyIndex::new();
+        ki.put(r(5));
+        ki.put(r(5));
+    }
+
+    #[test]
+    fn since_returns_last_sub_of_each_main() {
+        let mut ki = KeyIndex::new();
+        ki.put(Revision::new(2, 0));
+        ki.put(Revision::new(2, 1));
+        assert!(ki.tombstone(Revision::new(3, 0)));
+        ki.put(Revision::new(4, 0));
+        assert_eq!(ki.since(0), vec![Revision::new(2, 1), r(3), r(4)]);
+        assert_eq!(ki.since(3), vec![r(3), r(4)]);
+        assert_eq!(ki.since(5), vec![]);
+    }
+
+    /// Compacting the example at every revision: what is left and what is kept, each checked
+    /// against what `keep` predicts and against reads at and after the compaction revision.
+    #[test]
+    fn compaction_keeps_what_later_reads_need() {
+        let cases: &[(i64, Vec<Vec<i64>>, Vec<i64>)] = &[
+            (1, vec![vec![2, 4, 6], vec![8, 9, 11], vec![]], vec![]),
+            (2, vec![vec![2, 4, 6], vec![8, 9, 11], vec![]], vec![2]),
+            (3, vec![vec![2, 4, 6], vec![8, 9, 11], vec![]], vec![2]),
+            (4, vec![vec![4, 6], vec![8, 9, 11], vec![]], vec![4]),
+            (5, vec![vec![4, 6], vec![8, 9, 11], vec![]], vec![4]),
+            (6, vec![vec![8, 9, 11], vec![]], vec![]),
+            (7, vec![vec![8, 9, 11], vec![]], vec![]),
+            (8, vec![vec![8, 9, 11], vec![]], vec![8]),
+            (9, vec![vec![9, 11], vec![]], vec![9]),
+            (10, vec![vec![9, 11], vec![]], vec![9]),
+            (11, vec![vec![]], vec![]),
+            (12, vec![vec![]], vec![]),
+        ];
+        let full = example();
+        for (rev, want_gens, want_keep) in cases {
+            let mut predicted = HashSet::new();
+            full.keep(*rev, &mut predicted);
+            let mut ki = full.clone();
+            let mut kept = HashSet::new();
+            ki.compact(*rev, &mut kept);
+            assert_eq!(&gens(&ki), want_gens, "compact({rev})");
+            let want: HashSet<Revision> = want_keep.iter().map(|&m| r(m)).collect();
+            assert_eq!(kept, want, "kept by compact({rev})");
+            assert_eq!(predicted, want, "keep({rev})");
+            assert_eq!(ki.is_empty(), *rev >= 11);
+            if !ki.is_empty() {
+                for read in *rev..14 {
+                    assert_eq!(ki.get(read), full.get(read), "read at {read} after compact({rev})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn compaction_is_idempotent_and_stepwise_equals_direct() {
+        let mut stepwise = example();
+        let mut sink = HashSet::new();
+        for rev in 1..=10 {
+            stepwise.compact(rev, &mut sink);
+        }
+        let mut direct = example();
+        let mut kept = HashSet::new();
+        direct.compact(10, &mut kept);
+        assert_eq!(stepwise, direct);
+        let before = direct.clone();
+        direct.compact(10, &mut HashSet::new());
+        assert_eq!(direct, before);
+    }
+
+    #[test]
+    fn compaction_of_a_live_key_keeps_its_latest_value() {
+        let mut ki = KeyIndex::new();
+        for m in 1..=5 {
+            ki.put(r(m));
+        }
+        let mut kept = HashSet::new();
+        ki.compact(100, &mut kept);
+        assert_eq!(kept, HashSet::from([r(5)]));
+        assert_eq!(at(&ki, 100), Some((5, 1, 5)));
+        ki.put(r(101));
+        assert_eq!(at(&ki, 101), Some((101, 1, 6)));
+    }
+
+    #[test]
+    fn roll_back_undoes_puts_and_tombstones() {
+        let full = example();
+        for rev in 0..12 {
+            let mut ki = full.clone();
+            ki.roll_back_after(rev);
+            let mut rebuilt = KeyIndex::new();
+            for (m, tomb) in [(2, false), (4, false), (6, true), (8, false), (9, false), (11, true)] {
+                if m <= rev {
+                    if tomb {
+                        rebuilt.tombstone(r(m));
+                    } else {
+                        rebuilt.put(r(m));
+                    }
+                }
+            }
+            assert_eq!(ki, rebuilt, "roll back after {rev}");
+        }
+    }
+
+    #[test]
+    fn restored_index_continues_versions() {
+        let mut ki = KeyIndex::restored(r(3), r(7), 4);
+        ki.put(r(9));
+        assert_eq!(at(&ki, 8), Some((7, 3, 4)));
+        assert_eq!(at(&ki, 9), Some((9, 3, 5)));
+        assert_eq!(at(&ki, 6), None);
+    }
+}

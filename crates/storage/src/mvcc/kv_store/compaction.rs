@@ -1,0 +1,185 @@
+//! The compactor: a thread that, after a compaction commits, cleans the index and then removes
+//! old revisions from the backend, a little at a time, so writes and reads go on meanwhile.
+//!
+//! Order matters. The batch that schedules a compaction at R records it in `meta`
+//! (`scheduledCompactRev`) and, at commit, makes reads below R fail. Only then does the
+//! compactor touch anything: it compacts the index key by key (learning which revisions ≤ R
+//! each key still needs), deletes every other revision ≤ R from the `key` table in batches of
+//! [`COMPACTION_BATCH_LIMIT`], and records `finishedCompactRev` with the last batch. A restart
+//! in between finds scheduled > finished and runs the compaction again; running it twice does
+//! no harm.
+
+use std::collections::HashSet;
+use std::sync::{mpsc, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redb::ReadableTable;
+
+use super::Shared;
+use crate::backend::schema;
+use crate::mvcc::revision::Revision;
+use crate::mvcc::{Error, Result};
+
+/// Revisions removed from the backend per write transaction (etcd's default
+/// `--experimental-compaction-batch-limit`). Each batch holds the backend's write lock, so it
+/// bounds how long a compaction can delay an apply batch.
+pub const COMPACTION_BATCH_LIMIT: usize = 1000;
+
+/// Pause between two backend batches, leaving the write lock to the apply task (etcd's
+/// `--experimental-compaction-sleep-interval` default).
+pub const COMPACTION_SLEEP_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Keys compacted per hold of the index lock: about a millisecond of work, so readers and the
+/// apply task wait at most that long behind the compactor.
+const INDEX_COMPACTION_CHUNK: usize = 1000;
+
+/// A compaction for the compactor thread.
+pub(crate) struct Job {
+    rev: i64,
+    /// Told the outcome; `None` when nobody waits (a compaction resumed at open).
+    done: Option<mpsc::SyncSender<Result<()>>>,
+}
+
+impl Job {
+    /// A job at `rev` and the handle that waits for it.
+    pub fn new(rev: i64) -> (Job, CompactionWait) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        (Job { rev, done: Some(tx) }, CompactionWait { rx })
+    }
+}
+
+/// Waits for a scheduled compaction to remove the old revisions from the backend (etcd's
+/// `physical` compaction). Dropping it does not cancel the compaction.
+#[derive(Debug)]
+pub struct CompactionWait {
+    rx: mpsc::Receiver<Result<()>>,
+}
+
+impl CompactionWait {
+    /// Blocks until the compaction finished. [`Error::Closed`] if the store closed first or
+    /// the batch that scheduled it never committed.
+    pub fn wait(self) -> Result<()> {
+        self.rx.recv().unwrap_or(Err(Error::Closed))
+    }
+
+    /// As [`CompactionWait::wait`], giving up after `timeout` with `None`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<()>> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(r) => Some(r),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(Error::Closed)),
+        }
+    }
+}
+
+/// Starts the compactor thread for the store behind `shared`; it runs jobs in the order sent
+/// and ends when the store (and with it the sender) is dropped.
+pub(crate) fn spawn(shared: Weak<Shared>) -> mpsc::Sender<Job> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let spawned = thread::Builder::new()
+        .name("mvcc-compact".into())
+        .spawn(move || {
+            for job in rx {
+                let result = run(&shared, job.rev);
+                if let Err(e) = &result {
+                    tracing::warn!("compact-revision" = job.rev, error = %e, "failed to compact");
+                }
+                if let Some(done) = job.done {
+                    let _ = done.send(result);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Jobs sent to a dead thread fail their waiters with `Closed`; the store still works
+        // and the next start resumes the compaction.
+        tracing::error!(error = %e, "failed to start the mvcc compactor");
+    }
+    tx
+}
+
+impl Shared {
+    /// Queues a compaction whose scheduling committed.
+    pub(crate) fn send_compaction(&self, job: Job) {
+        let tx = self.compactor.lock().unwrap_or_else(|e| e.into_inner());
+        // A send fails only if the thread is gone; the dropped job tells its waiter `Closed`.
+        let _ = tx.send(job);
+    }
+
+    /// Queues a compaction nobody waits for (resumed at open).
+    pub(crate) fn schedule_compaction(&self, rev: i64, done: Option<mpsc::SyncSender<Result<()>>>) {
+        self.send_compaction(Job { rev, done });
+    }
+}
+
+fn run(shared: &Weak<Shared>, rev: i64) -> Result<()> {
+    let started = Instant::now();
+    let keep = compact_index(shared, rev)?;
+    let removed = compact_backend(shared, rev, &keep)?;
+    tracing::info!(
+        "compact-revision" = rev,
+        "removed-revisions" = removed,
+        took = ?started.elapsed(),
+        "finished scheduled compaction"
+    );
+    Ok(())
+}
+
+/// Compacts the index at `rev`, a chunk of keys per lock hold; returns the revisions ≤ `rev`
+/// the backend must keep.
+fn compact_index(shared: &Weak<Shared>, rev: i64) -> Result<HashSet<Revision>> {
+    let mut keep = HashSet::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    loop {
+        let shared = shared.upgrade().ok_or(Error::Closed)?;
+        let mut st = shared.lock();
+        match st
+            .index
+            .compact_chunk(rev, cursor.as_deref(), INDEX_COMPACTION_CHUNK, &mut keep)
+        {
+            Some(last) => cursor = Some(last),
+            None => return Ok(keep),
+        }
+    }
+}
+
+/// Removes revisions ≤ `rev` not in `keep` from the `key` table, in batches with pauses;
+/// records the finished compaction with the last batch. Returns how many were removed.
+fn compact_backend(shared: &Weak<Shared>, rev: i64, keep: &HashSet<Revision>) -> Result<u64> {
+    let end = Revision::new(rev + 1, 0).to_bytes();
+    let mut from: Vec<u8> = Vec::new();
+    let mut removed = 0u64;
+    loop {
+        let shared = shared.upgrade().ok_or(Error::Closed)?;
+        let wb = shared.backend.begin_write()?;
+        let last_batch = {
+            let mut table = wb.txn().open_table(schema::KEY)?;
+            let mut batch = Vec::with_capacity(COMPACTION_BATCH_LIMIT);
+            for entry in table.range::<&[u8]>(&from[..]..&end[..])?.take(COMPACTION_BATCH_LIMIT) {
+                batch.push(entry?.0.value().to_vec());
+            }
+            for k in &batch {
+                let (r, _) = super::decode_rev(k)?;
+                if !keep.contains(&r) {
+                    table.remove(&k[..])?;
+                    removed += 1;
+                }
+            }
+            if let Some(last) = batch.last() {
+                from = last.clone();
+                from.push(0); // just after `last`
+            }
+            batch.len() < COMPACTION_BATCH_LIMIT
+        };
+        if last_batch {
+            let mut meta = wb.txn().open_table(schema::META)?;
+            meta.insert(schema::META_FINISHED_COMPACT_REV, &schema::encode_u64(rev as u64)[..])?;
+        }
+        wb.commit()?;
+        drop(shared);
+        if last_batch {
+            return Ok(removed);
+        }
+        thread::sleep(COMPACTION_SLEEP_INTERVAL);
+    }
+}
