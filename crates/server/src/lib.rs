@@ -1,1 +1,3 @@
 //! oxcd server.
+
+pub mod config;
