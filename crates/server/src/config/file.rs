@@ -101,6 +101,18 @@ pub(crate) fn from_yaml(text: &str, cmd: &clap::Command) -> Result<Loaded, Strin
             warnings.push(format!("unknown key {k:?} in config file, ignored"));
         }
     }
-    let flags: Flags = serde_yaml::from_value(Value::Mapping(top)).map_err(|e| e.to_string())?;
+    let flags: Flags = serde_yaml::from_value(Value::Mapping(top.clone())).map_err(|e| {
+        // from_value loses the key; find the one that fails alone and name it.
+        let bad_key = top.iter().find_map(|(k, v)| {
+            let one: Mapping = [(k.clone(), v.clone())].into_iter().collect();
+            serde_yaml::from_value::<Flags>(Value::Mapping(one))
+                .is_err()
+                .then(|| k.as_str().unwrap_or("?").to_string())
+        });
+        match bad_key {
+            Some(k) => format!("{k}: {e}"),
+            None => e.to_string(),
+        }
+    })?;
     Ok((flags, set, warnings))
 }

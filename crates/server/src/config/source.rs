@@ -109,7 +109,10 @@ pub(crate) fn gather(
     let matches = match cmd.try_get_matches_from_mut(&args) {
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::DisplayHelp => {
-            return Ok(Outcome::Help(cmd.render_help().to_string()))
+            // Help comes from the command with env names, values hidden.
+            let mut full = <Flags as clap::CommandFactory>::command()
+                .mut_args(|a| a.hide_env_values(true));
+            return Ok(Outcome::Help(full.render_help().to_string()));
         }
         Err(e) => return Err(clap_error(e, None)),
     };
