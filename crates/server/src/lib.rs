@@ -1,3 +1,4 @@
 //! oxcd server.
 
 pub mod config;
+pub mod tls;
