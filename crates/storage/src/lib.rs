@@ -1,5 +1,11 @@
 //! oxcd storage.
 //!
+//! # WAL and snapshots
+//!
+//! [`Wal`] is the write-ahead log in `member/wal/`: raft entries and hard state, one
+//! fdatasync per save, a torn tail truncated on open and corruption refused. [`Snapshotter`]
+//! keeps raft snapshots in `member/snap/`.
+//!
 //! # Backend and MVCC
 //!
 //! [`Backend`] is the redb file (`member/snap/db`) with every table the server keeps, listed
@@ -14,9 +20,13 @@
 
 mod backend;
 mod mvcc;
+mod snap;
+mod wal;
 
 pub use backend::{schema, Backend, BackendConfig, Error as BackendError, WriteBatch};
 pub use mvcc::{
     Batch, CompactionWait, Error as MvccError, HashKv, KvStore, RangeOptions, RangeResult,
     Revision, Txn,
 };
+pub use snap::{Error as SnapError, Snapshotter};
+pub use wal::{Error as WalError, Wal, WalContents, WalOptions, WalSnapshot};

@@ -1,0 +1,328 @@
+//! Reading segments back: replaying records, and telling a torn tail from corruption.
+
+use std::fs;
+
+use protobuf::Message;
+use raft::eraftpb::{Entry, HardState};
+
+use super::error::{io_err, Error, Result};
+use super::record::{self, Record, RecordType, Stop, FLAG_SYNC};
+use super::segment::{list_segments, Segment};
+use super::{WalContents, WalSnapshot};
+
+/// What reading the WAL found, including where the writer should resume.
+pub(crate) struct ReadOutcome {
+    pub contents: WalContents,
+    /// Every segment in the directory, oldest first.
+    pub segments: Vec<Segment>,
+    /// Snapshot markers seen, in order.
+    pub markers: Vec<WalSnapshot>,
+    /// Where the valid records of the last segment end.
+    pub tail_end: u64,
+    /// Bytes after `tail_end` are not all zero (a torn write): zero them before appending.
+    pub tail_dirty: bool,
+    /// Sync epoch of the last valid record.
+    pub epoch: u32,
+    /// Lower bound for the index of the next entry minus one (names the next segment).
+    pub last_index: u64,
+}
+
+/// Whether replay starts at a snapshot (and insists on finding its marker) or reads every
+/// segment only to list snapshot markers.
+#[derive(Clone, Copy)]
+pub(crate) enum Mode {
+    FromSnapshot(WalSnapshot),
+    AllMarkers,
+}
+
+pub(crate) fn read_wal(dir: &std::path::Path, mode: Mode) -> Result<ReadOutcome> {
+    let segments = list_segments(dir)?;
+    let snap = match mode {
+        Mode::FromSnapshot(s) => s,
+        Mode::AllMarkers => WalSnapshot::default(),
+    };
+    let start = match mode {
+        Mode::FromSnapshot(s) => segments.iter().rposition(|seg| seg.index <= s.index),
+        Mode::AllMarkers => (!segments.is_empty()).then_some(0),
+    }
+    .ok_or_else(|| Error::SegmentNotFound {
+        dir: dir.to_path_buf(),
+        index: snap.index,
+    })?;
+    for pair in segments[start..].windows(2) {
+        if pair[1].seq != pair[0].seq + 1 {
+            return Err(Error::SegmentGap {
+                path: pair[1].path.clone(),
+                prev: pair[0].seq,
+            });
+        }
+    }
+
+    let mut replay = Replay {
+        snap,
+        collect_entries: matches!(mode, Mode::FromSnapshot(_)),
+        metadata: None,
+        hard_state: HardState::default(),
+        entries: Vec::new(),
+        markers: Vec::new(),
+        found_snap: false,
+        last_index: snap.index,
+    };
+    let last = segments.len() - 1;
+    let mut tail = SegmentEnd::default();
+    for (i, seg) in segments.iter().enumerate().skip(start) {
+        tail = read_segment(seg, i == last, &mut replay)?;
+    }
+    if let Mode::FromSnapshot(s) = mode {
+        if !replay.found_snap {
+            return Err(Error::SnapshotNotFound(s));
+        }
+    }
+    Ok(ReadOutcome {
+        contents: WalContents {
+            metadata: replay.metadata.unwrap_or_default(),
+            hard_state: replay.hard_state,
+            entries: replay.entries,
+        },
+        segments,
+        markers: replay.markers,
+        tail_end: tail.end as u64,
+        tail_dirty: tail.dirty,
+        epoch: tail.epoch,
+        last_index: replay.last_index,
+    })
+}
+
+/// The state built up while records are replayed in order.
+struct Replay {
+    snap: WalSnapshot,
+    collect_entries: bool,
+    metadata: Option<Vec<u8>>,
+    hard_state: HardState,
+    entries: Vec<Entry>,
+    markers: Vec<WalSnapshot>,
+    found_snap: bool,
+    last_index: u64,
+}
+
+impl Replay {
+    fn apply(&mut self, rec: &Record<'_>, seg: &Segment, off: usize) -> Result<()> {
+        let corrupt = |reason: String| Error::Corrupt {
+            path: seg.path.clone(),
+            offset: off as u64,
+            reason,
+        };
+        match rec.ty {
+            RecordType::Metadata => match &self.metadata {
+                None => self.metadata = Some(rec.data.to_vec()),
+                Some(m) if m != rec.data => return Err(Error::MetadataConflict),
+                Some(_) => {}
+            },
+            RecordType::Entry => {
+                let e = Entry::parse_from_bytes(rec.data)
+                    .map_err(|e| corrupt(format!("undecodable entry: {e}")))?;
+                self.last_index = self.last_index.max(e.index);
+                if self.collect_entries && e.index > self.snap.index {
+                    // Raft conflict resolution: a rewritten index replaces it and all after.
+                    let pos = e.index - self.snap.index - 1;
+                    if pos > self.entries.len() as u64 {
+                        return Err(Error::EntryGap {
+                            last: self.snap.index + self.entries.len() as u64,
+                            got: e.index,
+                        });
+                    }
+                    self.entries.truncate(pos as usize);
+                    self.entries.push(e);
+                }
+            }
+            RecordType::HardState => {
+                self.hard_state = HardState::parse_from_bytes(rec.data)
+                    .map_err(|e| corrupt(format!("undecodable hard state: {e}")))?;
+            }
+            RecordType::Snapshot => {
+                let m = decode_marker(rec.data)
+                    .ok_or_else(|| corrupt("snapshot marker is not 16 bytes".into()))?;
+                if m.index == self.snap.index {
+                    if m.term != self.snap.term {
+                        return Err(Error::SnapshotMismatch {
+                            wanted: self.snap,
+                            found_term: m.term,
+                        });
+                    }
+                    self.found_snap = true;
+                }
+                self.last_index = self.last_index.max(m.index);
+                self.markers.push(m);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn encode_marker(s: WalSnapshot) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&s.index.to_le_bytes());
+    b[8..].copy_from_slice(&s.term.to_le_bytes());
+    b
+}
+
+fn decode_marker(b: &[u8]) -> Option<WalSnapshot> {
+    let b: &[u8; 16] = b.try_into().ok()?;
+    Some(WalSnapshot {
+        index: u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+        term: u64::from_le_bytes(b[8..].try_into().expect("8 bytes")),
+    })
+}
+
+#[derive(Default)]
+struct SegmentEnd {
+    end: usize,
+    dirty: bool,
+    epoch: u32,
+}
+
+/// Replays one segment; returns where its valid records end.
+///
+/// A save's records are applied only once its last (sync-flagged) record is read, so a
+/// save cut short by a crash is dropped whole: after recovery the WAL holds a prefix of the
+/// saves made, never part of one.
+fn read_segment(seg: &Segment, is_last: bool, replay: &mut Replay) -> Result<SegmentEnd> {
+    let buf = fs::read(&seg.path).map_err(io_err("reading", &seg.path))?;
+    let mut off = 0;
+    // (epoch, flags) of the last valid record.
+    let mut prev: Option<(u32, u8)> = None;
+    // Epoch of the last complete save.
+    let mut synced_epoch = 0;
+    // Offsets of the records of the save in progress.
+    let mut pending: Vec<usize> = Vec::new();
+    let stop = loop {
+        match record::decode(&buf, off) {
+            Ok(rec) => {
+                pending.push(off);
+                prev = Some((rec.epoch, rec.flags));
+                off = rec.end;
+                if rec.flags & FLAG_SYNC != 0 {
+                    synced_epoch = rec.epoch;
+                    for p in pending.drain(..) {
+                        let rec = record::decode(&buf, p).expect("decoded before");
+                        replay.apply(&rec, seg, p)?;
+                    }
+                }
+            }
+            Err(stop) => break stop,
+        }
+    };
+    let clean = stop == Stop::End || (stop == Stop::Zeroes && record::all_zero(&buf[off..]));
+    if clean && pending.is_empty() {
+        return Ok(SegmentEnd {
+            end: off,
+            dirty: false,
+            epoch: synced_epoch,
+        });
+    }
+    let reason = match stop {
+        _ if clean => "the last save has no end",
+        Stop::Invalid(r) => r,
+        _ => "stray bytes after the end of the records",
+    };
+    let bad = pending.first().copied().unwrap_or(off);
+    let corrupt = || Error::Corrupt {
+        path: seg.path.clone(),
+        offset: bad as u64,
+        reason: reason.to_string(),
+    };
+    // A segment's head records are synced before it gets its name, and every segment but the
+    // last was synced before the next was cut: damage there is never a crash.
+    let Some(prev) = prev else {
+        return Err(corrupt());
+    };
+    if !is_last {
+        return Err(corrupt());
+    }
+    if !clean {
+        let followers = followers(&buf, off);
+        if !followers.is_empty() && !torn_in_last_save(prev, &followers) {
+            return Err(Error::Corrupt {
+                path: seg.path.clone(),
+                offset: off as u64,
+                reason: reason.to_string(),
+            });
+        }
+    }
+    tracing::warn!(
+        path = %seg.path.display(),
+        offset = bad,
+        reason,
+        "wal: the last save was torn by a crash, truncating it"
+    );
+    Ok(SegmentEnd {
+        end: bad,
+        dirty: true,
+        epoch: synced_epoch,
+    })
+}
+
+/// (epoch, flags) of every valid record found after the damaged offset `from`.
+fn followers(buf: &[u8], from: usize) -> Vec<(u32, u8)> {
+    let mut out = Vec::new();
+    let mut off = from;
+    while let Some(start) = record::next_valid(buf, off) {
+        let mut o = start;
+        while let Ok(rec) = record::decode(buf, o) {
+            out.push((rec.epoch, rec.flags));
+            o = rec.end;
+        }
+        off = o;
+    }
+    out
+}
+
+/// Can the damage plus the valid records after it be the unsynced part of the final save?
+///
+/// Each save writes its records with one epoch, flags its last record, and fdatasyncs before
+/// the next save begins. So only the records of the final epoch may be missing or
+/// partly written; the damage is a crash artefact only if every record after it belongs to
+/// the same epoch as the damaged one. That epoch is the previous record's if it did not end
+/// a save, else the next one.
+fn torn_in_last_save(prev: (u32, u8), followers: &[(u32, u8)]) -> bool {
+    let (prev_epoch, prev_flags) = prev;
+    let epoch = if prev_flags & FLAG_SYNC != 0 {
+        prev_epoch.wrapping_add(1)
+    } else {
+        prev_epoch
+    };
+    let (last, before) = followers.split_last().expect("non-empty");
+    last.0 == epoch && before.iter().all(|f| f.0 == epoch && f.1 & FLAG_SYNC == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_rule() {
+        // Damage inside an unfinished save: followers continue that epoch.
+        assert!(torn_in_last_save((3, 0), &[(3, 0), (3, FLAG_SYNC)]));
+        // Damage at the start of a new save.
+        assert!(torn_in_last_save((3, FLAG_SYNC), &[(4, 0), (4, FLAG_SYNC)]));
+        // A later save exists: the damaged one was synced.
+        assert!(!torn_in_last_save(
+            (3, 0),
+            &[(3, FLAG_SYNC), (4, FLAG_SYNC)]
+        ));
+        assert!(!torn_in_last_save((3, FLAG_SYNC), &[(5, FLAG_SYNC)]));
+        // The rest of epoch 3 is missing yet epoch 4 was written: 3 had been synced.
+        assert!(!torn_in_last_save((3, 0), &[(4, FLAG_SYNC)]));
+        assert!(!torn_in_last_save((3, FLAG_SYNC), &[(3, 0)]));
+    }
+
+    #[test]
+    fn markers_roundtrip() {
+        let s = WalSnapshot {
+            index: 0x0102030405060708,
+            term: 9,
+        };
+        assert_eq!(decode_marker(&encode_marker(s)), Some(s));
+        assert_eq!(decode_marker(&[0; 15]), None);
+    }
+}
