@@ -674,10 +674,12 @@ impl fmt::Display for GoDuration {
         }
         if d < Duration::from_secs(1) {
             let ns = d.as_nanos();
-            return if ns % 1_000_000 == 0 {
-                write!(f, "{}ms", ns / 1_000_000)
-            } else if ns % 1_000 == 0 {
-                write!(f, "{}µs", ns / 1_000)
+            let (ms, sub_ms) = (ns / 1_000_000, ns % 1_000_000);
+            let (us, sub_us) = (ns / 1_000, ns % 1_000);
+            return if sub_ms == 0 {
+                write!(f, "{ms}ms")
+            } else if sub_us == 0 {
+                write!(f, "{us}µs")
             } else {
                 write!(f, "{ns}ns")
             };
@@ -721,8 +723,8 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
     let mut s = input;
     if let Some(rest) = s.strip_prefix('+') {
         s = rest;
-    } else if s.starts_with('-') {
-        return if s[1..] == *"0" {
+    } else if let Some(rest) = s.strip_prefix('-') {
+        return if rest == "0" {
             Ok(Duration::ZERO)
         } else {
             Err(format!("negative duration {input:?} is not allowed"))

@@ -110,8 +110,8 @@ pub(crate) fn gather(
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::DisplayHelp => {
             // Help comes from the command with env names, values hidden.
-            let mut full = <Flags as clap::CommandFactory>::command()
-                .mut_args(|a| a.hide_env_values(true));
+            let mut full =
+                <Flags as clap::CommandFactory>::command().mut_args(|a| a.hide_env_values(true));
             return Ok(Outcome::Help(full.render_help().to_string()));
         }
         Err(e) => return Err(clap_error(e, None)),
