@@ -47,13 +47,17 @@
 //! below the snapshot are skipped, and an entry at index `i` replaces any entries from `i` on
 //! (raft log conflict resolution). The snapshot's marker must be found.
 //!
-//! Where a record does not decode, the reader decides between a crash and corruption. Only
-//! the last save can be lost in a crash, because each save is synced before the next starts.
-//! So damage in the last segment is a *torn tail* if no valid record follows it, or if every
-//! valid record after it belongs to the same save (same epoch, and that epoch is the one the
-//! damaged record must have had): the tail is truncated from the damaged record on and
-//! zero-filled again. Any other damage, and any damage in an earlier segment, which was fully
-//! synced, is [`Error::Corrupt`], naming the file and offset; the WAL then refuses to open.
+//! A save's records count only once its last, sync-flagged record is read, so a save cut
+//! short by a crash is dropped whole. Where a record does not decode, the reader decides
+//! between a crash and corruption. Only the last save can be lost in a crash, because each
+//! save is synced before the next starts. So damage in the last segment is a *torn tail* if
+//! no valid record follows it, or if every valid record after it belongs to the same save
+//! (same epoch, and that epoch is the one the damaged record must have had): the tail is
+//! truncated from the start of that save and zero-filled again. Any other damage, and any
+//! damage in an earlier segment, which was fully synced, is [`Error::Corrupt`], naming the
+//! file and offset; the WAL then refuses to open. Records found after damage only decide
+//! between the two, they are never replayed: at worst, entry data shaped like a record turns
+//! a torn tail into a refusal to start, never into accepted data.
 
 mod error;
 mod read;
