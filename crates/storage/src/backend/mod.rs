@@ -24,9 +24,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock, Weak};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
+};
 
 /// redb's page cache. redb's default is 1 GiB; we aim at a resident size well below etcd's
 /// (~75 MiB under the standard benchmark), and the key index, not the page cache, serves most
@@ -37,6 +39,10 @@ pub const DEFAULT_CACHE_SIZE: usize = 32 * 1024 * 1024;
 /// How long a non-durable commit may wait for a durable one. Bounds the WAL that must be
 /// replayed after a crash, and fsyncs at most ten times a second, whatever the write rate.
 pub const DEFAULT_DURABLE_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long [`Backend::defrag`] waits for open transactions (readers, a compaction batch) to
+/// end before giving up.
+pub const DEFRAG_WAIT: Duration = Duration::from_secs(10);
 
 /// Backend errors: all of them come from redb or the file system.
 #[derive(Debug, thiserror::Error)]
@@ -182,13 +188,25 @@ impl Backend {
         &self.inner.path
     }
 
-    /// Rewrites the file to release free pages, as etcd's defragment does. Makes everything
-    /// durable first. Fails, changing nothing, while any transaction is open.
+    /// Rewrites the file to release free pages, as etcd's defragment does; makes everything
+    /// durable first. Blocks new transactions meanwhile and waits up to [`DEFRAG_WAIT`] for
+    /// open ones to end, failing with redb's `TransactionInProgress` after that.
     pub fn defrag(&self) -> Result<()> {
-        self.force_commit()?;
         let mut db = self.inner.db.write().unwrap_or_else(|e| e.into_inner());
-        while db.compact()? {}
-        Ok(())
+        let deadline = Instant::now() + DEFRAG_WAIT;
+        loop {
+            // redb compacts only durable state.
+            db.begin_write()?.commit()?;
+            self.inner.dirty.store(false, Ordering::Release);
+            match db.compact() {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(redb::CompactionError::TransactionInProgress) if Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// A CRC-32C over every table in [`schema::ALL_TABLES`] order (each table's name, then its
@@ -205,7 +223,9 @@ impl Backend {
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backend").field("path", &self.inner.path).finish()
+        f.debug_struct("Backend")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -213,7 +233,11 @@ impl Inner {
     fn durable_commit(&self) -> Result<()> {
         // Cleared before the commit: a non-durable commit racing with this one sets it again.
         self.dirty.store(false, Ordering::Release);
-        let txn = self.db.read().unwrap_or_else(|e| e.into_inner()).begin_write()?;
+        let txn = self
+            .db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .begin_write()?;
         let result = txn.commit();
         if result.is_err() {
             self.dirty.store(true, Ordering::Release);
@@ -282,7 +306,10 @@ pub fn hash_tables(txn: &ReadTransaction) -> Result<u32> {
 }
 
 /// Reads a u64 `meta` value; `None` when absent.
-pub fn read_meta_u64(table: &impl ReadableTable<&'static [u8], &'static [u8]>, key: &[u8]) -> Result<Option<u64>> {
+pub fn read_meta_u64(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<Option<u64>> {
     let Some(v) = table.get(key)? else {
         return Ok(None);
     };
@@ -290,7 +317,11 @@ pub fn read_meta_u64(table: &impl ReadableTable<&'static [u8], &'static [u8]>, k
         Some(n) => Ok(Some(n)),
         None => Err(Error::Corrupt {
             table: "meta",
-            what: format!("{} is {} bytes, want 8", String::from_utf8_lossy(key), v.value().len()),
+            what: format!(
+                "{} is {} bytes, want 8",
+                String::from_utf8_lossy(key),
+                v.value().len()
+            ),
         }),
     }
 }
@@ -305,7 +336,12 @@ mod tests {
 
     fn put(b: &Backend, k: &[u8], v: &[u8]) {
         let batch = b.begin_write().unwrap();
-        batch.txn().open_table(schema::LEASE).unwrap().insert(k, v).unwrap();
+        batch
+            .txn()
+            .open_table(schema::LEASE)
+            .unwrap()
+            .insert(k, v)
+            .unwrap();
         batch.commit().unwrap();
     }
 
@@ -350,7 +386,10 @@ mod tests {
         put(&b, b"a", b"1");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while b.inner.dirty.load(Ordering::Acquire) {
-            assert!(std::time::Instant::now() < deadline, "flusher never committed");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "flusher never committed"
+            );
             thread::sleep(Duration::from_millis(5));
         }
     }
@@ -360,7 +399,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = open(&dir);
         let batch = b.begin_write().unwrap();
-        batch.txn().open_table(schema::LEASE).unwrap().insert(&b"a"[..], &b"1"[..]).unwrap();
+        batch
+            .txn()
+            .open_table(schema::LEASE)
+            .unwrap()
+            .insert(&b"a"[..], &b"1"[..])
+            .unwrap();
         batch.abort().unwrap();
         assert_eq!(get(&b, b"a"), None);
     }
@@ -418,7 +462,10 @@ mod tests {
             let mut t = batch.txn().open_table(schema::META).unwrap();
             t.insert(schema::META_TERM, &b"bad"[..]).unwrap();
             assert!(read_meta_u64(&t, schema::META_TERM).is_err());
-            assert_eq!(read_meta_u64(&t, schema::META_CONSISTENT_INDEX).unwrap(), None);
+            assert_eq!(
+                read_meta_u64(&t, schema::META_CONSISTENT_INDEX).unwrap(),
+                None
+            );
         }
         batch.abort().unwrap();
     }

@@ -115,7 +115,10 @@ mod tests {
 
     #[test]
     fn u64_codec_round_trips_and_rejects_bad_length() {
-        assert_eq!(decode_u64(&encode_u64(0x0102_0304_0506_0708)), Some(0x0102_0304_0506_0708));
+        assert_eq!(
+            decode_u64(&encode_u64(0x0102_0304_0506_0708)),
+            Some(0x0102_0304_0506_0708)
+        );
         assert_eq!(decode_u64(b"short"), None);
     }
 }

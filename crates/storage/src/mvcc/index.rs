@@ -22,6 +22,9 @@ pub(crate) enum KeyRange<'a> {
     Between(&'a [u8], &'a [u8]),
 }
 
+/// Lower and upper bound of a key range, for `BTreeMap::range`.
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 impl<'a> KeyRange<'a> {
     /// Reads `key` and `range_end` as etcd does.
     pub fn new(key: &'a [u8], range_end: &'a [u8]) -> KeyRange<'a> {
@@ -32,7 +35,7 @@ impl<'a> KeyRange<'a> {
         }
     }
 
-    fn bounds(self) -> Option<(Bound<&'a [u8]>, Bound<&'a [u8]>)> {
+    fn bounds(self) -> Option<KeyBounds<'a>> {
         match self {
             KeyRange::Single(k) => Some((Bound::Included(k), Bound::Included(k))),
             KeyRange::From(k) => Some((Bound::Included(k), Bound::Unbounded)),
@@ -97,7 +100,10 @@ impl TreeIndex {
     /// The revisions holding the first `limit` keys (all when `limit` ≤ 0) of `range` that
     /// exist at `at`, in key order, and the number of all such keys.
     pub fn revisions(&self, range: KeyRange<'_>, at: i64, limit: i64) -> (Vec<Revision>, i64) {
-        let limit = usize::try_from(limit).ok().filter(|&l| l > 0).unwrap_or(usize::MAX);
+        let limit = usize::try_from(limit)
+            .ok()
+            .filter(|&l| l > 0)
+            .unwrap_or(usize::MAX);
         let mut revs = Vec::new();
         let mut total = 0i64;
         for (_, k) in self.live_at(range, at) {
@@ -212,7 +218,10 @@ mod tests {
         assert_eq!(t.revisions(all, 6, 2), (vec![r(2), r(4)], 3));
         assert_eq!(t.revisions(KeyRange::Single(b"b"), 4, 0), (vec![r(3)], 1));
         assert_eq!(t.revisions(KeyRange::Single(b"b"), 5, 0), (vec![], 0));
-        assert_eq!(t.revisions(KeyRange::Between(b"b", b"d"), 6, 0), (vec![r(4)], 1));
+        assert_eq!(
+            t.revisions(KeyRange::Between(b"b", b"d"), 6, 0),
+            (vec![r(4)], 1)
+        );
         assert_eq!(t.count(all, 3), 2);
         assert_eq!(t.count(all, 1), 0);
     }
@@ -232,14 +241,20 @@ mod tests {
             t.range_since(KeyRange::From(b""), 3, 5),
             vec![r(3), r(4), r(5)]
         );
-        assert_eq!(t.range_since(KeyRange::Single(b"b"), 0, 100), vec![r(3), r(5)]);
+        assert_eq!(
+            t.range_since(KeyRange::Single(b"b"), 0, 100),
+            vec![r(3), r(5)]
+        );
     }
 
     #[test]
     fn chunked_compaction_equals_whole_and_drops_dead_keys() {
         let mut whole = sample();
         let mut keep_whole = HashSet::new();
-        assert_eq!(whole.compact_chunk(5, None, usize::MAX, &mut keep_whole), Some(b"d".to_vec()));
+        assert_eq!(
+            whole.compact_chunk(5, None, usize::MAX, &mut keep_whole),
+            Some(b"d".to_vec())
+        );
         let mut chunked = sample();
         let predicted = chunked.keep(5);
         let mut keep = HashSet::new();
@@ -250,7 +265,10 @@ mod tests {
         assert_eq!(keep, keep_whole);
         assert_eq!(keep, predicted);
         assert_eq!(keep, HashSet::from([r(2), r(4)]));
-        assert!(chunked.get(b"b").is_none(), "b died at 5 and must leave the index");
+        assert!(
+            chunked.get(b"b").is_none(),
+            "b died at 5 and must leave the index"
+        );
         assert_eq!(chunked.len(), 3);
         assert_eq!(whole.len(), 3);
     }
@@ -261,7 +279,7 @@ mod tests {
         t.entry(b"a").put(r(7));
         assert!(t.entry(b"c").tombstone(r(7)));
         t.entry(b"new").put(r(8));
-        assert!(t.entry(b"b").tombstone(r(8)) == false);
+        assert!(!t.entry(b"b").tombstone(r(8)));
         t.entry(b"b").put(r(8));
         t.roll_back_after(6);
         let fresh = sample();

@@ -101,7 +101,10 @@ impl KeyIndex {
             "key index: put at {rev} is not after the last change {}",
             self.modified
         );
-        let g = self.generations.last_mut().expect("a key index has a generation");
+        let g = self
+            .generations
+            .last_mut()
+            .expect("a key index has a generation");
         if g.revs.is_empty() {
             g.created = rev;
         }
@@ -346,7 +349,9 @@ mod tests {
     /// against what `keep` predicts and against reads at and after the compaction revision.
     #[test]
     fn compaction_keeps_what_later_reads_need() {
-        let cases: &[(i64, Vec<Vec<i64>>, Vec<i64>)] = &[
+        // (compaction revision, generations left, revisions kept)
+        type Case = (i64, Vec<Vec<i64>>, Vec<i64>);
+        let cases: &[Case] = &[
             (1, vec![vec![2, 4, 6], vec![8, 9, 11], vec![]], vec![]),
             (2, vec![vec![2, 4, 6], vec![8, 9, 11], vec![]], vec![2]),
             (3, vec![vec![2, 4, 6], vec![8, 9, 11], vec![]], vec![2]),
@@ -374,7 +379,11 @@ mod tests {
             assert_eq!(ki.is_empty(), *rev >= 11);
             if !ki.is_empty() {
                 for read in *rev..14 {
-                    assert_eq!(ki.get(read), full.get(read), "read at {read} after compact({rev})");
+                    assert_eq!(
+                        ki.get(read),
+                        full.get(read),
+                        "read at {read} after compact({rev})"
+                    );
                 }
             }
         }
@@ -417,7 +426,14 @@ mod tests {
             let mut ki = full.clone();
             ki.roll_back_after(rev);
             let mut rebuilt = KeyIndex::new();
-            for (m, tomb) in [(2, false), (4, false), (6, true), (8, false), (9, false), (11, true)] {
+            for (m, tomb) in [
+                (2, false),
+                (4, false),
+                (6, true),
+                (8, false),
+                (9, false),
+                (11, true),
+            ] {
                 if m <= rev {
                     if tomb {
                         rebuilt.tombstone(r(m));

@@ -96,8 +96,10 @@ impl KvStore {
         let started = std::time::Instant::now();
         let rtxn = backend.begin_read()?;
         let meta = rtxn.open_table(schema::META)?;
-        let finished = backend::read_meta_u64(&meta, schema::META_FINISHED_COMPACT_REV)?.unwrap_or(0) as i64;
-        let scheduled = backend::read_meta_u64(&meta, schema::META_SCHEDULED_COMPACT_REV)?.unwrap_or(0) as i64;
+        let finished =
+            backend::read_meta_u64(&meta, schema::META_FINISHED_COMPACT_REV)?.unwrap_or(0) as i64;
+        let scheduled =
+            backend::read_meta_u64(&meta, schema::META_SCHEDULED_COMPACT_REV)?.unwrap_or(0) as i64;
         let index = backend::read_meta_u64(&meta, schema::META_CONSISTENT_INDEX)?.unwrap_or(0);
         let term = backend::read_meta_u64(&meta, schema::META_TERM)?.unwrap_or(0);
         let (tree, last_rev) = restore_index(&rtxn)?;
@@ -126,7 +128,10 @@ impl KvStore {
         );
         let store = KvStore { shared };
         if scheduled > finished {
-            tracing::info!("scheduled-compact-revision" = scheduled, "resume scheduled compaction");
+            tracing::info!(
+                "scheduled-compact-revision" = scheduled,
+                "resume scheduled compaction"
+            );
             store.shared.schedule_compaction(scheduled, None);
         }
         Ok(store)
@@ -149,7 +154,11 @@ impl KvStore {
 
     /// Index and term of the last Raft entry whose effects are committed to the backend.
     pub fn consistent_index(&self) -> (u64, u64) {
-        *self.shared.applied.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .shared
+            .applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reads the keys of `key`..`range_end` by etcd's rules: `range_end` empty for `key` alone,
@@ -175,7 +184,12 @@ impl KvStore {
                 });
             }
             // Opened under the lock: a compaction committed later cannot have removed them yet.
-            (revs, count, st.current_rev, self.shared.backend.begin_read()?)
+            (
+                revs,
+                count,
+                st.current_rev,
+                self.shared.backend.begin_read()?,
+            )
         };
         let table = rtxn.open_table(schema::KEY)?;
         Ok(RangeResult {
@@ -212,7 +226,13 @@ impl KvStore {
             }
             let at = if rev > 0 { rev } else { st.current_rev };
             let keep = st.index.keep(st.compact_rev);
-            (keep, at, st.current_rev, st.compact_rev, self.shared.backend.begin_read()?)
+            (
+                keep,
+                at,
+                st.current_rev,
+                st.compact_rev,
+                self.shared.backend.begin_read()?,
+            )
         };
         let table = rtxn.open_table(schema::KEY)?;
         let mut crc = crc32c::crc32c(b"key");
@@ -258,7 +278,10 @@ impl KvStore {
             return Ok(events);
         }
         let table = rtxn.open_table(schema::KEY)?;
-        let (lo, hi) = (Revision::new(from, 0).to_bytes(), Revision::new(to + 1, 0).to_bytes());
+        let (lo, hi) = (
+            Revision::new(from, 0).to_bytes(),
+            Revision::new(to + 1, 0).to_bytes(),
+        );
         for entry in table.range::<&[u8]>(&lo[..]..&hi[..])? {
             let (k, v) = entry?;
             let (r, tombstone) = decode_rev(k.value())?;
@@ -283,7 +306,10 @@ impl KvStore {
         let all = self.range(b"", b"\0", RangeOptions::default())?;
         let mut leased = all.kvs;
         leased.retain(|kv| kv.lease != 0);
-        Ok(leased.into_iter().map(|kv| (kv.key.to_vec(), kv.lease)).collect())
+        Ok(leased
+            .into_iter()
+            .map(|kv| (kv.key.to_vec(), kv.lease))
+            .collect())
     }
 
     /// Makes every committed batch durable now (snapshot, shutdown).
@@ -396,10 +422,673 @@ fn restore_index(rtxn: &ReadTransaction) -> Result<(TreeIndex, i64)> {
             // compacted away. A tombstone there has nothing left to end.
             None if !tombstone => {
                 let created = Revision::new(kv.create_revision, 0);
-                tree.insert(kv.key.to_vec(), KeyIndex::restored(created, rev, kv.version));
+                tree.insert(
+                    kv.key.to_vec(),
+                    KeyIndex::restored(created, rev, kv.version),
+                );
             }
             None => {}
         }
     }
     Ok((tree, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendConfig;
+    use redb::ReadableTableMetadata;
+    use std::time::Duration;
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    fn open_at(dir: &tempfile::TempDir) -> KvStore {
+        let backend = Backend::open(dir.path().join("db"), BackendConfig::default()).unwrap();
+        KvStore::open(backend).unwrap()
+    }
+
+    fn new_store() -> (tempfile::TempDir, KvStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open_at(&dir);
+        (dir, s)
+    }
+
+    fn put(s: &KvStore, k: &str, v: &str) -> Vec<Event> {
+        put_lease(s, k, v, 0)
+    }
+
+    fn put_lease(s: &KvStore, k: &str, v: &str, lease: i64) -> Vec<Event> {
+        let mut b = s.begin_batch().unwrap();
+        let mut t = b.txn();
+        t.put(k.as_bytes(), v.as_bytes(), lease).unwrap();
+        let ev = t.end();
+        b.commit().unwrap();
+        ev
+    }
+
+    fn delete(s: &KvStore, k: &str, end: &str) -> Vec<KeyValue> {
+        let mut b = s.begin_batch().unwrap();
+        let mut t = b.txn();
+        let deleted = t.delete_range(k.as_bytes(), end.as_bytes()).unwrap();
+        t.end();
+        b.commit().unwrap();
+        deleted
+    }
+
+    fn get(s: &KvStore, k: &str, rev: i64) -> Result<Option<KeyValue>> {
+        let r = s.range(
+            k.as_bytes(),
+            b"",
+            RangeOptions {
+                rev,
+                ..Default::default()
+            },
+        )?;
+        Ok(r.kvs.into_iter().next())
+    }
+
+    fn keys(r: &RangeResult) -> Vec<String> {
+        r.kvs
+            .iter()
+            .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+            .collect()
+    }
+
+    fn key_table_len(s: &KvStore) -> u64 {
+        let rtxn = s.backend().begin_read().unwrap();
+        rtxn.open_table(schema::KEY).unwrap().len().unwrap()
+    }
+
+    #[test]
+    fn fresh_store_is_at_revision_one() {
+        let (_d, s) = new_store();
+        assert_eq!(s.current_revision(), 1);
+        assert_eq!(s.compact_revision(), 0);
+        assert_eq!(s.consistent_index(), (0, 0));
+        let r = s.range(b"", b"\0", RangeOptions::default()).unwrap();
+        assert_eq!((r.kvs.len(), r.count, r.rev), (0, 0, 1));
+    }
+
+    #[test]
+    fn revision_rules_follow_etcd() {
+        let (_d, s) = new_store();
+        put(&s, "a", "1");
+        let kv = get(&s, "a", 0).unwrap().unwrap();
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 2, 1));
+        let ev = put_lease(&s, "a", "2", 7);
+        let kv = get(&s, "a", 0).unwrap().unwrap();
+        assert_eq!(
+            (kv.create_revision, kv.mod_revision, kv.version, kv.lease),
+            (2, 3, 2, 7)
+        );
+        assert_eq!(ev[0].prev_kv.as_ref().unwrap().value, b"1".to_vec());
+
+        // Several changes in one transaction share the main revision.
+        let mut b = s.begin_batch().unwrap();
+        let mut t = b.txn();
+        assert_eq!(t.put(b"b", b"x", 0).unwrap(), None);
+        t.put(b"c", b"y", 0).unwrap();
+        let prev = t.put(b"b", b"z", 0).unwrap().unwrap();
+        assert_eq!(prev.value, b"x".to_vec());
+        let ev = t.end();
+        b.commit().unwrap();
+        assert_eq!(s.current_revision(), 4);
+        assert!(ev.iter().all(|e| e.kv.as_ref().unwrap().mod_revision == 4));
+        let b_kv = get(&s, "b", 0).unwrap().unwrap();
+        assert_eq!(
+            (b_kv.create_revision, b_kv.version, b_kv.value),
+            (4, 2, b"z".to_vec())
+        );
+
+        // A transaction that changes nothing takes no revision.
+        let mut b = s.begin_batch().unwrap();
+        let mut t = b.txn();
+        t.range(b"a", b"", RangeOptions::default()).unwrap();
+        assert!(t.delete_range(b"nope", b"").unwrap().is_empty());
+        assert!(t.end().is_empty());
+        b.commit().unwrap();
+        assert_eq!(s.current_revision(), 4);
+
+        // Delete leaves a tombstone; a new put starts a new life.
+        let deleted = delete(&s, "a", "");
+        assert_eq!(deleted.len(), 1);
+        assert_eq!(s.current_revision(), 5);
+        assert_eq!(get(&s, "a", 0).unwrap(), None);
+        assert_eq!(get(&s, "a", 4).unwrap().unwrap().value, b"2".to_vec());
+        put(&s, "a", "3");
+        let kv = get(&s, "a", 0).unwrap().unwrap();
+        assert_eq!(
+            (kv.create_revision, kv.mod_revision, kv.version, kv.lease),
+            (6, 6, 1, 0)
+        );
+    }
+
+    #[test]
+    fn delete_events_carry_revision_and_previous_value() {
+        let (_d, s) = new_store();
+        put(&s, "a", "1");
+        put(&s, "b", "2");
+        put(&s, "c", "3");
+        let mut b = s.begin_batch().unwrap();
+        let mut t = b.txn();
+        t.delete_range(b"a", b"c").unwrap();
+        let ev = t.end();
+        b.commit().unwrap();
+        assert_eq!(ev.len(), 2);
+        for (e, (k, v)) in ev.iter().zip([("a", "1"), ("b", "2")]) {
+            assert_eq!(e.r#type, EventType::Delete as i32);
+            let kv = e.kv.as_ref().unwrap();
+            assert_eq!((kv.key.as_slice(), kv.mod_revision), (k.as_bytes(), 5));
+            assert_eq!(e.prev_kv.as_ref().unwrap().value, v.as_bytes().to_vec());
+        }
+        let r = s.range(b"", b"\0", RangeOptions::default()).unwrap();
+        assert_eq!(keys(&r), ["c"]);
+    }
+
+    #[test]
+    fn range_with_limit_count_keys_only_and_revision() {
+        let (_d, s) = new_store();
+        for k in ["a", "b", "c", "d"] {
+            put(&s, k, "v");
+        } // a@2 b@3 c@4 d@5
+        let all = |opts| s.range(b"a", b"\0", opts).unwrap();
+        let r = all(RangeOptions {
+            limit: 2,
+            ..Default::default()
+        });
+        assert_eq!(
+            (keys(&r), r.count, r.rev),
+            (vec!["a".into(), "b".into()], 4, 5)
+        );
+        let r = all(RangeOptions {
+            rev: 3,
+            ..Default::default()
+        });
+        assert_eq!(
+            (keys(&r), r.count, r.rev),
+            (vec!["a".into(), "b".into()], 2, 5)
+        );
+        let r = all(RangeOptions {
+            count_only: true,
+            ..Default::default()
+        });
+        assert_eq!((r.kvs.len(), r.count), (0, 4));
+        let r = all(RangeOptions {
+            keys_only: true,
+            ..Default::default()
+        });
+        assert!(r
+            .kvs
+            .iter()
+            .all(|kv| kv.value.is_empty() && kv.version == 1));
+        let r = s.range(b"b", b"d", RangeOptions::default()).unwrap();
+        assert_eq!(keys(&r), ["b", "c"]);
+        let r = s.range(b"d", b"b", RangeOptions::default()).unwrap();
+        assert_eq!(r.count, 0);
+    }
+
+    #[test]
+    fn future_and_compacted_revisions_are_refused() {
+        let (_d, s) = new_store();
+        for i in 0..5 {
+            put(&s, "k", &i.to_string());
+        } // 2..=6
+        assert!(matches!(get(&s, "k", 7), Err(Error::FutureRev)));
+        assert!(matches!(s.compact(7), Err(Error::FutureRev)));
+        s.compact(4).unwrap().wait().unwrap();
+        assert_eq!(s.compact_revision(), 4);
+        assert!(matches!(get(&s, "k", 3), Err(Error::Compacted)));
+        assert_eq!(get(&s, "k", 4).unwrap().unwrap().value, b"2".to_vec());
+        assert!(matches!(s.compact(4), Err(Error::Compacted)));
+        assert!(matches!(s.compact(3), Err(Error::Compacted)));
+        assert!(matches!(s.hash_kv(4), Err(Error::Compacted)));
+        assert!(matches!(s.hash_kv(9), Err(Error::FutureRev)));
+        assert!(matches!(s.events(3, 10), Err(Error::Compacted)));
+    }
+
+    #[test]
+    fn batch_reads_its_own_writes_and_hides_them_until_commit() {
+        let (_d, s) = new_store();
+        put(&s, "a", "old");
+        let mut b = s.begin_batch().unwrap();
+        {
+            let mut t = b.txn();
+            t.put(b"a", b"new", 0).unwrap();
+            t.put(b"b", b"1", 0).unwrap();
+            let r = t.range(b"", b"\0", RangeOptions::default()).unwrap();
+            assert_eq!((keys(&r), r.rev), (vec!["a".into(), "b".into()], 3));
+            assert_eq!(r.kvs[0].value, b"new".to_vec());
+            t.end();
+        }
+        {
+            let mut t = b.txn();
+            let r = t.range(b"a", b"", RangeOptions::default()).unwrap();
+            assert_eq!(r.kvs[0].value, b"new".to_vec());
+            assert_eq!(t.read_revision(), 3);
+            t.delete_range(b"b", b"").unwrap();
+            assert_eq!(
+                t.range(b"b", b"", RangeOptions::default()).unwrap().count,
+                0
+            );
+            t.end();
+        }
+        assert_eq!(b.current_revision(), 4);
+        // Outside the batch nothing changed yet.
+        assert_eq!(s.current_revision(), 2);
+        assert_eq!(get(&s, "a", 0).unwrap().unwrap().value, b"old".to_vec());
+        assert_eq!(get(&s, "b", 0).unwrap(), None);
+        b.set_consistent_index(9, 2).unwrap();
+        b.commit().unwrap();
+        assert_eq!(s.current_revision(), 4);
+        assert_eq!(s.consistent_index(), (9, 2));
+        assert_eq!(get(&s, "a", 0).unwrap().unwrap().value, b"new".to_vec());
+        assert_eq!(get(&s, "b", 3).unwrap().unwrap().value, b"1".to_vec());
+        assert_eq!(get(&s, "b", 0).unwrap(), None);
+    }
+
+    #[test]
+    fn dropped_batch_leaves_no_trace() {
+        let (_d, s) = new_store();
+        put(&s, "a", "1");
+        {
+            let mut b = s.begin_batch().unwrap();
+            let mut t = b.txn();
+            t.put(b"a", b"2", 0).unwrap();
+            t.put(b"z", b"2", 0).unwrap();
+            t.delete_range(b"a", b"").unwrap();
+            t.end();
+            let _wait = b.compact(2).unwrap();
+        }
+        assert_eq!(s.current_revision(), 2);
+        assert_eq!(s.compact_revision(), 0);
+        put(&s, "a", "3");
+        let kv = get(&s, "a", 0).unwrap().unwrap();
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
+        assert_eq!(get(&s, "z", 0).unwrap(), None);
+        assert_eq!(key_table_len(&s), 2);
+    }
+
+    #[test]
+    fn compaction_in_a_batch_fails_early_reads_and_reports_when_done() {
+        let (_d, s) = new_store();
+        put(&s, "a", "1");
+        put(&s, "a", "2");
+        let mut b = s.begin_batch().unwrap();
+        let wait = b.compact(3).unwrap();
+        assert!(
+            wait.wait_timeout(Duration::from_millis(20)).is_none(),
+            "not before commit"
+        );
+        let mut t = b.txn();
+        assert!(matches!(
+            t.range(
+                b"a",
+                b"",
+                RangeOptions {
+                    rev: 2,
+                    ..Default::default()
+                }
+            ),
+            Err(Error::Compacted)
+        ));
+        t.end();
+        assert!(
+            get(&s, "a", 2).is_ok(),
+            "others see the compaction at commit"
+        );
+        b.commit().unwrap();
+        wait.wait_timeout(WAIT)
+            .expect("compaction finished in time")
+            .unwrap();
+        assert_eq!(key_table_len(&s), 1);
+    }
+
+    #[test]
+    fn compaction_removes_old_revisions_and_keeps_latest() {
+        let (_d, s) = new_store();
+        for i in 0..50 {
+            put(&s, &format!("k{}", i % 5), &i.to_string());
+        } // revisions 2..=51
+        put(&s, "gone", "x"); // 52
+        delete(&s, "gone", ""); // 53
+        assert_eq!(key_table_len(&s), 52);
+        s.compact(53).unwrap().wait().unwrap();
+        // Only the latest value of each live key is left; the deleted key is gone entirely.
+        assert_eq!(key_table_len(&s), 5);
+        let r = s.range(b"", b"\0", RangeOptions::default()).unwrap();
+        assert_eq!(keys(&r), ["k0", "k1", "k2", "k3", "k4"]);
+        assert_eq!(r.kvs[4].value, b"49".to_vec());
+        assert_eq!(r.kvs[4].version, 10);
+        put(&s, "k4", "again");
+        assert_eq!(get(&s, "k4", 0).unwrap().unwrap().version, 11);
+    }
+
+    #[test]
+    fn reopen_restores_index_revisions_and_consistent_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = |s: &KvStore| {
+            (1..=s.current_revision())
+                .filter(|&rev| rev >= s.compact_revision())
+                .map(|rev| {
+                    s.range(
+                        b"",
+                        b"\0",
+                        RangeOptions {
+                            rev,
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap()
+                })
+                .collect::<Vec<_>>()
+        };
+        let before = {
+            let s = open_at(&dir);
+            put(&s, "a", "1");
+            put(&s, "b", "1");
+            delete(&s, "a", "");
+            put(&s, "a", "2");
+            put(&s, "b", "2");
+            let mut b = s.begin_batch().unwrap();
+            b.set_consistent_index(42, 3).unwrap();
+            b.commit().unwrap();
+            (snapshot(&s), s.current_revision())
+        };
+        let s = open_at(&dir);
+        assert_eq!(s.current_revision(), before.1);
+        assert_eq!(s.consistent_index(), (42, 3));
+        assert_eq!(snapshot(&s), before.0);
+        put(&s, "a", "3");
+        let kv = get(&s, "a", 0).unwrap().unwrap();
+        assert_eq!((kv.create_revision, kv.version), (5, 2));
+    }
+
+    #[test]
+    fn reopen_after_compaction_keeps_revision_when_everything_was_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open_at(&dir);
+            put(&s, "a", "1");
+            delete(&s, "a", "");
+            s.compact(3).unwrap().wait().unwrap();
+            assert_eq!(key_table_len(&s), 0);
+        }
+        let s = open_at(&dir);
+        assert_eq!((s.current_revision(), s.compact_revision()), (3, 3));
+        put(&s, "a", "2");
+        assert_eq!(get(&s, "a", 0).unwrap().unwrap().mod_revision, 4);
+    }
+
+    #[test]
+    fn interrupted_compaction_resumes_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open_at(&dir);
+            for i in 0..10 {
+                put(&s, "k", &i.to_string());
+            } // 2..=11
+              // As if the process died right after the compaction was scheduled.
+            let b = s.begin_batch().unwrap();
+            b.raw()
+                .open_table(schema::META)
+                .unwrap()
+                .insert(
+                    schema::META_SCHEDULED_COMPACT_REV,
+                    &schema::encode_u64(8)[..],
+                )
+                .unwrap();
+            b.commit().unwrap();
+            assert_eq!(key_table_len(&s), 10);
+        }
+        let s = open_at(&dir);
+        assert_eq!(s.compact_revision(), 8);
+        assert!(matches!(get(&s, "k", 7), Err(Error::Compacted)));
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let rtxn = s.backend().begin_read().unwrap();
+            let meta = rtxn.open_table(schema::META).unwrap();
+            if backend::read_meta_u64(&meta, schema::META_FINISHED_COMPACT_REV).unwrap() == Some(8)
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "compaction never resumed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(key_table_len(&s), 4); // 8, 9, 10, 11
+        assert_eq!(get(&s, "k", 8).unwrap().unwrap().value, b"6".to_vec());
+    }
+
+    fn history(s: &KvStore, salt: &str) {
+        for i in 0..30 {
+            put(s, &format!("k{}", i % 7), &format!("{salt}{i}"));
+            if i % 9 == 0 {
+                delete(s, &format!("k{}", i % 4), "");
+            }
+        }
+    }
+
+    #[test]
+    fn hash_kv_is_equal_for_equal_histories_whatever_the_compaction_progress() {
+        let (_d1, a) = new_store();
+        let (_d2, b) = new_store();
+        let (_d3, c) = new_store();
+        history(&a, "v");
+        history(&b, "v");
+        history(&c, "w");
+        assert_eq!(a.hash_kv(0).unwrap(), b.hash_kv(0).unwrap());
+        assert_ne!(a.hash_kv(0).unwrap().hash, c.hash_kv(0).unwrap().hash);
+        assert_eq!(a.hash_kv(20).unwrap(), b.hash_kv(20).unwrap());
+
+        let wait = a.compact(25).unwrap();
+        let early = a.hash_kv(0).unwrap();
+        wait.wait().unwrap();
+        let late = a.hash_kv(0).unwrap();
+        assert_eq!(early, late);
+        b.compact(25).unwrap().wait().unwrap();
+        assert_eq!(late, b.hash_kv(0).unwrap());
+        assert_eq!(late.compact_revision, 25);
+        assert_eq!(a.hash().unwrap().0, b.hash().unwrap().0);
+    }
+
+    #[test]
+    fn events_replay_history_in_revision_order() {
+        let (_d, s) = new_store();
+        put(&s, "a", "1"); // 2
+        put(&s, "b", "1"); // 3
+        delete(&s, "a", ""); // 4
+        let ev = s.events(3, 100).unwrap();
+        let summary: Vec<(i32, String, i64)> = ev
+            .iter()
+            .map(|e| {
+                let kv = e.kv.as_ref().unwrap();
+                (
+                    e.r#type,
+                    String::from_utf8_lossy(&kv.key).into_owned(),
+                    kv.mod_revision,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (EventType::Put as i32, "b".into(), 3),
+                (EventType::Delete as i32, "a".into(), 4)
+            ]
+        );
+        assert!(s.events(5, 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn leased_keys_lists_live_keys_with_leases() {
+        let (_d, s) = new_store();
+        put_lease(&s, "a", "1", 5);
+        put_lease(&s, "b", "1", 6);
+        put(&s, "c", "1");
+        delete(&s, "b", "");
+        assert_eq!(s.leased_keys().unwrap(), vec![(b"a".to_vec(), 5)]);
+    }
+
+    /// Random writes, reads and compactions against a model that keeps every revision's full
+    /// state. Replay a failure with OXCD_TEST_SEED.
+    #[test]
+    fn randomized_against_a_btreemap_model() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::BTreeMap;
+
+        let seed: u64 = std::env::var("OXCD_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random);
+        println!("OXCD_TEST_SEED={seed}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (_d, s) = new_store();
+        // model[rev] = the state at that revision: key -> (value, create, mod, version)
+        type Entry = (Vec<u8>, i64, i64, i64);
+        type State = BTreeMap<Vec<u8>, Entry>;
+        let mut model: Vec<State> = vec![State::new(), State::new()]; // revisions 0 and 1
+        let key = |rng: &mut rand::rngs::StdRng| vec![b'a' + rng.random_range(0..8u8)];
+        let mut compacted = 0i64;
+        let mut waits = Vec::new();
+
+        for step in 0..400 {
+            let mut b = s.begin_batch().unwrap();
+            for _ in 0..rng.random_range(1..4) {
+                let mut state = model.last().unwrap().clone();
+                let rev = b.current_revision() + 1;
+                let mut changed = false;
+                let mut t = b.txn();
+                for _ in 0..rng.random_range(1..4) {
+                    let k = key(&mut rng);
+                    if rng.random_bool(0.7) {
+                        let v = format!("{step}-{}", rng.random::<u16>()).into_bytes();
+                        let prev = t.put(&k, &v, 0).unwrap();
+                        let entry = match state.get(&k) {
+                            Some(old) => {
+                                assert_eq!(prev.as_ref().map(|p| &p.value), Some(&old.0));
+                                (v, old.1, rev, old.3 + 1)
+                            }
+                            None => {
+                                assert!(prev.is_none());
+                                (v, rev, rev, 1)
+                            }
+                        };
+                        state.insert(k, entry);
+                        changed = true;
+                    } else {
+                        let end = if rng.random_bool(0.5) {
+                            vec![]
+                        } else {
+                            key(&mut rng)
+                        };
+                        let deleted = t.delete_range(&k, &end).unwrap();
+                        let gone: Vec<Vec<u8>> = state
+                            .keys()
+                            .filter(|x| {
+                                if end.is_empty() {
+                                    **x == k
+                                } else {
+                                    **x >= k && **x < end
+                                }
+                            })
+                            .cloned()
+                            .collect();
+                        assert_eq!(
+                            deleted.iter().map(|kv| kv.key.to_vec()).collect::<Vec<_>>(),
+                            gone
+                        );
+                        for g in gone {
+                            state.remove(&g);
+                            changed = true;
+                        }
+                    }
+                }
+                t.end();
+                if changed {
+                    model.push(state);
+                }
+                assert_eq!(b.current_revision() as usize, model.len() - 1);
+            }
+            if rng.random_bool(0.05) {
+                let cur = b.current_revision();
+                let target = rng.random_range(compacted + 1..=cur.max(compacted + 1));
+                if target <= cur {
+                    waits.push(b.compact(target).unwrap());
+                    compacted = target;
+                }
+            }
+            b.commit().unwrap();
+
+            // Reads at random revisions agree with the model.
+            let cur = s.current_revision();
+            assert_eq!(cur as usize, model.len() - 1);
+            for _ in 0..3 {
+                let rev = rng.random_range(0..=cur + 1);
+                let k = key(&mut rng);
+                let end = match rng.random_range(0..3) {
+                    0 => vec![],
+                    1 => vec![0],
+                    _ => key(&mut rng),
+                };
+                let limit = rng.random_range(0..4);
+                let got = s.range(
+                    &k,
+                    &end,
+                    RangeOptions {
+                        rev,
+                        limit,
+                        ..Default::default()
+                    },
+                );
+                if rev > cur {
+                    assert!(matches!(got, Err(Error::FutureRev)));
+                    continue;
+                }
+                let at = if rev == 0 { cur } else { rev };
+                if at < compacted {
+                    assert!(matches!(got, Err(Error::Compacted)), "seed {seed}");
+                    continue;
+                }
+                let got = got.unwrap();
+                let want: Vec<(&Vec<u8>, &Entry)> = model[at as usize]
+                    .iter()
+                    .filter(|(x, _)| match end.as_slice() {
+                        [] => **x == k,
+                        [0] => **x >= k,
+                        e => x.as_slice() >= k.as_slice() && x.as_slice() < e,
+                    })
+                    .collect();
+                assert_eq!(got.count, want.len() as i64, "seed {seed} step {step}");
+                let n = if limit > 0 {
+                    want.len().min(limit as usize)
+                } else {
+                    want.len()
+                };
+                assert_eq!(got.kvs.len(), n, "seed {seed} step {step}");
+                for (kv, (wk, (v, c, m, ver))) in got.kvs.iter().zip(want) {
+                    assert_eq!(
+                        (
+                            &kv.key.to_vec(),
+                            &kv.value.to_vec(),
+                            kv.create_revision,
+                            kv.mod_revision,
+                            kv.version
+                        ),
+                        (wk, v, *c, *m, *ver),
+                        "seed {seed} step {step} at {at}"
+                    );
+                }
+            }
+        }
+        for w in waits {
+            w.wait_timeout(WAIT)
+                .expect("compaction finished in time")
+                .unwrap();
+        }
+        let cur = s.current_revision();
+        let r = s.range(b"", b"\0", RangeOptions::default()).unwrap();
+        assert_eq!(r.count as usize, model[cur as usize].len(), "seed {seed}");
+    }
 }

@@ -45,7 +45,13 @@ impl Job {
     /// A job at `rev` and the handle that waits for it.
     pub fn new(rev: i64) -> (Job, CompactionWait) {
         let (tx, rx) = mpsc::sync_channel(1);
-        (Job { rev, done: Some(tx) }, CompactionWait { rx })
+        (
+            Job {
+                rev,
+                done: Some(tx),
+            },
+            CompactionWait { rx },
+        )
     }
 }
 
@@ -155,7 +161,10 @@ fn compact_backend(shared: &Weak<Shared>, rev: i64, keep: &HashSet<Revision>) ->
         let last_batch = {
             let mut table = wb.txn().open_table(schema::KEY)?;
             let mut batch = Vec::with_capacity(COMPACTION_BATCH_LIMIT);
-            for entry in table.range::<&[u8]>(&from[..]..&end[..])?.take(COMPACTION_BATCH_LIMIT) {
+            for entry in table
+                .range::<&[u8]>(&from[..]..&end[..])?
+                .take(COMPACTION_BATCH_LIMIT)
+            {
                 batch.push(entry?.0.value().to_vec());
             }
             for k in &batch {
@@ -173,7 +182,10 @@ fn compact_backend(shared: &Weak<Shared>, rev: i64, keep: &HashSet<Revision>) ->
         };
         if last_batch {
             let mut meta = wb.txn().open_table(schema::META)?;
-            meta.insert(schema::META_FINISHED_COMPACT_REV, &schema::encode_u64(rev as u64)[..])?;
+            meta.insert(
+                schema::META_FINISHED_COMPACT_REV,
+                &schema::encode_u64(rev as u64)[..],
+            )?;
         }
         wb.commit()?;
         drop(shared);

@@ -100,7 +100,10 @@ impl Batch {
     pub fn set_consistent_index(&mut self, index: u64, term: u64) -> Result<()> {
         let wtxn = self.raw();
         let mut meta = wtxn.open_table(schema::META)?;
-        meta.insert(schema::META_CONSISTENT_INDEX, &schema::encode_u64(index)[..])?;
+        meta.insert(
+            schema::META_CONSISTENT_INDEX,
+            &schema::encode_u64(index)[..],
+        )?;
         meta.insert(schema::META_TERM, &schema::encode_u64(term)[..])?;
         drop(meta);
         self.applied = Some((index, term));
@@ -118,7 +121,10 @@ impl Batch {
             return Err(Error::FutureRev);
         }
         let mut meta = self.raw().open_table(schema::META)?;
-        meta.insert(schema::META_SCHEDULED_COMPACT_REV, &schema::encode_u64(rev as u64)[..])?;
+        meta.insert(
+            schema::META_SCHEDULED_COMPACT_REV,
+            &schema::encode_u64(rev as u64)[..],
+        )?;
         drop(meta);
         self.compact_rev = rev;
         let (job, wait) = compaction::Job::new(rev);
@@ -154,7 +160,11 @@ impl Batch {
             st.compact_rev = self.compact_rev;
         }
         if let Some(applied) = self.applied {
-            *self.shared.applied.lock().unwrap_or_else(|e| e.into_inner()) = applied;
+            *self
+                .shared
+                .applied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = applied;
         }
         for job in self.compactions.drain(..) {
             self.shared.send_compaction(job);
@@ -217,7 +227,12 @@ impl<'b> Txn<'b> {
 
     /// Reads a range as [`KvStore::range`](super::KvStore::range) does, seeing the batch's
     /// writes so far.
-    pub fn range(&mut self, key: &[u8], range_end: &[u8], opts: RangeOptions) -> Result<RangeResult> {
+    pub fn range(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+        opts: RangeOptions,
+    ) -> Result<RangeResult> {
         let range = KeyRange::new(key, range_end);
         let cur = self.read_revision();
         let at = check_read_rev(opts.rev, cur, self.compact_rev)?;
@@ -234,7 +249,11 @@ impl<'b> Txn<'b> {
             st.index.revisions(range, at, opts.limit)
         };
         let kvs = fetch(self.table()?, &revs, opts.keys_only)?;
-        Ok(RangeResult { kvs, count, rev: cur })
+        Ok(RangeResult {
+            kvs,
+            count,
+            rev: cur,
+        })
     }
 
     /// Puts `value` at `key` with `lease` (0 for none); returns the key's previous value, if
@@ -269,11 +288,11 @@ impl<'b> Txn<'b> {
             None => None,
         };
         let kv = KeyValue {
-            key: key.to_vec().into(),
+            key: key.to_vec(),
             create_revision: prev_at.map_or(rev.main, |p| p.created.main),
             mod_revision: rev.main,
             version: prev_at.map_or(1, |p| p.version + 1),
-            value: value.to_vec().into(),
+            value: value.to_vec(),
             lease,
         };
         table.insert(&rev.to_bytes()[..], &kv.encode_to_vec()[..])?;
@@ -316,7 +335,10 @@ impl<'b> Txn<'b> {
         result
     }
 
-    fn write_deletes(&mut self, targets: Vec<(Vec<u8>, Revision, Revision)>) -> Result<Vec<KeyValue>> {
+    fn write_deletes(
+        &mut self,
+        targets: Vec<(Vec<u8>, Revision, Revision)>,
+    ) -> Result<Vec<KeyValue>> {
         let mut deleted = Vec::with_capacity(targets.len());
         for (key, modified, rev) in targets {
             let table = self.table()?;
@@ -324,7 +346,7 @@ impl<'b> Txn<'b> {
             // As etcd: the stored tombstone names only the key; its event also carries the
             // revision.
             let stored = KeyValue {
-                key: key.into(),
+                key,
                 ..Default::default()
             };
             table.insert(&rev.to_key(true)[..], &stored.encode_to_vec()[..])?;
