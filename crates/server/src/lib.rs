@@ -1,5 +1,141 @@
-//! oxcd server.
+//! The oxcd server: an etcd-compatible member.
+//!
+//! Requests enter through [`grpc`] (and HTTP, later), are validated there, and writes are
+//! proposed through the [`raft`] node thread, which persists them in the WAL and hands
+//! committed entries to the [`apply`] thread, the only writer of the MVCC store. Proposers
+//! wait on [`wait`] for apply's answer; reads go to the store directly, after a ReadIndex
+//! round when they must be linearizable. [`bootstrap`] wires it all up from a
+//! [`config::ServerConfig`].
 
+pub mod apply;
+pub mod bootstrap;
 pub mod config;
-pub mod tls;
+pub mod error;
+pub mod grpc;
+pub mod id;
+pub mod kv;
+pub mod listen;
 pub mod logging;
+pub mod membership;
+pub mod raft;
+pub mod server;
+pub mod tls;
+pub mod wait;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxcd_api::etcdserverpb::InternalRaftRequest;
+use oxcd_api::membershippb::{Attributes, ClusterMemberAttrSetRequest, ClusterVersionSetRequest};
+
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::server::EtcdServer;
+
+/// Runs a member until the process is told to stop.
+pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
+    let peer_tls =
+        tls::peer_tls_info(&cfg).map_err(|e| ServerError::Raft(format!("peer TLS: {e}")))?;
+    let client_tls =
+        tls::client_tls_info(&cfg).map_err(|e| ServerError::Raft(format!("client TLS: {e}")))?;
+
+    // Bind everything before starting raft, so a port in use fails fast, as in etcd.
+    let mut peer_listeners = Vec::new();
+    for url in &cfg.listen_peer_urls {
+        peer_listeners.push(
+            listen::bind(url)
+                .await
+                .map_err(|e| ServerError::Raft(e.to_string()))?,
+        );
+        tracing::info!(address = %url, "listening for peers");
+    }
+    let mut client_listeners = Vec::new();
+    for url in &cfg.listen_client_urls {
+        client_listeners.push(
+            listen::bind(url)
+                .await
+                .map_err(|e| ServerError::Raft(e.to_string()))?,
+        );
+    }
+
+    let server = bootstrap::start(&cfg, None)?;
+
+    let peer_tls_config = match &peer_tls {
+        Some(info) => Some(Arc::new(
+            info.server_config()
+                .map_err(|e| ServerError::Raft(e.to_string()))?,
+        )),
+        None => None,
+    };
+    for tcp in peer_listeners {
+        // Peer RPCs arrive with clustering; until then every call answers Unimplemented.
+        listen::spawn_serve(tcp, peer_tls_config.clone(), axum::Router::new());
+    }
+
+    let client_tls_config = match &client_tls {
+        Some(info) => Some(Arc::new(
+            info.server_config()
+                .map_err(|e| ServerError::Raft(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let router = grpc::client_routes(server.clone(), cfg.max_recv_msg_size()).into_axum_router();
+    for (tcp, url) in client_listeners.into_iter().zip(&cfg.listen_client_urls) {
+        listen::spawn_serve(tcp, client_tls_config.clone(), router.clone());
+        tracing::info!(address = %url, "ready to serve client requests");
+    }
+
+    tokio::spawn(publish(
+        server.clone(),
+        cfg.name.clone(),
+        cfg.advertise_client_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    ));
+
+    shutdown_signal().await;
+    tracing::info!("received a stop signal; stopping");
+    Ok(())
+}
+
+/// Publishes this member's name and client URLs, and the cluster version, through Raft;
+/// retried until it succeeds, as etcd does.
+async fn publish(server: Arc<EtcdServer>, name: String, client_urls: Vec<String>) {
+    let attrs = InternalRaftRequest {
+        cluster_member_attr_set: Some(ClusterMemberAttrSetRequest {
+            member_id: server.member_id,
+            member_attributes: Some(Attributes { name, client_urls }),
+        }),
+        ..Default::default()
+    };
+    let version = InternalRaftRequest {
+        cluster_version_set: Some(ClusterVersionSetRequest {
+            ver: config::ETCD_CLUSTER_VERSION.to_string(),
+        }),
+        ..Default::default()
+    };
+    for req in [attrs, version] {
+        loop {
+            match server.propose(req.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to publish local member to cluster; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,221 @@
+//! The apply thread: turns committed Raft entries into state. It is the only writer of the
+//! MVCC store and the backend; it answers proposers through [`Wait`].
+//!
+//! One batch of committed entries is one backend transaction, committed with the consistent
+//! index of its last entry, so after a crash the WAL is replayed from exactly there and no
+//! entry is applied twice.
+
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use oxcd_api::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, PutResponse, ResponseHeader,
+    TxnResponse,
+};
+use oxcd_api::mvccpb::Event;
+use oxcd_storage::{Batch, CompactionWait, KvStore};
+use prost::Message as _;
+use raft::eraftpb::{Entry, EntryType};
+use tokio::sync::watch;
+
+use crate::error::ServerError;
+use crate::kv::txn::{self, WriteContext};
+use crate::membership::Membership;
+use crate::raft::{Apply, ProposalResult, RaftInput};
+use crate::wait::Wait;
+
+/// What applying one request produced, for its proposer.
+pub enum ApplyResponse {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    /// The compaction is scheduled; `wait` finishes when old revisions are gone from disk.
+    Compaction(CompactionResponse, CompactionWait),
+    /// Requests with nothing to report (member attributes, cluster version).
+    Empty,
+}
+
+/// Receives the events of each committed batch, in revision order (the watch layer).
+pub trait EventSink: Send + Sync {
+    fn notify(&self, events: Vec<Event>);
+}
+
+/// Everything the apply thread owns or shares.
+pub struct Applier {
+    /// The MVCC store; written only here.
+    pub kv: Arc<KvStore>,
+    /// Cluster members; written only here (and at bootstrap).
+    pub membership: Arc<Membership>,
+    /// Proposers waiting for their entries.
+    pub wait: Arc<Wait<ProposalResult>>,
+    /// The index of the last applied entry, for linearizable reads.
+    pub applied: watch::Sender<u64>,
+    /// To ask the raft thread for a snapshot.
+    pub raft: Sender<RaftInput>,
+    /// Where watch events go after each commit.
+    pub events: Option<Arc<dyn EventSink>>,
+    /// Entries between snapshots (`--snapshot-count`).
+    pub snapshot_count: u64,
+    /// The member this server is, to recognize its own published attributes.
+    pub member_id: u64,
+}
+
+impl Applier {
+    /// Applies batches until the raft thread goes away.
+    pub fn run(self, batches: Receiver<Apply>) {
+        let mut last_snapshot = self.kv.consistent_index().0;
+        while let Ok(Apply { entries }) = batches.recv() {
+            let Some(last) = entries.last() else { continue };
+            let (last_index, last_term) = (last.index, last.term);
+            let (consistent_index, _) = self.kv.consistent_index();
+            if last_index <= consistent_index {
+                // Replayed from the WAL, already in the backend.
+                self.applied
+                    .send_replace(self.applied.borrow().max(last_index));
+                continue;
+            }
+            let mut answers = Vec::new();
+            let mut events = Vec::new();
+            let mut batch = match self.kv.begin_batch() {
+                Ok(batch) => batch,
+                Err(e) => panic!("failed to begin a backend transaction: {e}"),
+            };
+            for entry in entries.iter().filter(|e| e.index > consistent_index) {
+                if let Some(answer) = self.apply_entry(&mut batch, entry, &mut events) {
+                    answers.push(answer);
+                }
+            }
+            if let Err(e) = batch
+                .set_consistent_index(last_index, last_term)
+                .map_err(ServerError::from)
+            {
+                panic!("failed to record the consistent index: {e}");
+            }
+            if let Err(e) = batch.commit() {
+                panic!("failed to commit applied entries to the backend: {e}");
+            }
+            if let Some(sink) = &self.events {
+                if !events.is_empty() {
+                    sink.notify(events);
+                }
+            }
+            for (id, result) in answers {
+                self.wait.trigger(id, result);
+            }
+            self.applied.send_replace(last_index);
+
+            if last_index - last_snapshot > self.snapshot_count {
+                // The snapshot says "state up to here is in the backend": make that true on
+                // disk before the WAL behind it is released.
+                match self.kv.force_commit() {
+                    Ok(()) => {
+                        last_snapshot = last_index;
+                        let _ = self.raft.send(RaftInput::Snapshot { index: last_index });
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "failed to make the backend durable for a snapshot")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one entry; returns the answer for its proposer, if the entry carries a request.
+    fn apply_entry(
+        &self,
+        batch: &mut Batch,
+        entry: &Entry,
+        events: &mut Vec<Event>,
+    ) -> Option<(u64, ProposalResult)> {
+        match entry.get_entry_type() {
+            // Membership changes reach raft itself on the raft thread; recording members in
+            // the backend comes with clustering.
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => None,
+            EntryType::EntryNormal if entry.data.is_empty() => None, // a new leader's empty entry
+            EntryType::EntryNormal => {
+                let req = match InternalRaftRequest::decode(&entry.data[..]) {
+                    Ok(req) => req,
+                    Err(e) => panic!("committed entry {} does not decode: {e}", entry.index),
+                };
+                let id = req.header.as_ref().map_or(req.id, |h| h.id);
+                let result = self.dispatch(batch, req, events);
+                Some((id, result))
+            }
+        }
+    }
+
+    /// The one place that decides what a request does.
+    fn dispatch(
+        &self,
+        batch: &mut Batch,
+        req: InternalRaftRequest,
+        events: &mut Vec<Event>,
+    ) -> ProposalResult {
+        let no_leases = |_lease: i64| false;
+        if let Some(put) = req.put {
+            let mut t = batch.txn();
+            let result = txn::put(&mut t, &put, &no_leases);
+            events.extend(t.end());
+            return result.map(ApplyResponse::Put);
+        }
+        if let Some(del) = req.delete_range {
+            let mut t = batch.txn();
+            let result = txn::delete_range(&mut t, &del);
+            events.extend(t.end());
+            return result.map(ApplyResponse::DeleteRange);
+        }
+        if let Some(request) = req.txn {
+            let ctx = WriteContext {
+                lease_exists: &no_leases,
+                compact_revision: batch.compact_revision(),
+            };
+            let mut t = batch.txn();
+            let result = txn::apply_txn(&mut t, &request, &ctx);
+            events.extend(t.end());
+            return result.map(ApplyResponse::Txn);
+        }
+        if let Some(compaction) = req.compaction {
+            let wait = batch.compact(compaction.revision)?;
+            let header = Some(ResponseHeader {
+                revision: batch.current_revision(),
+                ..Default::default()
+            });
+            return Ok(ApplyResponse::Compaction(
+                CompactionResponse { header },
+                wait,
+            ));
+        }
+        if let Some(attr) = req.cluster_member_attr_set {
+            let attributes = attr.member_attributes.unwrap_or_default();
+            let name = attributes.name.clone();
+            let known = self
+                .membership
+                .set_attributes(batch.raw(), attr.member_id, attributes)?;
+            if known && attr.member_id == self.member_id {
+                tracing::info!(
+                    "local-member-id" = format!("{:x}", self.member_id),
+                    "local-member-attributes" = name,
+                    "cluster-id" = format!("{:x}", self.membership.cluster_id()),
+                    "published local member to cluster through raft"
+                );
+            }
+            return Ok(ApplyResponse::Empty);
+        }
+        if let Some(version) = req.cluster_version_set {
+            self.membership
+                .set_cluster_version(batch.raw(), &version.ver)?;
+            tracing::info!(
+                "cluster-version" = version.ver,
+                "set initial cluster version"
+            );
+            tracing::info!(
+                "cluster-version" = version.ver,
+                "enabled capabilities for version"
+            );
+            return Ok(ApplyResponse::Empty);
+        }
+        Err(ServerError::Raft(
+            "request kind not supported by this member".into(),
+        ))
+    }
+}

@@ -1,0 +1,295 @@
+//! Starting a member: open (or create) the data dir, restore Raft from the newest snapshot
+//! and the WAL after it, and start the raft and apply threads.
+
+use std::fs;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use oxcd_storage::{Backend, BackendConfig, KvStore, Snapshotter, Wal, WalSnapshot};
+use raft::eraftpb::{ConfState, HardState, Snapshot};
+use raft::storage::MemStorage;
+use raft::{RawNode, Storage};
+use tokio::sync::watch;
+
+use crate::apply::{Applier, EventSink};
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::membership::Membership;
+use crate::raft::{raft_logger, NoPeers, RaftInput, RaftNode, RaftStatus, Transport};
+use crate::server::{EtcdServer, Limits};
+use crate::wait::Wait;
+
+/// Committed batches waiting for apply. When apply falls this far behind, the raft thread
+/// waits for it rather than queueing without bound.
+const APPLY_QUEUE: usize = 64;
+
+/// The WAL's metadata record: who this member is, fixed at creation.
+struct WalMetadata {
+    member_id: u64,
+    cluster_id: u64,
+}
+
+impl WalMetadata {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        out.extend_from_slice(&self.member_id.to_be_bytes());
+        out.extend_from_slice(&self.cluster_id.to_be_bytes());
+        out
+    }
+
+    fn decode(data: &[u8]) -> Result<WalMetadata, ServerError> {
+        if data.len() != 16 {
+            return Err(ServerError::Storage(format!(
+                "WAL metadata has {} bytes, want 16",
+                data.len()
+            )));
+        }
+        Ok(WalMetadata {
+            member_id: u64::from_be_bytes(data[..8].try_into().unwrap()),
+            cluster_id: u64::from_be_bytes(data[8..].try_into().unwrap()),
+        })
+    }
+}
+
+/// Opens storage, restores or bootstraps Raft, and starts the raft and apply threads.
+pub fn start(
+    cfg: &ServerConfig,
+    events: Option<Arc<dyn EventSink>>,
+) -> Result<Arc<EtcdServer>, ServerError> {
+    let wal_dir = cfg.wal_dir();
+    let snap_dir = cfg.snap_dir();
+    for dir in [&wal_dir, &snap_dir] {
+        fs::create_dir_all(dir)
+            .map_err(|e| ServerError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let backend = Backend::open(cfg.backend_path(), BackendConfig::default())?;
+    let kv = Arc::new(KvStore::open(backend)?);
+    let snapshotter = Snapshotter::new(&snap_dir)?;
+    let storage = MemStorage::new();
+
+    let (wal, meta, applied_floor) = if Wal::exists(&wal_dir) {
+        restart(&wal_dir, &snapshotter, &storage, &kv)?
+    } else {
+        bootstrap_new(cfg, &wal_dir, &storage, &kv)?
+    };
+    tracing::info!(
+        "local-member-id" = format!("{:x}", meta.member_id),
+        "cluster-id" = format!("{:x}", meta.cluster_id),
+        "consistent-index" = kv.consistent_index().0,
+        "starting raft node"
+    );
+
+    let membership = Arc::new(Membership::load(meta.cluster_id, kv.backend())?);
+    let raft_cfg = raft::Config {
+        id: meta.member_id,
+        election_tick: cfg.election_ticks,
+        heartbeat_tick: cfg.heartbeat_ticks,
+        applied: applied_floor,
+        max_size_per_msg: 1024 * 1024,
+        max_inflight_msgs: 512,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    raft_cfg
+        .validate()
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let raw = RawNode::new(&raft_cfg, storage, &raft_logger())
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+
+    let (raft_tx, raft_rx) = mpsc::channel::<RaftInput>();
+    let (apply_tx, apply_rx) = mpsc::sync_channel(APPLY_QUEUE);
+    let wait = Arc::new(Wait::default());
+    let status = Arc::new(RaftStatus::default());
+    let (applied_tx, applied_rx) = watch::channel(kv.consistent_index().0);
+
+    let transport: Box<dyn Transport> = Box::new(NoPeers);
+    let node = RaftNode::new(
+        raw,
+        wal,
+        snapshotter,
+        raft_rx,
+        apply_tx,
+        transport,
+        wait.clone(),
+        status.clone(),
+        cfg.heartbeat_interval,
+    );
+    let applier = Applier {
+        kv: kv.clone(),
+        membership: membership.clone(),
+        wait: wait.clone(),
+        applied: applied_tx,
+        raft: raft_tx.clone(),
+        events,
+        snapshot_count: cfg.snapshot_count,
+        member_id: meta.member_id,
+    };
+    std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || node.run())
+        .map_err(|e| ServerError::Raft(format!("cannot start the raft thread: {e}")))?;
+    std::thread::Builder::new()
+        .name("apply".into())
+        .spawn(move || applier.run(apply_rx))
+        .map_err(|e| ServerError::Raft(format!("cannot start the apply thread: {e}")))?;
+
+    let limits = Limits {
+        max_request_bytes: cfg.max_request_bytes,
+        max_txn_ops: cfg.max_txn_ops,
+        request_timeout: cfg.request_timeout(),
+    };
+    Ok(Arc::new(EtcdServer::new(
+        meta.member_id,
+        meta.cluster_id,
+        limits,
+        kv,
+        membership,
+        status,
+        raft_tx,
+        wait,
+        applied_rx,
+    )))
+}
+
+/// A new member of a new cluster: create the WAL and record the founding members.
+fn bootstrap_new(
+    cfg: &ServerConfig,
+    wal_dir: &std::path::Path,
+    storage: &MemStorage,
+    kv: &KvStore,
+) -> Result<(Wal, WalMetadata, u64), ServerError> {
+    cfg.verify_bootstrap()
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    if !cfg.is_new_cluster() {
+        return Err(ServerError::Raft(
+            "joining an existing cluster (--initial-cluster-state existing) is not supported yet"
+                .into(),
+        ));
+    }
+    let members = cfg
+        .initial_members()
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let meta = WalMetadata {
+        member_id: cfg
+            .local_member_id()
+            .map_err(|e| ServerError::Raft(e.to_string()))?,
+        cluster_id: cfg
+            .cluster_id()
+            .map_err(|e| ServerError::Raft(e.to_string()))?,
+    };
+    let voters: Vec<u64> = members.iter().map(|m| m.id).collect();
+    storage.initialize_with_conf_state(ConfState::from((voters, vec![])));
+
+    // Founding members go into the backend before the WAL exists: a crash in between
+    // bootstraps again from scratch, rewriting the same rows.
+    let membership = Membership::load(meta.cluster_id, kv.backend())?;
+    let initial: Vec<(u64, String, Vec<String>)> = members
+        .iter()
+        .map(|m| {
+            (
+                m.id,
+                m.name.clone(),
+                m.peer_urls.iter().map(ToString::to_string).collect(),
+            )
+        })
+        .collect();
+    let batch = kv.begin_batch()?;
+    membership.bootstrap(batch.raw(), &initial)?;
+    write_conf_state(
+        batch.raw(),
+        &storage
+            .initial_state()
+            .map_err(|e| ServerError::Raft(e.to_string()))?
+            .conf_state,
+    )?;
+    batch.commit()?;
+    kv.force_commit()?;
+
+    let wal = Wal::create(wal_dir, &meta.encode())?;
+    tracing::info!(
+        "local-member-id" = format!("{:x}", meta.member_id),
+        "initial-cluster" = cfg.initial_cluster_string(),
+        "starting a new member of a new cluster"
+    );
+    Ok((wal, meta, 0))
+}
+
+/// A member restarting from its data dir: newest snapshot, then the WAL after it.
+fn restart(
+    wal_dir: &std::path::Path,
+    snapshotter: &Snapshotter,
+    storage: &MemStorage,
+    kv: &KvStore,
+) -> Result<(Wal, WalMetadata, u64), ServerError> {
+    let mut markers = Wal::valid_snapshots(wal_dir)?;
+    if !markers.contains(&WalSnapshot::default()) {
+        markers.push(WalSnapshot::default());
+    }
+    let snapshot = snapshotter.load_newest_available(&markers)?;
+    let marker = snapshot
+        .as_ref()
+        .map(|s| WalSnapshot {
+            index: s.get_metadata().index,
+            term: s.get_metadata().term,
+        })
+        .unwrap_or_default();
+    let (wal, contents) = Wal::open(wal_dir, marker)?;
+    let meta = WalMetadata::decode(&contents.metadata)?;
+
+    match snapshot {
+        Some(snap) if snap.get_metadata().index > 0 => {
+            let mut bare = Snapshot::default();
+            bare.set_metadata(snap.get_metadata().clone());
+            storage
+                .wl()
+                .apply_snapshot(bare)
+                .map_err(|e| ServerError::Raft(e.to_string()))?;
+        }
+        _ => storage.initialize_with_conf_state(read_conf_state(kv)?),
+    }
+    storage
+        .wl()
+        .append(&contents.entries)
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let mut hs: HardState = contents.hard_state.clone();
+    // Commit-only hard states are not fsync'd; a snapshot is only ever taken at a committed
+    // index, so the commit index is at least the snapshot's.
+    let last_index = storage
+        .last_index()
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    hs.commit = hs
+        .commit
+        .max(marker.index)
+        .min(last_index.max(marker.index));
+    storage.wl().set_hardstate(hs);
+    tracing::info!(
+        "local-member-id" = format!("{:x}", meta.member_id),
+        "snapshot-index" = marker.index,
+        "wal-entries" = contents.entries.len(),
+        "restarting local member"
+    );
+    Ok((wal, meta, marker.index))
+}
+
+fn write_conf_state(tx: &redb::WriteTransaction, cs: &ConfState) -> Result<(), ServerError> {
+    use protobuf::Message as _;
+    let mut table = tx.open_table(oxcd_storage::schema::META)?;
+    let bytes = cs
+        .write_to_bytes()
+        .map_err(|e| ServerError::Storage(e.to_string()))?;
+    table.insert(oxcd_storage::schema::META_CONF_STATE, bytes.as_slice())?;
+    Ok(())
+}
+
+fn read_conf_state(kv: &KvStore) -> Result<ConfState, ServerError> {
+    use protobuf::Message as _;
+    let rtx = kv.backend().begin_read()?;
+    let table = rtx.open_table(oxcd_storage::schema::META)?;
+    let Some(value) = table.get(oxcd_storage::schema::META_CONF_STATE)? else {
+        return Err(ServerError::Storage(
+            "backend has no conf state; the data dir is incomplete".into(),
+        ));
+    };
+    ConfState::parse_from_bytes(value.value()).map_err(|e| ServerError::Storage(e.to_string()))
+}

@@ -1,0 +1,180 @@
+//! The KV service: validates at the edge, serves reads locally (after a ReadIndex unless
+//! serializable), and proposes writes through Raft.
+
+use std::sync::Arc;
+
+use oxcd_api::etcdserverpb::kv_server::Kv;
+use oxcd_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest,
+    TxnResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::status::status;
+use crate::apply::ApplyResponse;
+use crate::error::ServerError;
+use crate::kv::{range, txn, validate};
+use crate::server::EtcdServer;
+
+pub struct KvService {
+    server: Arc<EtcdServer>,
+}
+
+impl KvService {
+    pub fn new(server: Arc<EtcdServer>) -> KvService {
+        KvService { server }
+    }
+
+    fn fill_header(&self, header: &mut Option<oxcd_api::etcdserverpb::ResponseHeader>) {
+        let revision = header.as_ref().map_or(0, |h| h.revision);
+        *header = Some(self.server.header(revision));
+    }
+
+    async fn read_barrier(&self, serializable: bool) -> Result<(), Status> {
+        if !serializable {
+            self.server.linearizable_read_barrier().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a blocking MVCC read off the async runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EtcdServer) -> Result<T, ServerError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let server = self.server.clone();
+        let result = tokio::task::spawn_blocking(move || f(&server))
+            .await
+            .map_err(|e| Status::internal(format!("read task failed: {e}")))?;
+        Ok(result?)
+    }
+}
+
+fn unexpected(what: &str) -> Status {
+    Status::internal(format!(
+        "apply answered a {what} request with another kind of response"
+    ))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_range(&req).map_err(status)?;
+        self.read_barrier(req.serializable).await?;
+        let mut resp = self
+            .read(move |s| Ok(range::range(&mut s.kv.as_ref(), &req)?))
+            .await?;
+        self.fill_header(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_put(&req).map_err(status)?;
+        let internal = InternalRaftRequest {
+            put: Some(req),
+            ..Default::default()
+        };
+        match self.server.propose(internal).await? {
+            ApplyResponse::Put(mut resp) => {
+                self.fill_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("put")),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_delete(&req).map_err(status)?;
+        let internal = InternalRaftRequest {
+            delete_range: Some(req),
+            ..Default::default()
+        };
+        match self.server.propose(internal).await? {
+            ApplyResponse::DeleteRange(mut resp) => {
+                self.fill_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("delete")),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_txn(&req, self.server.limits.max_txn_ops).map_err(status)?;
+        if txn::is_read_only(&req) {
+            // Reads need no Raft round; a txn whose every range is serializable needs no
+            // ReadIndex either.
+            self.read_barrier(is_serializable(&req)).await?;
+            let mut resp = self
+                .read(move |s| {
+                    let mut view = s.kv.as_ref();
+                    let mut resp = txn::read_txn(&mut view, &req)?;
+                    resp.header = Some(s.header(s.kv.current_revision()));
+                    Ok(resp)
+                })
+                .await?;
+            self.fill_header(&mut resp.header);
+            return Ok(Response::new(resp));
+        }
+        let internal = InternalRaftRequest {
+            txn: Some(req),
+            ..Default::default()
+        };
+        match self.server.propose(internal).await? {
+            ApplyResponse::Txn(mut resp) => {
+                self.fill_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("txn")),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let req = request.into_inner();
+        let physical = req.physical;
+        let internal = InternalRaftRequest {
+            compaction: Some(req),
+            ..Default::default()
+        };
+        match self.server.propose(internal).await? {
+            ApplyResponse::Compaction(mut resp, wait) => {
+                if physical {
+                    // --physical: answer once the old revisions are gone from the backend.
+                    tokio::task::spawn_blocking(move || wait.wait())
+                        .await
+                        .map_err(|e| Status::internal(format!("compaction wait failed: {e}")))?
+                        .map_err(ServerError::from)?;
+                }
+                self.fill_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("compaction")),
+        }
+    }
+}
+
+/// A read-only txn is serializable when every range in it is.
+fn is_serializable(req: &TxnRequest) -> bool {
+    use oxcd_api::etcdserverpb::request_op::Request as Op;
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| match &op.request {
+            Some(Op::RequestRange(r)) => r.serializable,
+            Some(Op::RequestTxn(inner)) => is_serializable(inner),
+            _ => true,
+        })
+}

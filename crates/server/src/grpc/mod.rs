@@ -1,0 +1,35 @@
+//! gRPC on the client URLs: the etcd v3 services, served over one listener per URL (plain or
+//! TLS), through an axum router so HTTP routes can share the port.
+
+mod cluster;
+mod kv;
+mod maintenance;
+mod status;
+
+use std::sync::Arc;
+
+use oxcd_api::etcdserverpb::cluster_server::ClusterServer;
+use oxcd_api::etcdserverpb::kv_server::KvServer;
+use oxcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
+use tonic::service::Routes;
+
+pub use status::status;
+
+use crate::server::EtcdServer;
+
+/// The etcd v3 gRPC services as one router. Services not built yet are absent, and tonic
+/// answers their RPCs with `Unimplemented`.
+pub fn client_routes(server: Arc<EtcdServer>, max_recv_msg_size: usize) -> Routes {
+    let kv = KvServer::new(kv::KvService::new(server.clone()))
+        .max_decoding_message_size(max_recv_msg_size)
+        .max_encoding_message_size(usize::MAX);
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(server.clone()))
+        .max_decoding_message_size(max_recv_msg_size)
+        .max_encoding_message_size(usize::MAX);
+    let cluster = ClusterServer::new(cluster::ClusterService::new(server))
+        .max_decoding_message_size(max_recv_msg_size)
+        .max_encoding_message_size(usize::MAX);
+    Routes::new(kv)
+        .add_service(maintenance)
+        .add_service(cluster)
+}

@@ -1,0 +1,6 @@
+//! etcd's key-value semantics on top of the MVCC store: validation at the edge, range rules,
+//! and how Put, DeleteRange and Txn are applied.
+
+pub mod range;
+pub mod txn;
+pub mod validate;

@@ -1,0 +1,130 @@
+//! Range by etcd's rules, shared by the read path (`KvStore`) and by ranges inside a write
+//! txn (`Txn`): fetch, filter by mod/create revision, sort, apply the limit, report `more`.
+
+use std::cmp::Ordering;
+
+use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
+use oxcd_api::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
+use oxcd_api::mvccpb::KeyValue;
+use oxcd_storage::{KvStore, MvccError, RangeOptions, RangeResult, Txn};
+
+/// Anything that can answer a raw MVCC range.
+pub trait RangeSource {
+    fn range(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError>;
+}
+
+impl RangeSource for &KvStore {
+    fn range(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError> {
+        KvStore::range(self, key, range_end, opts)
+    }
+}
+
+impl RangeSource for Txn<'_> {
+    fn range(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError> {
+        Txn::range(self, key, range_end, opts)
+    }
+}
+
+/// Answers `req` from `source`. The header carries only the revision; the caller fills the
+/// member-wide fields.
+pub fn range(
+    source: &mut impl RangeSource,
+    req: &RangeRequest,
+) -> Result<RangeResponse, MvccError> {
+    let sort_order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
+    let sort_target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
+    let filters = req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0;
+
+    // Sorting or filtering needs every key; otherwise fetch one more than the limit so
+    // `more` can be told without counting twice.
+    let limit = if sort_order != SortOrder::None || filters || req.limit <= 0 {
+        0
+    } else {
+        req.limit + 1
+    };
+    let opts = RangeOptions {
+        rev: req.revision,
+        limit,
+        count_only: req.count_only,
+        keys_only: req.keys_only,
+    };
+    let RangeResult {
+        mut kvs,
+        count,
+        rev,
+    } = source.range(&req.key, &req.range_end, opts)?;
+
+    if filters {
+        kvs.retain(|kv| {
+            (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
+                && (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
+                && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
+                && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
+        });
+    }
+
+    // A sort target without an order means ascending, as etcd does.
+    let order = match (sort_order, sort_target) {
+        (SortOrder::None, SortTarget::Key) => SortOrder::None,
+        (SortOrder::None, _) => SortOrder::Ascend,
+        (order, _) => order,
+    };
+    // Keys come out of the store in ascending key order already.
+    let needs_sort = !(order == SortOrder::None
+        || (order == SortOrder::Ascend && sort_target == SortTarget::Key));
+    if needs_sort {
+        let compare = |a: &KeyValue, b: &KeyValue| -> Ordering {
+            match sort_target {
+                SortTarget::Key => a.key.cmp(&b.key),
+                SortTarget::Version => a.version.cmp(&b.version),
+                SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+                SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+                SortTarget::Value => a.value.cmp(&b.value),
+            }
+        };
+        // Stable sorts keep key order among equal targets, as etcd's sort.Stable does.
+        if order == SortOrder::Descend {
+            kvs.sort_by(|a, b| compare(b, a));
+        } else {
+            kvs.sort_by(compare);
+        }
+    }
+
+    let mut more = false;
+    if req.limit > 0 && kvs.len() as i64 > req.limit {
+        kvs.truncate(req.limit as usize);
+        more = true;
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value.clear();
+        }
+    }
+    Ok(RangeResponse {
+        header: Some(ResponseHeader {
+            revision: rev,
+            ..Default::default()
+        }),
+        kvs,
+        more,
+        count,
+    })
+}

@@ -1,0 +1,333 @@
+//! The raft node: one thread owns the raft-rs `RawNode` and nothing else touches it.
+//!
+//! The loop waits for input (proposals, read-index requests, peer messages) or the next tick,
+//! drains whatever else is queued, and then handles one `Ready`. Everything that arrived in
+//! the meantime shares that Ready, and so shares its single fdatasync: group commit.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oxcd_storage::{Snapshotter, Wal, WalSnapshot};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, Snapshot};
+use raft::storage::MemStorage;
+use raft::{RawNode, StateRole, Storage};
+use tokio::sync::oneshot;
+
+use super::transport::Transport;
+use super::RaftStatus;
+use crate::error::ServerError;
+use crate::wait::Wait;
+
+/// How many queued inputs one loop turn takes before it handles a Ready; bounds the latency
+/// a burst of proposals can add to the requests already in the batch.
+const MAX_INPUTS_PER_READY: usize = 4096;
+
+/// Entries kept in the in-memory log behind a snapshot, so a slightly slow follower can catch
+/// up from the log rather than a full snapshot (etcd's SnapshotCatchUpEntries).
+const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
+
+/// What the rest of the server asks of the raft node.
+pub enum RaftInput {
+    /// Append `data` (an encoded `InternalRaftRequest`) to the log. If raft refuses (no
+    /// leader), the waiter registered under `id` is woken with the error.
+    Propose { id: u64, data: Vec<u8> },
+    /// Propose a membership change; `reply` learns whether raft accepted the proposal.
+    ProposeConfChange {
+        cc: ConfChangeV2,
+        reply: oneshot::Sender<Result<(), ServerError>>,
+    },
+    /// Ask for a read index; concurrent requests share one ReadIndex round.
+    ReadIndex { reply: oneshot::Sender<u64> },
+    /// A message from a peer.
+    Step(Message),
+    /// Transfer leadership to the given member.
+    TransferLeader(u64),
+    /// The apply thread made the backend durable at `index`: snapshot there and release the
+    /// WAL and log behind it.
+    Snapshot { index: u64 },
+}
+
+/// A batch of committed entries for the apply thread.
+pub struct Apply {
+    pub entries: Vec<Entry>,
+}
+
+/// The result a proposer is woken with.
+pub type ProposalResult = Result<crate::apply::ApplyResponse, ServerError>;
+
+/// Everything the raft thread owns.
+pub struct RaftNode {
+    /// The one and only RawNode.
+    raw: RawNode<MemStorage>,
+    /// Durable log: entries and hard state are saved here before raft may act on them.
+    wal: Wal,
+    /// Raft snapshot metadata files.
+    snapshotter: Snapshotter,
+    /// Inputs from handlers and peers.
+    inputs: Receiver<RaftInput>,
+    /// Committed entries go to the apply thread; when it is full, this thread waits.
+    apply_tx: SyncSender<Apply>,
+    /// Messages to peers.
+    transport: Box<dyn Transport>,
+    /// Proposers to wake when raft refuses their proposal.
+    wait: Arc<Wait<ProposalResult>>,
+    /// Leader, term and commit index published for the rest of the server.
+    status: Arc<RaftStatus>,
+    /// Time between ticks (the heartbeat interval).
+    tick_interval: Duration,
+    /// Read-index requests not yet sent to raft.
+    pending_reads: Vec<oneshot::Sender<u64>>,
+    /// Read-index rounds in flight, by their request context.
+    reads_in_flight: HashMap<Vec<u8>, Vec<oneshot::Sender<u64>>>,
+    /// Source of unique read-index contexts.
+    next_read_ctx: u64,
+}
+
+impl RaftNode {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        raw: RawNode<MemStorage>,
+        wal: Wal,
+        snapshotter: Snapshotter,
+        inputs: Receiver<RaftInput>,
+        apply_tx: SyncSender<Apply>,
+        transport: Box<dyn Transport>,
+        wait: Arc<Wait<ProposalResult>>,
+        status: Arc<RaftStatus>,
+        tick_interval: Duration,
+    ) -> RaftNode {
+        RaftNode {
+            raw,
+            wal,
+            snapshotter,
+            inputs,
+            apply_tx,
+            transport,
+            wait,
+            status,
+            tick_interval,
+            pending_reads: Vec::new(),
+            reads_in_flight: HashMap::new(),
+            next_read_ctx: 1,
+        }
+    }
+
+    /// Runs until every input sender is gone.
+    pub fn run(mut self) {
+        // A member that is the only voter need not wait out an election timeout.
+        let voters = self.raw.raft.prs().conf().voters().ids().len();
+        if voters == 1
+            && self
+                .raw
+                .raft
+                .prs()
+                .conf()
+                .voters()
+                .contains(self.raw.raft.id)
+        {
+            let _ = self.raw.campaign();
+        }
+        let mut next_tick = Instant::now() + self.tick_interval;
+        loop {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            match self.inputs.recv_timeout(timeout) {
+                Ok(input) => {
+                    self.handle_input(input);
+                    for _ in 1..MAX_INPUTS_PER_READY {
+                        match self.inputs.try_recv() {
+                            Ok(input) => self.handle_input(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if Instant::now() >= next_tick {
+                self.raw.tick();
+                next_tick = Instant::now() + self.tick_interval;
+            }
+            self.start_read_round();
+            self.on_ready();
+        }
+    }
+
+    fn handle_input(&mut self, input: RaftInput) {
+        match input {
+            RaftInput::Propose { id, data } => {
+                if self.raw.propose(vec![], data).is_err() {
+                    self.wait.trigger(id, Err(ServerError::NO_LEADER));
+                }
+            }
+            RaftInput::ProposeConfChange { cc, reply } => {
+                let result = self
+                    .raw
+                    .propose_conf_change(vec![], cc)
+                    .map_err(|e| match e {
+                        raft::Error::ProposalDropped => ServerError::NO_LEADER,
+                        other => ServerError::Raft(other.to_string()),
+                    });
+                let _ = reply.send(result);
+            }
+            RaftInput::ReadIndex { reply } => self.pending_reads.push(reply),
+            RaftInput::Step(msg) => {
+                if let Err(e) = self.raw.step(msg) {
+                    tracing::debug!(error = %e, "dropped raft message");
+                }
+            }
+            RaftInput::TransferLeader(to) => self.raw.transfer_leader(to),
+            RaftInput::Snapshot { index } => {
+                if let Err(e) = self.snapshot_at(index) {
+                    tracing::error!(error = %e, index, "failed to save snapshot");
+                }
+            }
+        }
+    }
+
+    /// Sends every read request queued since the last round as ONE ReadIndex.
+    fn start_read_round(&mut self) {
+        if self.pending_reads.is_empty() {
+            return;
+        }
+        let ctx = self.next_read_ctx.to_be_bytes().to_vec();
+        self.next_read_ctx += 1;
+        self.raw.read_index(ctx.clone());
+        self.reads_in_flight
+            .insert(ctx, std::mem::take(&mut self.pending_reads));
+    }
+
+    /// Handles one Ready, in the order raft-rs requires.
+    fn on_ready(&mut self) {
+        if !self.raw.has_ready() {
+            return;
+        }
+        let mut rd = self.raw.ready();
+        if let Some(ss) = rd.ss() {
+            self.status
+                .set_soft_state(ss.leader_id, ss.raft_state == StateRole::Leader);
+        }
+
+        // A leader may send its appends before its own fsync: the entries are only committed
+        // once a quorum, which may include itself later, has them on disk (raft thesis 10.2.1).
+        self.transport.send(rd.take_messages());
+
+        if !rd.snapshot().is_empty() {
+            // Installing a snapshot from the leader arrives with clustering.
+            tracing::error!("received a raft snapshot, which this member cannot install yet");
+        }
+
+        // Committed entries are on a quorum's disks already; apply may start on them now.
+        self.handle_committed(rd.take_committed_entries());
+
+        // Persist new entries and hard state with one fdatasync, then make them visible to
+        // raft's storage. Nothing is acknowledged to anyone before this returns.
+        // A hard state that only moved the commit index is not worth an fdatasync (etcd's
+        // MustSync rule): the commit index is re-learned from the leader after a restart.
+        let hard_state = rd.hs().cloned();
+        if rd.must_sync() {
+            let hs = hard_state
+                .clone()
+                .unwrap_or_else(|| self.raw.raft.hard_state());
+            if let Err(e) = self.wal.save(&hs, rd.entries()) {
+                panic!("failed to write to the WAL, cannot continue safely: {e}");
+            }
+        }
+        if let Err(e) = self.raw.mut_store().wl().append(rd.entries()) {
+            panic!("failed to append entries to the raft log: {e}");
+        }
+        if let Some(hs) = hard_state {
+            self.status.set_term(hs.term);
+            self.raw.mut_store().wl().set_hardstate(hs);
+        }
+
+        for rs in rd.take_read_states() {
+            self.answer_reads(&rs.request_ctx, rs.index);
+        }
+
+        // Votes and append responses promise what is now on disk: only now may they go out.
+        self.transport.send(rd.take_persisted_messages());
+
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw
+                .mut_store()
+                .wl()
+                .mut_hard_state()
+                .set_commit(commit);
+        }
+        self.transport.send(light.take_messages());
+        self.handle_committed(light.take_committed_entries());
+        self.raw.advance_apply();
+    }
+
+    fn answer_reads(&mut self, ctx: &[u8], index: u64) {
+        if let Some(waiters) = self.reads_in_flight.remove(ctx) {
+            for waiter in waiters {
+                let _ = waiter.send(index);
+            }
+        }
+    }
+
+    /// Applies membership changes to raft itself (only this thread may) and hands the batch
+    /// to the apply thread.
+    fn handle_committed(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        for entry in &entries {
+            self.status.set_commit(entry.index);
+            if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+                let mut cc = ConfChangeV2::default();
+                if let Err(e) = cc.merge_from_bytes(&entry.data) {
+                    panic!(
+                        "committed conf change at {} does not decode: {e}",
+                        entry.index
+                    );
+                }
+                match self.raw.apply_conf_change(&cc) {
+                    Ok(cs) => self.raw.mut_store().wl().set_conf_state(cs),
+                    Err(e) => {
+                        tracing::warn!(error = %e, index = entry.index, "conf change refused")
+                    }
+                }
+            }
+        }
+        if self.apply_tx.send(Apply { entries }).is_err() {
+            panic!("the apply thread stopped; cannot continue");
+        }
+    }
+
+    /// Records a snapshot at `index` (the backend is already durable there), then drops the log
+    /// and WAL segments it makes unnecessary.
+    fn snapshot_at(&mut self, index: u64) -> Result<(), ServerError> {
+        let store = self.raw.store().clone();
+        let term = store
+            .term(index)
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().index = index;
+        snapshot.mut_metadata().term = term;
+        snapshot
+            .mut_metadata()
+            .set_conf_state(self.raw.raft.prs().conf().to_conf_state());
+        // The WAL must show `index` as committed, or a restart would not trust the marker.
+        let mut hs = self.raw.raft.hard_state();
+        hs.commit = hs.commit.max(index);
+        self.wal.save(&hs, &[])?;
+        self.snapshotter.save(&snapshot)?;
+        self.wal.save_snapshot(WalSnapshot { index, term })?;
+        self.wal.release_to(index)?;
+        if index > SNAPSHOT_CATCH_UP_ENTRIES {
+            let compact_to = index - SNAPSHOT_CATCH_UP_ENTRIES;
+            if compact_to > store.first_index().unwrap_or(0) {
+                let _ = store.wl().compact(compact_to);
+            }
+        }
+        let _ = self.snapshotter.purge(5);
+        tracing::info!(snapshot_index = index, "saved snapshot");
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! `EtcdServer`: what request handlers talk to. It proposes requests through Raft and waits
+//! for apply's answer, serves linearizable reads through a shared ReadIndex, and fills
+//! response headers.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxcd_api::etcdserverpb::{InternalRaftRequest, RequestHeader, ResponseHeader};
+use oxcd_api::EtcdError;
+use oxcd_storage::KvStore;
+use prost::Message as _;
+use tokio::sync::{oneshot, watch};
+
+use crate::apply::ApplyResponse;
+use crate::error::ServerError;
+use crate::id::IdGenerator;
+use crate::membership::Membership;
+use crate::raft::{ProposalResult, RaftInput, RaftStatus};
+use crate::wait::Wait;
+
+/// How far apply may fall behind commit before new proposals are refused (etcd's
+/// maxGapBetweenApplyAndCommitIndex).
+const MAX_APPLY_LAG: u64 = 5000;
+
+/// The limits a handler enforces.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest encoded request that may be proposed (`--max-request-bytes`).
+    pub max_request_bytes: usize,
+    /// Most operations in one txn branch (`--max-txn-ops`).
+    pub max_txn_ops: usize,
+    /// How long a proposal or read may wait before `request timed out`.
+    pub request_timeout: Duration,
+}
+
+/// The running member, as request handlers see it.
+pub struct EtcdServer {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub limits: Limits,
+    /// The MVCC store, for local reads.
+    pub kv: Arc<KvStore>,
+    pub membership: Arc<Membership>,
+    /// Leader, term and commit index.
+    pub raft_status: Arc<RaftStatus>,
+    /// Inputs to the raft thread.
+    raft: mpsc::Sender<RaftInput>,
+    /// Proposers waiting for apply.
+    wait: Arc<Wait<ProposalResult>>,
+    /// The index of the last applied entry.
+    applied: watch::Receiver<u64>,
+    ids: IdGenerator,
+}
+
+impl EtcdServer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        member_id: u64,
+        cluster_id: u64,
+        limits: Limits,
+        kv: Arc<KvStore>,
+        membership: Arc<Membership>,
+        raft_status: Arc<RaftStatus>,
+        raft: mpsc::Sender<RaftInput>,
+        wait: Arc<Wait<ProposalResult>>,
+        applied: watch::Receiver<u64>,
+    ) -> EtcdServer {
+        EtcdServer {
+            member_id,
+            cluster_id,
+            limits,
+            kv,
+            membership,
+            raft_status,
+            raft,
+            wait,
+            applied,
+            ids: IdGenerator::new(member_id),
+        }
+    }
+
+    /// A response header at `revision`.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: self.raft_status.term(),
+        }
+    }
+
+    /// The index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Proposes `req` and waits until it is applied; returns what apply answered.
+    pub async fn propose(
+        &self,
+        mut req: InternalRaftRequest,
+    ) -> Result<ApplyResponse, ServerError> {
+        let commit = self.raft_status.commit();
+        if commit > self.applied_index() + MAX_APPLY_LAG {
+            return Err(EtcdError::TooManyRequests.into());
+        }
+        let id = self.ids.next();
+        req.header = Some(RequestHeader {
+            id,
+            ..req.header.unwrap_or_default()
+        });
+        let data = req.encode_to_vec();
+        if data.len() > self.limits.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge.into());
+        }
+        let answer = self.wait.register(id);
+        if self.raft.send(RaftInput::Propose { id, data }).is_err() {
+            self.wait.cancel(id);
+            return Err(EtcdError::Stopped.into());
+        }
+        match tokio::time::timeout(self.limits.request_timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EtcdError::Stopped.into()),
+            Err(_) => {
+                self.wait.cancel(id);
+                Err(self.timeout_error())
+            }
+        }
+    }
+
+    /// Waits until this member has applied everything committed before the call: a read
+    /// after this sees every write acknowledged before it began (linearizable).
+    pub async fn linearizable_read_barrier(&self) -> Result<(), ServerError> {
+        let (reply, index) = oneshot::channel();
+        if self.raft.send(RaftInput::ReadIndex { reply }).is_err() {
+            return Err(EtcdError::Stopped.into());
+        }
+        let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
+        let index = match tokio::time::timeout_at(deadline, index).await {
+            Ok(Ok(index)) => index,
+            Ok(Err(_)) => return Err(EtcdError::Stopped.into()),
+            Err(_) => return Err(self.timeout_error()),
+        };
+        let mut applied = self.applied.clone();
+        let reached = tokio::time::timeout_at(deadline, async {
+            applied.wait_for(|a| *a >= index).await.is_ok()
+        })
+        .await;
+        match reached {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(EtcdError::Stopped.into()),
+            Err(_) => Err(EtcdError::TimeoutWaitAppliedIndex.into()),
+        }
+    }
+
+    fn timeout_error(&self) -> ServerError {
+        if self.raft_status.leader() == raft::INVALID_ID {
+            EtcdError::NoLeader.into()
+        } else {
+            EtcdError::Timeout.into()
+        }
+    }
+}
