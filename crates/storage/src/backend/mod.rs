@@ -246,6 +246,18 @@ impl Inner {
     }
 }
 
+impl Drop for Inner {
+    /// The last handle is gone: no batch is open (each holds a handle), so make the last
+    /// non-durable commits durable before redb closes the file.
+    fn drop(&mut self) {
+        if self.dirty.load(Ordering::Acquire) {
+            if let Err(e) = self.durable_commit() {
+                tracing::warn!(path = %self.path.display(), error = %e, "failed to commit backend");
+            }
+        }
+    }
+}
+
 /// Makes a durable commit every `interval` while something changed; exits when the backend is
 /// dropped (its sender goes away) or gone.
 fn flush_loop(inner: Weak<Inner>, stop: mpsc::Receiver<()>, interval: Duration) {

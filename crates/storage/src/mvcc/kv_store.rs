@@ -931,6 +931,29 @@ mod tests {
         assert_eq!(s.leased_keys().unwrap(), vec![(b"a".to_vec(), 5)]);
     }
 
+    /// Not a benchmark: catches accidental quadratic work on a hot key (run with --ignored).
+    #[test]
+    #[ignore]
+    fn many_puts_to_one_key_stay_linear() {
+        let (_d, s) = new_store();
+        let value = vec![b'v'; 256];
+        let started = std::time::Instant::now();
+        for i in 0..500 {
+            if i % 100 == 0 {
+                println!("{i} batches: {:?}", started.elapsed());
+            }
+            let mut b = s.begin_batch().unwrap();
+            for _ in 0..100 {
+                let mut t = b.txn();
+                t.put(b"hot", &value, 0).unwrap();
+                t.end();
+            }
+            b.commit().unwrap();
+        }
+        println!("50000 puts took {:?}", started.elapsed());
+        assert_eq!(s.current_revision(), 50_001);
+    }
+
     /// Random writes, reads and compactions against a model that keeps every revision's full
     /// state. Replay a failure with OXCD_TEST_SEED.
     #[test]
