@@ -270,6 +270,7 @@ impl Member {
         let timeout = start_timeout();
         let deadline = Instant::now() + timeout;
         let mut logged_ready = false;
+        let mut last_health = None;
         loop {
             if let Some(status) = self.try_exit_status() {
                 self.fail(&format!("exited with {status} before becoming ready"));
@@ -291,12 +292,12 @@ impl Member {
                 if health.success() {
                     return;
                 }
+                last_health = Some(health);
             }
             if Instant::now() >= deadline {
-                let why = if logged_ready {
-                    "endpoint health did not succeed"
-                } else {
-                    "no ready line in the log"
+                let why = match &last_health {
+                    Some(health) => format!("endpoint health did not succeed; last try: {health}"),
+                    None => format!("no line in the log contains any of {READY_MARKERS:?}"),
                 };
                 self.fail(&format!("not ready after {timeout:?}: {why}"));
             }
