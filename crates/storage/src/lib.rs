@@ -17,11 +17,19 @@
 //! The apply task writes through a [`Batch`] of [`Txn`]s, whose backend transaction
 //! ([`Batch::raw`]) the lease, auth and membership tables share, so one Raft entry's effects
 //! and its consistent index commit together.
+//!
+//! # Watch
+//!
+//! [`WatchableStore`] adds etcd's watchers to a [`KvStore`]: the apply task hands it each
+//! committed batch's events ([`WatchableStore::notify`]); each client stream is a
+//! [`WatchStream`] with one bounded, ordered queue of [`WatchResponse`]s. Watchers that start in
+//! the past or read too slowly catch up from the backend on a background thread.
 
 mod backend;
 mod mvcc;
 mod snap;
 mod wal;
+mod watch;
 
 pub use backend::{schema, Backend, BackendConfig, Error as BackendError, WriteBatch};
 pub use mvcc::{
@@ -30,3 +38,4 @@ pub use mvcc::{
 };
 pub use snap::{Error as SnapError, Snapshotter};
 pub use wal::{Error as WalError, Wal, WalContents, WalOptions, WalSnapshot};
+pub use watch::{WatchError, WatchResponse, WatchStream, WatchableStore, INVALID_WATCH_ID};
