@@ -79,7 +79,11 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         )),
         None => None,
     };
-    let router = grpc::client_routes(server.clone(), cfg.max_recv_msg_size()).into_axum_router();
+    let router = grpc::client_routes(server.clone(), cfg.max_recv_msg_size())
+        .into_axum_router()
+        .layer(axum::middleware::map_response(|resp: axum::response::Response| async move {
+            grpc::oversized_request_as_grpc_go(resp)
+        }));
     for (tcp, url) in client_listeners.into_iter().zip(&cfg.listen_client_urls) {
         listen::spawn_serve(tcp, client_tls_config.clone(), router.clone());
         tracing::info!(address = %url, "ready to serve client requests");

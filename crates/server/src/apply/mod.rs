@@ -70,8 +70,11 @@ impl Applier {
             let (consistent_index, _) = self.kv.consistent_index();
             if last_index <= consistent_index {
                 // Replayed from the WAL, already in the backend.
-                self.applied
-                    .send_replace(self.applied.borrow().max(last_index));
+                self.applied.send_if_modified(|applied| {
+                    let advanced = last_index > *applied;
+                    *applied = (*applied).max(last_index);
+                    advanced
+                });
                 continue;
             }
             let mut answers = Vec::new();

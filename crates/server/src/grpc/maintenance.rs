@@ -96,7 +96,12 @@ impl Maintenance for MaintenanceService {
                 Ok(HashKvResponse {
                     header: Some(s.header(h.current_revision)),
                     hash: h.hash,
-                    compact_revision: h.compact_revision,
+                    // etcd reports -1 until the first compaction.
+                    compact_revision: if h.compact_revision == 0 {
+                        -1
+                    } else {
+                        h.compact_revision
+                    },
                     hash_revision: h.hash_revision,
                 })
             })

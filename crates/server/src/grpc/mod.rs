@@ -13,7 +13,7 @@ use oxcd_api::etcdserverpb::kv_server::KvServer;
 use oxcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use tonic::service::Routes;
 
-pub use status::status;
+pub use status::{oversized_request_as_grpc_go, status};
 
 use crate::server::EtcdServer;
 
