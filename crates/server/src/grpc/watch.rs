@@ -565,7 +565,7 @@ mod tests {
         c.create(watch_key("a")).await;
         assert!(c.next().await.unwrap().created);
         h.leader.store(false, Ordering::SeqCst);
-        let err = c.next().await.err().expect("closed");
+        let err = c.next().await.expect_err("closed");
         assert_eq!(
             (err.code(), err.message()),
             (tonic::Code::Unavailable, "etcdserver: no leader")
