@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use crate::apply::{Applier, EventSink};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
+use crate::lease::{Lessor, LessorConfig};
 use crate::membership::Membership;
+use crate::peer::{PeerContext, PeerTransport};
 use crate::raft::{raft_logger, NoPeers, RaftInput, RaftNode, RaftStatus, Transport};
 use crate::server::{EtcdServer, Limits};
 use crate::wait::Wait;
@@ -52,9 +54,11 @@ impl WalMetadata {
 }
 
 /// Opens storage, restores or bootstraps Raft, and starts the raft and apply threads.
+/// Must be called inside the tokio runtime: peer sender tasks are spawned on it.
 pub fn start(
     cfg: &ServerConfig,
     events: Option<Arc<dyn EventSink>>,
+    peer_tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Arc<EtcdServer>, ServerError> {
     let wal_dir = cfg.wal_dir();
     let snap_dir = cfg.snap_dir();
@@ -80,6 +84,9 @@ pub fn start(
     );
 
     let membership = Arc::new(Membership::load(meta.cluster_id, kv.backend())?);
+    // Leases come back with the keys that name them; none expires before this member leads.
+    let lessor = Arc::new(Lessor::open(&kv, LessorConfig::for_member(cfg))?);
+    tracing::info!(leases = lessor.len(), "restored lease store");
     let raft_cfg = raft::Config {
         id: meta.member_id,
         election_tick: cfg.election_ticks,
@@ -103,7 +110,23 @@ pub fn start(
     let status = Arc::new(RaftStatus::default());
     let (applied_tx, applied_rx) = watch::channel(kv.consistent_index().0);
 
-    let transport: Box<dyn Transport> = Box::new(NoPeers);
+    let peers: Vec<(u64, Vec<String>)> = membership
+        .list()
+        .into_iter()
+        .map(|m| (m.id, m.peer_ur_ls))
+        .filter(|(id, _)| *id != meta.member_id)
+        .collect();
+    let transport: Box<dyn Transport> = if peers.is_empty() {
+        Box::new(NoPeers)
+    } else {
+        let ctx = PeerContext {
+            cluster_id: meta.cluster_id,
+            local_id: meta.member_id,
+            tls: peer_tls,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        Box::new(PeerTransport::start(ctx, peers))
+    };
     let node = RaftNode::new(
         raw,
         wal,
@@ -118,6 +141,8 @@ pub fn start(
     let applier = Applier {
         kv: kv.clone(),
         membership: membership.clone(),
+        lessor: lessor.clone(),
+        raft_status: status.clone(),
         wait: wait.clone(),
         applied: applied_tx,
         raft: raft_tx.clone(),
@@ -146,6 +171,7 @@ pub fn start(
         kv,
         membership,
         status,
+        lessor,
         raft_tx,
         wait,
         applied_rx,

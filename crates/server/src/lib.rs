@@ -14,9 +14,11 @@ pub mod error;
 pub mod grpc;
 pub mod id;
 pub mod kv;
+pub mod lease;
 pub mod listen;
 pub mod logging;
 pub mod membership;
+pub mod peer;
 pub mod raft;
 pub mod server;
 pub mod tls;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oxcd_api::etcdserverpb::InternalRaftRequest;
+use oxcd_api::oxcdpb::peer_server::PeerServer;
 use oxcd_api::membershippb::{Attributes, ClusterMemberAttrSetRequest, ClusterVersionSetRequest};
 
 use crate::config::ServerConfig;
@@ -58,18 +61,22 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         );
     }
 
-    let server = bootstrap::start(&cfg, None)?;
-
-    let peer_tls_config = match &peer_tls {
-        Some(info) => Some(Arc::new(
-            info.server_config()
-                .map_err(|e| ServerError::Raft(e.to_string()))?,
-        )),
-        None => None,
+    let (peer_server_tls, peer_client_tls) = match &peer_tls {
+        Some(info) => (
+            Some(Arc::new(info.server_config().map_err(|e| ServerError::Raft(format!("peer TLS: {e}")))?)),
+            Some(Arc::new(info.client_config().map_err(|e| ServerError::Raft(format!("peer TLS: {e}")))?)),
+        ),
+        None => (None, None),
     };
+    let server = bootstrap::start(&cfg, None, peer_client_tls)?;
+
+    let peer_router = tonic::service::Routes::new(
+        PeerServer::new(peer::PeerService::new(server.cluster_id, server.raft_sender()))
+            .max_decoding_message_size(usize::MAX),
+    )
+    .into_axum_router();
     for tcp in peer_listeners {
-        // Peer RPCs arrive with clustering; until then every call answers Unimplemented.
-        listen::spawn_serve(tcp, peer_tls_config.clone(), axum::Router::new());
+        listen::spawn_serve(tcp, peer_server_tls.clone(), peer_router.clone());
     }
 
     let client_tls_config = match &client_tls {
@@ -89,6 +96,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         tracing::info!(address = %url, "ready to serve client requests");
     }
 
+    tokio::spawn(lease::primary::run(server.clone()));
     tokio::spawn(publish(
         server.clone(),
         cfg.name.clone(),
@@ -100,6 +108,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
 
     shutdown_signal().await;
     tracing::info!("received a stop signal; stopping");
+    lease::primary::checkpoint_before_stop(&server).await;
     Ok(())
 }
 

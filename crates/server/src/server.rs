@@ -15,6 +15,7 @@ use tokio::sync::{oneshot, watch};
 use crate::apply::ApplyResponse;
 use crate::error::ServerError;
 use crate::id::IdGenerator;
+use crate::lease::{LeaseForwarder, Lessor, NoForwarding};
 use crate::membership::Membership;
 use crate::raft::{ProposalResult, RaftInput, RaftStatus};
 use crate::wait::Wait;
@@ -44,6 +45,10 @@ pub struct EtcdServer {
     pub membership: Arc<Membership>,
     /// Leader, term and commit index.
     pub raft_status: Arc<RaftStatus>,
+    /// Leases; changed by apply, renewed by handlers when this member leads.
+    pub lessor: Arc<Lessor>,
+    /// Reaches the leader's lessor when this member does not lead.
+    pub lease_forwarder: Arc<dyn LeaseForwarder>,
     /// Inputs to the raft thread.
     raft: mpsc::Sender<RaftInput>,
     /// Proposers waiting for apply.
@@ -62,6 +67,7 @@ impl EtcdServer {
         kv: Arc<KvStore>,
         membership: Arc<Membership>,
         raft_status: Arc<RaftStatus>,
+        lessor: Arc<Lessor>,
         raft: mpsc::Sender<RaftInput>,
         wait: Arc<Wait<ProposalResult>>,
         applied: watch::Receiver<u64>,
@@ -73,6 +79,8 @@ impl EtcdServer {
             kv,
             membership,
             raft_status,
+            lessor,
+            lease_forwarder: Arc::new(NoForwarding),
             raft,
             wait,
             applied,
@@ -93,6 +101,32 @@ impl EtcdServer {
     /// The index of the last applied entry.
     pub fn applied_index(&self) -> u64 {
         *self.applied.borrow()
+    }
+
+    /// Waits until the applied index reaches `index`, or `deadline` passes.
+    pub async fn wait_applied(
+        &self,
+        index: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ServerError> {
+        if self.applied_index() >= index {
+            return Ok(());
+        }
+        let mut applied = self.applied.clone();
+        let reached = tokio::time::timeout_at(deadline, async {
+            applied.wait_for(|a| *a >= index).await.is_ok()
+        })
+        .await;
+        match reached {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(EtcdError::Stopped.into()),
+            Err(_) => Err(EtcdError::TimeoutWaitAppliedIndex.into()),
+        }
+    }
+
+    /// A fresh id, unique across members and restarts (request ids, assigned lease ids).
+    pub fn next_id(&self) -> u64 {
+        self.ids.next()
     }
 
     /// Proposes `req` and waits until it is applied; returns what apply answered.
@@ -159,5 +193,10 @@ impl EtcdServer {
         } else {
             EtcdError::Timeout.into()
         }
+    }
+
+    /// A sender into the raft thread, for the peer service.
+    pub fn raft_sender(&self) -> mpsc::Sender<RaftInput> {
+        self.raft.clone()
     }
 }

@@ -9,19 +9,20 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
 use oxcd_api::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, PutResponse, ResponseHeader,
-    TxnResponse,
+    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseCheckpointResponse,
+    LeaseGrantResponse, LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
 use oxcd_api::mvccpb::Event;
-use oxcd_storage::{Batch, CompactionWait, KvStore};
+use oxcd_storage::{Batch, CompactionWait, KvStore, Txn};
 use prost::Message as _;
 use raft::eraftpb::{Entry, EntryType};
 use tokio::sync::watch;
 
 use crate::error::ServerError;
 use crate::kv::txn::{self, WriteContext};
+use crate::lease::Lessor;
 use crate::membership::Membership;
-use crate::raft::{Apply, ProposalResult, RaftInput};
+use crate::raft::{Apply, ProposalResult, RaftInput, RaftStatus};
 use crate::wait::Wait;
 
 /// What applying one request produced, for its proposer.
@@ -31,6 +32,9 @@ pub enum ApplyResponse {
     Txn(TxnResponse),
     /// The compaction is scheduled; `wait` finishes when old revisions are gone from disk.
     Compaction(CompactionResponse, CompactionWait),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint(LeaseCheckpointResponse),
     /// Requests with nothing to report (member attributes, cluster version).
     Empty,
 }
@@ -46,6 +50,10 @@ pub struct Applier {
     pub kv: Arc<KvStore>,
     /// Cluster members; written only here (and at bootstrap).
     pub membership: Arc<Membership>,
+    /// Leases; their replicated state is written only here.
+    pub lessor: Arc<Lessor>,
+    /// Whether this member leads, to promote the lessor at the first entry of its term.
+    pub raft_status: Arc<RaftStatus>,
     /// Proposers waiting for their entries.
     pub wait: Arc<Wait<ProposalResult>>,
     /// The index of the last applied entry, for linearizable reads.
@@ -134,7 +142,14 @@ impl Applier {
             // Membership changes reach raft itself on the raft thread; recording members in
             // the backend comes with clustering.
             EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => None,
-            EntryType::EntryNormal if entry.data.is_empty() => None, // a new leader's empty entry
+            EntryType::EntryNormal if entry.data.is_empty() => {
+                // A new leader's empty entry: everything of earlier terms is applied, so a
+                // leader's lessor may start keeping time now.
+                if self.raft_status.is_leader() {
+                    self.lessor.promote(self.lessor.config().promote_extend);
+                }
+                None
+            }
             EntryType::EntryNormal => {
                 let req = match InternalRaftRequest::decode(&entry.data[..]) {
                     Ok(req) => req,
@@ -147,6 +162,13 @@ impl Applier {
         }
     }
 
+    /// Ends a write txn: its keys join or leave leases, its events wait for the commit.
+    fn end_txn(&self, t: Txn<'_>, events: &mut Vec<Event>) {
+        let changes = t.end();
+        self.lessor.apply_events(&changes);
+        events.extend(changes);
+    }
+
     /// The one place that decides what a request does.
     fn dispatch(
         &self,
@@ -154,28 +176,53 @@ impl Applier {
         req: InternalRaftRequest,
         events: &mut Vec<Event>,
     ) -> ProposalResult {
-        let no_leases = |_lease: i64| false;
+        let lease_exists = |lease: i64| self.lessor.contains(lease);
         if let Some(put) = req.put {
             let mut t = batch.txn();
-            let result = txn::put(&mut t, &put, &no_leases);
-            events.extend(t.end());
+            let result = txn::put(&mut t, &put, &lease_exists);
+            self.end_txn(t, events);
             return result.map(ApplyResponse::Put);
         }
         if let Some(del) = req.delete_range {
             let mut t = batch.txn();
             let result = txn::delete_range(&mut t, &del);
-            events.extend(t.end());
+            self.end_txn(t, events);
             return result.map(ApplyResponse::DeleteRange);
         }
         if let Some(request) = req.txn {
             let ctx = WriteContext {
-                lease_exists: &no_leases,
+                lease_exists: &lease_exists,
                 compact_revision: batch.compact_revision(),
             };
             let mut t = batch.txn();
             let result = txn::apply_txn(&mut t, &request, &ctx);
-            events.extend(t.end());
+            self.end_txn(t, events);
             return result.map(ApplyResponse::Txn);
+        }
+        if let Some(grant) = req.lease_grant {
+            let ttl = self.lessor.grant(batch.raw(), grant.id, grant.ttl)?;
+            return Ok(ApplyResponse::LeaseGrant(LeaseGrantResponse {
+                header: header(batch.current_revision()),
+                id: grant.id,
+                ttl,
+                error: String::new(),
+            }));
+        }
+        if let Some(revoke) = req.lease_revoke {
+            let deleted = self.lessor.revoke(batch, revoke.id)?;
+            self.lessor.apply_events(&deleted);
+            events.extend(deleted);
+            return Ok(ApplyResponse::LeaseRevoke(LeaseRevokeResponse {
+                header: header(batch.current_revision()),
+            }));
+        }
+        if let Some(checkpoints) = req.lease_checkpoint {
+            for c in &checkpoints.checkpoints {
+                self.lessor.checkpoint(batch.raw(), c.id, c.remaining_ttl)?;
+            }
+            return Ok(ApplyResponse::LeaseCheckpoint(LeaseCheckpointResponse {
+                header: header(batch.current_revision()),
+            }));
         }
         if let Some(compaction) = req.compaction {
             let wait = batch.compact(compaction.revision)?;
@@ -221,4 +268,11 @@ impl Applier {
             "request kind not supported by this member".into(),
         ))
     }
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
 }

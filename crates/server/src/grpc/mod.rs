@@ -3,6 +3,7 @@
 
 mod cluster;
 mod kv;
+mod lease;
 mod maintenance;
 mod status;
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use oxcd_api::etcdserverpb::cluster_server::ClusterServer;
 use oxcd_api::etcdserverpb::kv_server::KvServer;
+use oxcd_api::etcdserverpb::lease_server::LeaseServer;
 use oxcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use tonic::service::Routes;
 
@@ -26,10 +28,14 @@ pub fn client_routes(server: Arc<EtcdServer>, max_recv_msg_size: usize) -> Route
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(server.clone()))
         .max_decoding_message_size(max_recv_msg_size)
         .max_encoding_message_size(usize::MAX);
+    let lease = LeaseServer::new(lease::LeaseService::new(server.clone()))
+        .max_decoding_message_size(max_recv_msg_size)
+        .max_encoding_message_size(usize::MAX);
     let cluster = ClusterServer::new(cluster::ClusterService::new(server))
         .max_decoding_message_size(max_recv_msg_size)
         .max_encoding_message_size(usize::MAX);
     Routes::new(kv)
         .add_service(maintenance)
         .add_service(cluster)
+        .add_service(lease)
 }

@@ -29,6 +29,9 @@ const MAX_INPUTS_PER_READY: usize = 4096;
 /// up from the log rather than a full snapshot (etcd's SnapshotCatchUpEntries).
 const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
 
+/// How long a ReadIndex round may stay unanswered before it is sent again.
+const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
+
 /// What the rest of the server asks of the raft node.
 pub enum RaftInput {
     /// Append `data` (an encoded `InternalRaftRequest`) to the log. If raft refuses (no
@@ -80,8 +83,8 @@ pub struct RaftNode {
     tick_interval: Duration,
     /// Read-index requests not yet sent to raft.
     pending_reads: Vec<oneshot::Sender<u64>>,
-    /// Read-index rounds in flight, by their request context.
-    reads_in_flight: HashMap<Vec<u8>, Vec<oneshot::Sender<u64>>>,
+    /// Read-index rounds in flight, by their request context, with when they were sent.
+    reads_in_flight: HashMap<Vec<u8>, (Instant, Vec<oneshot::Sender<u64>>)>,
     /// Source of unique read-index contexts.
     next_read_ctx: u64,
 }
@@ -187,8 +190,22 @@ impl RaftNode {
         }
     }
 
-    /// Sends every read request queued since the last round as ONE ReadIndex.
+    /// Sends every read request queued since the last round as ONE ReadIndex. Raft drops a
+    /// read-index request silently when there is no leader or the message is lost, so a round
+    /// unanswered for a while is sent again, as etcd does.
     fn start_read_round(&mut self) {
+        let now = Instant::now();
+        let stale: Vec<Vec<u8>> = self
+            .reads_in_flight
+            .iter()
+            .filter(|(_, (sent, _))| now.duration_since(*sent) >= READ_INDEX_RETRY)
+            .map(|(ctx, _)| ctx.clone())
+            .collect();
+        for ctx in stale {
+            if let Some((_, waiters)) = self.reads_in_flight.remove(&ctx) {
+                self.pending_reads.extend(waiters.into_iter().filter(|w| !w.is_closed()));
+            }
+        }
         if self.pending_reads.is_empty() {
             return;
         }
@@ -196,7 +213,7 @@ impl RaftNode {
         self.next_read_ctx += 1;
         self.raw.read_index(ctx.clone());
         self.reads_in_flight
-            .insert(ctx, std::mem::take(&mut self.pending_reads));
+            .insert(ctx, (now, std::mem::take(&mut self.pending_reads)));
     }
 
     /// Handles one Ready, in the order raft-rs requires.
@@ -264,7 +281,7 @@ impl RaftNode {
     }
 
     fn answer_reads(&mut self, ctx: &[u8], index: u64) {
-        if let Some(waiters) = self.reads_in_flight.remove(ctx) {
+        if let Some((_, waiters)) = self.reads_in_flight.remove(ctx) {
             for waiter in waiters {
                 let _ = waiter.send(index);
             }

@@ -1,0 +1,195 @@
+//! The Lease service: grants and revokes go through Raft; keepalives and time-to-live are
+//! answered by the leader's lessor ([`crate::lease::leader`]).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use oxcd_api::etcdserverpb::lease_server::Lease;
+use oxcd_api::etcdserverpb::{
+    InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    ResponseHeader,
+};
+use oxcd_api::EtcdError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::status::status;
+use crate::apply::ApplyResponse;
+use crate::error::ServerError;
+use crate::lease::{self, MAX_LEASE_TTL, NO_LEASE};
+use crate::server::EtcdServer;
+
+/// Keepalive responses queued for one stream before its task waits for the client to read.
+const KEEPALIVE_QUEUE: usize = 16;
+
+pub struct LeaseService {
+    server: Arc<EtcdServer>,
+}
+
+impl LeaseService {
+    pub fn new(server: Arc<EtcdServer>) -> LeaseService {
+        LeaseService { server }
+    }
+
+    fn fill_header(&self, header: &mut Option<ResponseHeader>) {
+        let revision = header
+            .as_ref()
+            .map_or(self.server.kv.current_revision(), |h| h.revision);
+        *header = Some(self.server.header(revision));
+    }
+}
+
+fn unexpected(what: &str) -> Status {
+    Status::internal(format!(
+        "apply answered a {what} request with another kind of response"
+    ))
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut req = request.into_inner();
+        if req.ttl > MAX_LEASE_TTL {
+            return Err(status(EtcdError::LeaseTtlTooLarge));
+        }
+        while req.id == NO_LEASE {
+            // Assigned ids are positive, as etcd's.
+            req.id = (self.server.next_id() & (i64::MAX as u64)) as i64;
+        }
+        let internal = InternalRaftRequest {
+            lease_grant: Some(req),
+            ..Default::default()
+        };
+        match self.server.propose(internal).await? {
+            ApplyResponse::LeaseGrant(mut resp) => {
+                self.fill_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("lease grant")),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let internal = InternalRaftRequest {
+            lease_revoke: Some(request.into_inner()),
+            ..Default::default()
+        };
+        match self.server.propose(internal).await? {
+            ApplyResponse::LeaseRevoke(mut resp) => {
+                self.fill_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("lease revoke")),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(KEEPALIVE_QUEUE);
+        tokio::spawn(keep_alive(self.server.clone(), inbound, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let req = request.into_inner();
+        let found = lease::leader::time_to_live(&self.server, req.id, req.keys).await?;
+        // An unknown lease is not an error here: etcd answers TTL -1.
+        let mut resp = match found {
+            Some(l) => LeaseTimeToLiveResponse {
+                header: None,
+                id: l.id,
+                ttl: l.ttl,
+                granted_ttl: l.granted_ttl,
+                keys: l.keys,
+            },
+            None => LeaseTimeToLiveResponse {
+                header: None,
+                id: req.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
+        };
+        self.fill_header(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self
+            .server
+            .lessor
+            .leases()
+            .into_iter()
+            .map(|id| LeaseStatus { id })
+            .collect();
+        let mut resp = LeaseLeasesResponse {
+            header: None,
+            leases,
+        };
+        self.fill_header(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+}
+
+/// Serves one keepalive stream: each request renews one lease and gets one response, in
+/// order. A lease that does not exist (or expired) gets TTL 0, not an error; any other error
+/// ends the stream with that error.
+async fn keep_alive(
+    server: Arc<EtcdServer>,
+    mut inbound: Streaming<LeaseKeepAliveRequest>,
+    responses: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
+) {
+    loop {
+        let req = match inbound.message().await {
+            Ok(Some(req)) => req,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "failed to receive lease keepalive request from gRPC stream");
+                return;
+            }
+        };
+        // The header is taken before renewing, so its revision is never later than the
+        // renewal: a client never sees a keepalive succeed after the revoke's revision.
+        let header = Some(server.header(server.kv.current_revision()));
+        let ttl = match lease::leader::renew(&server, req.id).await {
+            Ok(ttl) => ttl,
+            Err(ServerError::Etcd(EtcdError::LeaseNotFound)) => 0,
+            Err(e) => {
+                let _ = responses.send(Err(e.into())).await;
+                return;
+            }
+        };
+        let resp = LeaseKeepAliveResponse {
+            header,
+            id: req.id,
+            ttl,
+        };
+        if responses.send(Ok(resp)).await.is_err() {
+            tracing::debug!("lease keepalive stream closed by the client");
+            return;
+        }
+    }
+}

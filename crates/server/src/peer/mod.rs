@@ -1,0 +1,8 @@
+//! Member-to-member transport: raft messages travel as bytes over one client-streaming gRPC
+//! call per peer (`oxcdpb.Peer/Stream`), on the peer URLs, in TLS when configured.
+
+mod client;
+mod server;
+
+pub use client::{PeerContext, PeerTransport};
+pub use server::PeerService;

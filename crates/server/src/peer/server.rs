@@ -1,0 +1,65 @@
+//! The receiving side: every message of a peer's stream is handed to the raft thread.
+
+use std::sync::mpsc;
+
+use oxcd_api::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
+use oxcd_api::oxcdpb::peer_server::Peer;
+use oxcd_api::oxcdpb::{PeerAck, PeerMessage, SnapshotAck, SnapshotChunk};
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::raft::RaftInput;
+
+/// Serves `oxcdpb.Peer` for one member.
+pub struct PeerService {
+    cluster_id: u64,
+    raft: mpsc::Sender<RaftInput>,
+}
+
+impl PeerService {
+    pub fn new(cluster_id: u64, raft: mpsc::Sender<RaftInput>) -> PeerService {
+        PeerService { cluster_id, raft }
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn stream(&self, request: Request<Streaming<PeerMessage>>) -> Result<Response<PeerAck>, Status> {
+        let mut stream = request.into_inner();
+        let mut received = 0;
+        while let Some(peer_msg) = stream.message().await? {
+            if peer_msg.cluster_id != self.cluster_id {
+                tracing::warn!(
+                    "remote-peer-id" = format!("{:x}", peer_msg.from),
+                    "remote-cluster-id" = format!("{:x}", peer_msg.cluster_id),
+                    "local-cluster-id" = format!("{:x}", self.cluster_id),
+                    "rejected a peer stream from another cluster"
+                );
+                return Err(Status::failed_precondition("cluster ID mismatch"));
+            }
+            let msg = Message::parse_from_bytes(&peer_msg.message)
+                .map_err(|e| Status::invalid_argument(format!("raft message does not decode: {e}")))?;
+            if self.raft.send(RaftInput::Step(msg)).is_err() {
+                return Err(Status::unavailable("member is stopping"));
+            }
+            received += 1;
+        }
+        Ok(Response::new(PeerAck { received }))
+    }
+
+    async fn snapshot(&self, _: Request<Streaming<SnapshotChunk>>) -> Result<Response<SnapshotAck>, Status> {
+        Err(Status::unimplemented("receiving raft snapshots is not implemented in this oxcd version"))
+    }
+
+    async fn lease_renew(&self, _: Request<LeaseKeepAliveRequest>) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        Err(Status::unimplemented("lease forwarding is not implemented in this oxcd version"))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        _: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        Err(Status::unimplemented("lease forwarding is not implemented in this oxcd version"))
+    }
+}
