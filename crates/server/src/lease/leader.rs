@@ -72,7 +72,9 @@ pub async fn renew(server: &EtcdServer, id: i64) -> Result<i64, ServerError> {
             }
         }
         // A lease granted just before must be applied before this lessor can know it.
-        server.wait_applied(server.raft_status.commit(), deadline).await?;
+        server
+            .wait_applied(server.raft_status.commit(), deadline)
+            .await?;
         let mut changes = server.lessor.subscribe();
         match server.lessor.renew(id) {
             Ok(renewal) => {
@@ -110,7 +112,9 @@ pub async fn time_to_live(
             return result;
         }
     }
-    server.wait_applied(server.raft_status.commit(), deadline).await?;
+    server
+        .wait_applied(server.raft_status.commit(), deadline)
+        .await?;
     Ok(server.lessor.time_to_live(id, with_keys))
 }
 
