@@ -1,6 +1,7 @@
 //! The oxcd server: an etcd-compatible member.
 //!
-//! Requests enter through [`grpc`] (and HTTP, later), are validated there, and writes are
+//! Requests enter through [`grpc`] (and [`http`], whose JSON gateway calls the same gRPC
+//! services in-process), are validated there, and writes are
 //! proposed through the [`raft`] node thread, which persists them in the WAL and hands
 //! committed entries to the [`apply`] thread, the only writer of the MVCC store. Proposers
 //! wait on [`wait`] for apply's answer; reads go to the store directly, after a ReadIndex
@@ -12,6 +13,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod id;
 pub mod kv;
 pub mod lease;
@@ -60,6 +62,25 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
                 .map_err(|e| ServerError::Raft(e.to_string()))?,
         );
     }
+    let mut client_http_listeners = Vec::new();
+    for url in &cfg.listen_client_http_urls {
+        client_http_listeners.push(
+            listen::bind(url)
+                .await
+                .map_err(|e| ServerError::Raft(e.to_string()))?,
+        );
+    }
+    let mut metrics_listeners = Vec::new();
+    for url in &cfg.listen_metrics_urls {
+        metrics_listeners.push(
+            listen::bind(url)
+                .await
+                .map_err(|e| ServerError::Raft(e.to_string()))?,
+        );
+    }
+    // Before the storage opens, so its first fsyncs are counted.
+    let metrics = http::metrics::install()
+        .map_err(|e| ServerError::Raft(format!("metrics recorder: {e}")))?;
 
     let (peer_server_tls, peer_client_tls) = match &peer_tls {
         Some(info) => (
@@ -91,9 +112,29 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         .layer(axum::middleware::map_response(|resp: axum::response::Response| async move {
             grpc::oversized_request_as_grpc_go(resp)
         }));
+    let services = http::HttpServices::new(server.clone(), router, metrics, &cfg);
+    // With --listen-client-http-urls, HTTP moves there and the client URLs keep gRPC only.
+    let router = if cfg.listen_client_http_urls.is_empty() {
+        services.client_router()
+    } else {
+        services.grpc_router()
+    };
     for (tcp, url) in client_listeners.into_iter().zip(&cfg.listen_client_urls) {
         listen::spawn_serve(tcp, client_tls_config.clone(), router.clone());
         tracing::info!(address = %url, "ready to serve client requests");
+    }
+    for (tcp, url) in client_http_listeners
+        .into_iter()
+        .zip(&cfg.listen_client_http_urls)
+    {
+        let tls = client_tls_config.clone().filter(|_| url.scheme.is_tls());
+        listen::spawn_serve(tcp, tls, services.http_router());
+        tracing::info!(address = %url, "ready to serve client HTTP requests");
+    }
+    for (tcp, url) in metrics_listeners.into_iter().zip(&cfg.listen_metrics_urls) {
+        let tls = client_tls_config.clone().filter(|_| url.scheme.is_tls());
+        listen::spawn_serve(tcp, tls, services.metrics_router());
+        tracing::info!(address = %url, "serving metrics");
     }
 
     tokio::spawn(lease::primary::run(server.clone()));

@@ -111,7 +111,9 @@ impl Applier {
                 }
             }
             for (id, result) in answers {
-                self.wait.trigger(id, result);
+                if self.wait.trigger(id, result) {
+                    metrics::gauge!("etcd_server_proposals_pending").decrement(1.0);
+                }
             }
             self.applied.send_replace(last_index);
 

@@ -45,6 +45,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "election-timeout",
     "listen-peer-urls",
     "listen-client-urls",
+    "listen-client-http-urls",
     "listen-metrics-urls",
     "quota-backend-bytes",
     "max-txn-ops",

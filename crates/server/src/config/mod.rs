@@ -233,6 +233,9 @@ pub struct ServerConfig {
     pub dedicated_wal_dir: Option<PathBuf>,
     pub listen_peer_urls: Vec<EtcdUrl>,
     pub listen_client_urls: Vec<EtcdUrl>,
+    /// `--listen-client-http-urls`: when not empty, client HTTP is served here and the
+    /// client URLs serve gRPC only.
+    pub listen_client_http_urls: Vec<EtcdUrl>,
     /// Empty when no separate metrics listener is wanted.
     pub listen_metrics_urls: Vec<EtcdUrl>,
     pub initial_advertise_peer_urls: Vec<EtcdUrl>,
@@ -403,6 +406,11 @@ impl ServerConfig {
 
         let listen_peer_urls = bind_urls("listen-peer-urls", &f.listen_peer_urls)?;
         let listen_client_urls = bind_urls("listen-client-urls", &f.listen_client_urls)?;
+        let listen_client_http_urls = if f.listen_client_http_urls.is_empty() {
+            Vec::new()
+        } else {
+            bind_urls("listen-client-http-urls", &f.listen_client_http_urls)?
+        };
         let listen_metrics_urls = if f.listen_metrics_urls.is_empty() {
             Vec::new()
         } else {
@@ -533,7 +541,11 @@ impl ServerConfig {
             f.peer_client_cert_auth,
             f.peer_auto_tls,
         )?;
-        if let Some(u) = listen_client_urls.iter().find(|u| u.scheme.is_tls()) {
+        if let Some(u) = listen_client_urls
+            .iter()
+            .chain(&listen_client_http_urls)
+            .find(|u| u.scheme.is_tls())
+        {
             if !client_tls.enabled() {
                 return Err(ConfigError::Invalid(format!(
                     "TLS key/cert (--cert-file, --key-file) must be provided for client url {u} with HTTPS scheme"
@@ -589,6 +601,7 @@ impl ServerConfig {
             dedicated_wal_dir: optional_path(&f.wal_dir),
             listen_peer_urls,
             listen_client_urls,
+            listen_client_http_urls,
             listen_metrics_urls,
             initial_advertise_peer_urls,
             advertise_client_urls,

@@ -162,7 +162,10 @@ impl RaftNode {
         match input {
             RaftInput::Propose { id, data } => {
                 if self.raw.propose(vec![], data).is_err() {
+                    metrics::counter!("etcd_server_proposals_failed_total").increment(1);
                     self.wait.trigger(id, Err(ServerError::NO_LEADER));
+                } else {
+                    metrics::gauge!("etcd_server_proposals_pending").increment(1.0);
                 }
             }
             RaftInput::ProposeConfChange { cc, reply } => {

@@ -238,7 +238,10 @@ impl Inner {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .begin_write()?;
+        let start = Instant::now();
         let result = txn.commit();
+        metrics::histogram!("etcd_disk_backend_commit_duration_seconds")
+            .record(start.elapsed().as_secs_f64());
         if result.is_err() {
             self.dirty.store(true, Ordering::Release);
         }

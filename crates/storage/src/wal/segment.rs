@@ -97,6 +97,7 @@ pub(crate) fn fdatasync(file: &File, path: &Path) -> Result<()> {
     let start = Instant::now();
     file.sync_data().map_err(io_err("fdatasync", path))?;
     let took = start.elapsed();
+    metrics::histogram!("etcd_disk_wal_fsync_duration_seconds").record(took.as_secs_f64());
     if took > EXPECTED_SYNC_DURATION {
         tracing::warn!(
             took = ?took,
