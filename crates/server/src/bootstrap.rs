@@ -17,7 +17,7 @@ use crate::error::ServerError;
 use crate::lease::{Lessor, LessorConfig};
 use crate::membership::Membership;
 use crate::peer::{PeerContext, PeerTransport};
-use crate::raft::{raft_logger, NoPeers, RaftInput, RaftNode, RaftStatus, Transport};
+use crate::raft::{raft_logger, RaftInput, RaftNode, RaftStatus, Transport};
 use crate::server::{EtcdServer, Limits};
 use crate::wait::Wait;
 
@@ -59,6 +59,7 @@ pub fn start(
     cfg: &ServerConfig,
     events: Option<Arc<dyn EventSink>>,
     peer_tls: Option<Arc<rustls::ClientConfig>>,
+    join: Option<&JoinInfo>,
 ) -> Result<Arc<EtcdServer>, ServerError> {
     let wal_dir = cfg.wal_dir();
     let snap_dir = cfg.snap_dir();
@@ -72,9 +73,9 @@ pub fn start(
     let storage = MemStorage::new();
 
     let (wal, meta, applied_floor) = if Wal::exists(&wal_dir) {
-        restart(&wal_dir, &snapshotter, &storage, &kv)?
+        restart(&wal_dir, &snapshotter, &storage)?
     } else {
-        bootstrap_new(cfg, &wal_dir, &storage, &kv)?
+        bootstrap_new(cfg, join, &wal_dir, &snapshotter, &storage, &kv)?
     };
     tracing::info!(
         "local-member-id" = format!("{:x}", meta.member_id),
@@ -116,17 +117,13 @@ pub fn start(
         .map(|m| (m.id, m.peer_ur_ls))
         .filter(|(id, _)| *id != meta.member_id)
         .collect();
-    let transport: Box<dyn Transport> = if peers.is_empty() {
-        Box::new(NoPeers)
-    } else {
-        let ctx = PeerContext {
-            cluster_id: meta.cluster_id,
-            local_id: meta.member_id,
-            tls: peer_tls,
-            runtime: tokio::runtime::Handle::current(),
-        };
-        Box::new(PeerTransport::start(ctx, peers))
+    let ctx = PeerContext {
+        cluster_id: meta.cluster_id,
+        local_id: meta.member_id,
+        tls: peer_tls,
+        runtime: tokio::runtime::Handle::current(),
     };
+    let transport: Box<dyn Transport> = Box::new(PeerTransport::start(ctx, peers));
     let node = RaftNode::new(
         raw,
         wal,
@@ -149,6 +146,7 @@ pub fn start(
         events,
         snapshot_count: cfg.snapshot_count,
         member_id: meta.member_id,
+        removed_self: Default::default(),
     };
     std::thread::Builder::new()
         .name("raft".into())
@@ -163,6 +161,7 @@ pub fn start(
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         request_timeout: cfg.request_timeout(),
+        max_learners: cfg.max_learners,
     };
     Ok(Arc::new(EtcdServer::new(
         meta.member_id,
@@ -178,67 +177,111 @@ pub fn start(
     )))
 }
 
-/// A new member of a new cluster: create the WAL and record the founding members.
+/// A member joining an existing cluster learns who it is from a running member.
+pub struct JoinInfo {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    /// The members as the running member knows them (this one included).
+    pub members: Vec<oxcd_api::etcdserverpb::Member>,
+}
+
+/// Index and term of the snapshot every founding member starts from: the founding members
+/// are its configuration, so a member added later gets that configuration with the first
+/// snapshot the leader sends it.
+const BOOTSTRAP_INDEX: u64 = 1;
+const BOOTSTRAP_TERM: u64 = 1;
+
+/// A new member: of a new cluster (founding members recorded in a bootstrap snapshot), or
+/// joining an existing one (empty log; the leader sends a snapshot).
 fn bootstrap_new(
     cfg: &ServerConfig,
+    join: Option<&JoinInfo>,
     wal_dir: &std::path::Path,
+    snapshotter: &Snapshotter,
     storage: &MemStorage,
     kv: &KvStore,
 ) -> Result<(Wal, WalMetadata, u64), ServerError> {
-    cfg.verify_bootstrap()
-        .map_err(|e| ServerError::Raft(e.to_string()))?;
-    if !cfg.is_new_cluster() {
-        return Err(ServerError::Raft(
-            "joining an existing cluster (--initial-cluster-state existing) is not supported yet"
-                .into(),
-        ));
-    }
-    let members = cfg
-        .initial_members()
-        .map_err(|e| ServerError::Raft(e.to_string()))?;
-    let meta = WalMetadata {
-        member_id: cfg
-            .local_member_id()
-            .map_err(|e| ServerError::Raft(e.to_string()))?,
-        cluster_id: cfg
-            .cluster_id()
-            .map_err(|e| ServerError::Raft(e.to_string()))?,
+    let config_err = |e: crate::config::ConfigError| ServerError::Raft(e.to_string());
+    let (meta, initial) = match join {
+        Some(join) => {
+            let meta = WalMetadata {
+                member_id: join.member_id,
+                cluster_id: join.cluster_id,
+            };
+            let members = join
+                .members
+                .iter()
+                .map(|m| (m.id, m.name.clone(), m.peer_ur_ls.clone()))
+                .collect();
+            (meta, members)
+        }
+        None => {
+            cfg.verify_bootstrap().map_err(config_err)?;
+            let meta = WalMetadata {
+                member_id: cfg.local_member_id().map_err(config_err)?,
+                cluster_id: cfg.cluster_id().map_err(config_err)?,
+            };
+            let members: Vec<(u64, String, Vec<String>)> = cfg
+                .initial_members()
+                .map_err(config_err)?
+                .iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        m.name.clone(),
+                        m.peer_urls.iter().map(ToString::to_string).collect(),
+                    )
+                })
+                .collect();
+            (meta, members)
+        }
     };
-    let voters: Vec<u64> = members.iter().map(|m| m.id).collect();
-    storage.initialize_with_conf_state(ConfState::from((voters, vec![])));
 
-    // Founding members go into the backend before the WAL exists: a crash in between
-    // bootstraps again from scratch, rewriting the same rows.
+    // Members go into the backend before the WAL exists: a crash in between bootstraps again
+    // from scratch, rewriting the same rows.
     let membership = Membership::load(meta.cluster_id, kv.backend())?;
-    let initial: Vec<(u64, String, Vec<String>)> = members
-        .iter()
-        .map(|m| {
-            (
-                m.id,
-                m.name.clone(),
-                m.peer_urls.iter().map(ToString::to_string).collect(),
-            )
-        })
-        .collect();
     let batch = kv.begin_batch()?;
     membership.bootstrap(batch.raw(), &initial)?;
-    write_conf_state(
-        batch.raw(),
-        &storage
-            .initial_state()
-            .map_err(|e| ServerError::Raft(e.to_string()))?
-            .conf_state,
-    )?;
     batch.commit()?;
     kv.force_commit()?;
 
-    let wal = Wal::create(wal_dir, &meta.encode())?;
-    tracing::info!(
-        "local-member-id" = format!("{:x}", meta.member_id),
-        "initial-cluster" = cfg.initial_cluster_string(),
-        "starting a new member of a new cluster"
-    );
-    Ok((wal, meta, 0))
+    let mut wal = Wal::create(wal_dir, &meta.encode())?;
+    let applied_floor = if join.is_none() {
+        let voters: Vec<u64> = initial.iter().map(|(id, _, _)| *id).collect();
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().index = BOOTSTRAP_INDEX;
+        snapshot.mut_metadata().term = BOOTSTRAP_TERM;
+        snapshot
+            .mut_metadata()
+            .set_conf_state(ConfState::from((voters, vec![])));
+        snapshotter.save(&snapshot)?;
+        let mut hs = HardState::default();
+        hs.term = BOOTSTRAP_TERM;
+        hs.commit = BOOTSTRAP_INDEX;
+        wal.save(&hs, &[])?;
+        wal.save_snapshot(WalSnapshot {
+            index: BOOTSTRAP_INDEX,
+            term: BOOTSTRAP_TERM,
+        })?;
+        storage
+            .wl()
+            .apply_snapshot(snapshot)
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        tracing::info!(
+            "local-member-id" = format!("{:x}", meta.member_id),
+            "initial-cluster" = cfg.initial_cluster_string(),
+            "starting a new member of a new cluster"
+        );
+        BOOTSTRAP_INDEX
+    } else {
+        tracing::info!(
+            "local-member-id" = format!("{:x}", meta.member_id),
+            "cluster-id" = format!("{:x}", meta.cluster_id),
+            "starting a new member joining an existing cluster"
+        );
+        0
+    };
+    Ok((wal, meta, applied_floor))
 }
 
 /// A member restarting from its data dir: newest snapshot, then the WAL after it.
@@ -246,7 +289,6 @@ fn restart(
     wal_dir: &std::path::Path,
     snapshotter: &Snapshotter,
     storage: &MemStorage,
-    kv: &KvStore,
 ) -> Result<(Wal, WalMetadata, u64), ServerError> {
     let mut markers = Wal::valid_snapshots(wal_dir)?;
     if !markers.contains(&WalSnapshot::default()) {
@@ -263,16 +305,15 @@ fn restart(
     let (wal, contents) = Wal::open(wal_dir, marker)?;
     let meta = WalMetadata::decode(&contents.metadata)?;
 
-    match snapshot {
-        Some(snap) if snap.get_metadata().index > 0 => {
-            let mut bare = Snapshot::default();
-            bare.set_metadata(snap.get_metadata().clone());
-            storage
-                .wl()
-                .apply_snapshot(bare)
-                .map_err(|e| ServerError::Raft(e.to_string()))?;
-        }
-        _ => storage.initialize_with_conf_state(read_conf_state(kv)?),
+    // A member that joined but never got its first snapshot has no snapshot: its log and
+    // configuration arrive from the leader again.
+    if let Some(snap) = snapshot.filter(|s| s.get_metadata().index > 0) {
+        let mut bare = Snapshot::default();
+        bare.set_metadata(snap.get_metadata().clone());
+        storage
+            .wl()
+            .apply_snapshot(bare)
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
     }
     storage
         .wl()
@@ -296,26 +337,4 @@ fn restart(
         "restarting local member"
     );
     Ok((wal, meta, marker.index))
-}
-
-fn write_conf_state(tx: &redb::WriteTransaction, cs: &ConfState) -> Result<(), ServerError> {
-    use protobuf::Message as _;
-    let mut table = tx.open_table(oxcd_storage::schema::META)?;
-    let bytes = cs
-        .write_to_bytes()
-        .map_err(|e| ServerError::Storage(e.to_string()))?;
-    table.insert(oxcd_storage::schema::META_CONF_STATE, bytes.as_slice())?;
-    Ok(())
-}
-
-fn read_conf_state(kv: &KvStore) -> Result<ConfState, ServerError> {
-    use protobuf::Message as _;
-    let rtx = kv.backend().begin_read()?;
-    let table = rtx.open_table(oxcd_storage::schema::META)?;
-    let Some(value) = table.get(oxcd_storage::schema::META_CONF_STATE)? else {
-        return Err(ServerError::Storage(
-            "backend has no conf state; the data dir is incomplete".into(),
-        ));
-    };
-    ConfState::parse_from_bytes(value.value()).map_err(|e| ServerError::Storage(e.to_string()))
 }

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oxcd_api::etcdserverpb::InternalRaftRequest;
-use oxcd_api::oxcdpb::peer_server::PeerServer;
 use oxcd_api::membershippb::{Attributes, ClusterMemberAttrSetRequest, ClusterVersionSetRequest};
+use oxcd_api::oxcdpb::peer_server::PeerServer;
 
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -84,15 +84,30 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
 
     let (peer_server_tls, peer_client_tls) = match &peer_tls {
         Some(info) => (
-            Some(Arc::new(info.server_config().map_err(|e| ServerError::Raft(format!("peer TLS: {e}")))?)),
-            Some(Arc::new(info.client_config().map_err(|e| ServerError::Raft(format!("peer TLS: {e}")))?)),
+            Some(Arc::new(
+                info.server_config()
+                    .map_err(|e| ServerError::Raft(format!("peer TLS: {e}")))?,
+            )),
+            Some(Arc::new(
+                info.client_config()
+                    .map_err(|e| ServerError::Raft(format!("peer TLS: {e}")))?,
+            )),
         ),
         None => (None, None),
     };
-    let server = bootstrap::start(&cfg, None, peer_client_tls)?;
+    let join = if !oxcd_storage::Wal::exists(&cfg.wal_dir()) && !cfg.is_new_cluster() {
+        Some(
+            peer::discover_self(&cfg, peer_client_tls.clone())
+                .await
+                .map_err(ServerError::Raft)?,
+        )
+    } else {
+        None
+    };
+    let server = bootstrap::start(&cfg, None, peer_client_tls, join.as_ref())?;
 
     let peer_router = tonic::service::Routes::new(
-        PeerServer::new(peer::PeerService::new(server.cluster_id, server.raft_sender()))
+        PeerServer::new(peer::PeerService::new(server.clone()))
             .max_decoding_message_size(usize::MAX),
     )
     .into_axum_router();

@@ -2,7 +2,7 @@
 //! published about themselves (name, client URLs). Kept in memory for readers and in the
 //! backend's `members` table, written only by apply (or once at bootstrap).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use oxcd_api::etcdserverpb;
@@ -17,6 +17,8 @@ use crate::error::ServerError;
 pub struct Membership {
     cluster_id: u64,
     members: Mutex<BTreeMap<u64, Member>>,
+    /// Ids removed from the cluster; a removed member may never rejoin under its old id.
+    removed: Mutex<BTreeSet<u64>>,
 }
 
 impl Membership {
@@ -34,9 +36,17 @@ impl Membership {
                 .map_err(|e| ServerError::Storage(format!("members table does not decode: {e}")))?;
             members.insert(member.id, member);
         }
+        let mut removed = BTreeSet::new();
+        for row in rtx.open_table(schema::MEMBERS_REMOVED)?.iter()? {
+            let (key, _) = row?;
+            if let Ok(bytes) = <[u8; 8]>::try_from(key.value()) {
+                removed.insert(u64::from_be_bytes(bytes));
+            }
+        }
         Ok(Membership {
             cluster_id,
             members: Mutex::new(members),
+            removed: Mutex::new(removed),
         })
     }
 
@@ -87,6 +97,89 @@ impl Membership {
             member.encode_to_vec().as_slice(),
         )?;
         self.members.lock().unwrap().insert(member.id, member);
+        Ok(())
+    }
+
+    /// Adds a member (a MemberAdd reaching apply). Its name and client URLs stay empty until
+    /// it starts and publishes them.
+    pub fn add(
+        &self,
+        tx: &WriteTransaction,
+        id: u64,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<(), ServerError> {
+        let member = Member {
+            id,
+            raft_attributes: Some(RaftAttributes {
+                peer_urls,
+                is_learner,
+            }),
+            member_attributes: Some(Attributes::default()),
+        };
+        self.store(tx, member)
+    }
+
+    /// Removes a member for good: its id may never come back.
+    pub fn remove(&self, tx: &WriteTransaction, id: u64) -> Result<(), ServerError> {
+        tx.open_table(schema::MEMBERS)?
+            .remove(id.to_be_bytes().as_slice())?;
+        tx.open_table(schema::MEMBERS_REMOVED)?
+            .insert(id.to_be_bytes().as_slice(), [].as_slice())?;
+        self.members.lock().unwrap().remove(&id);
+        self.removed.lock().unwrap().insert(id);
+        Ok(())
+    }
+
+    /// Makes a learner a voting member.
+    pub fn promote(&self, tx: &WriteTransaction, id: u64) -> Result<(), ServerError> {
+        let Some(mut member) = self.members.lock().unwrap().get(&id).cloned() else {
+            return Ok(());
+        };
+        member
+            .raft_attributes
+            .get_or_insert_with(Default::default)
+            .is_learner = false;
+        self.store(tx, member)
+    }
+
+    /// Replaces a member's peer URLs.
+    pub fn update_peer_urls(
+        &self,
+        tx: &WriteTransaction,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<(), ServerError> {
+        let Some(mut member) = self.members.lock().unwrap().get(&id).cloned() else {
+            return Ok(());
+        };
+        member
+            .raft_attributes
+            .get_or_insert_with(Default::default)
+            .peer_urls = peer_urls;
+        self.store(tx, member)
+    }
+
+    /// Whether `id` was removed from the cluster.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed.lock().unwrap().contains(&id)
+    }
+
+    /// Whether `id` is a member and a learner.
+    pub fn is_learner(&self, id: u64) -> bool {
+        self.members
+            .lock()
+            .unwrap()
+            .get(&id)
+            .and_then(|m| m.raft_attributes.as_ref())
+            .is_some_and(|r| r.is_learner)
+    }
+
+    /// Reloads members from the backend (after a snapshot replaced its contents).
+    pub fn reload(&self, backend: &oxcd_storage::Backend) -> Result<(), ServerError> {
+        let fresh = Membership::load(self.cluster_id, backend)?;
+        *self.members.lock().unwrap() = fresh.members.into_inner().unwrap();
+        *self.removed.lock().unwrap() = fresh.removed.into_inner().unwrap();
         Ok(())
     }
 

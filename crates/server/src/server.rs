@@ -12,6 +12,12 @@ use oxcd_storage::KvStore;
 use prost::Message as _;
 use tokio::sync::{oneshot, watch};
 
+use std::collections::HashMap;
+
+use oxcd_api::etcdserverpb::Member;
+use oxcd_api::oxcdpb::ConfChangeContext;
+use raft::eraftpb::{ConfChange, ConfChangeType};
+
 use crate::apply::ApplyResponse;
 use crate::error::ServerError;
 use crate::id::IdGenerator;
@@ -33,6 +39,8 @@ pub struct Limits {
     pub max_txn_ops: usize,
     /// How long a proposal or read may wait before `request timed out`.
     pub request_timeout: Duration,
+    /// Most learners the cluster may have (`--experimental-max-learners`).
+    pub max_learners: usize,
 }
 
 /// The running member, as request handlers see it.
@@ -198,5 +206,61 @@ impl EtcdServer {
     /// A sender into the raft thread, for the peer service.
     pub fn raft_sender(&self) -> mpsc::Sender<RaftInput> {
         self.raft.clone()
+    }
+
+    /// Proposes a membership change and waits until it is applied; returns the members after.
+    pub async fn propose_conf_change(
+        &self,
+        change_type: ConfChangeType,
+        node_id: u64,
+        context: ConfChangeContext,
+    ) -> Result<Vec<Member>, ServerError> {
+        let id = self.ids.next();
+        let mut cc = ConfChange::default();
+        cc.id = id;
+        cc.set_change_type(change_type);
+        cc.node_id = node_id;
+        cc.context = context.encode_to_vec().into();
+        let answer = self.wait.register(id);
+        if self.raft.send(RaftInput::ProposeConfChange { cc }).is_err() {
+            self.wait.cancel(id);
+            return Err(EtcdError::Stopped.into());
+        }
+        match tokio::time::timeout(self.limits.request_timeout, answer).await {
+            Ok(Ok(Ok(ApplyResponse::Members(members)))) => Ok(members),
+            Ok(Ok(Ok(_))) => Err(ServerError::Raft(
+                "a membership change was answered with something else".into(),
+            )),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(EtcdError::Stopped.into()),
+            Err(_) => {
+                self.wait.cancel(id);
+                Err(self.timeout_error())
+            }
+        }
+    }
+
+    /// How far each member's log matches the leader's, when this member leads.
+    pub async fn raft_progress(&self) -> Result<Option<HashMap<u64, u64>>, ServerError> {
+        let (reply, progress) = oneshot::channel();
+        self.raft
+            .send(RaftInput::Progress { reply })
+            .map_err(|_| ServerError::from(EtcdError::Stopped))?;
+        progress.await.map_err(|_| EtcdError::Stopped.into())
+    }
+
+    /// Asks raft to hand leadership to `to`, then waits until it has.
+    pub async fn move_leader(&self, to: u64) -> Result<(), ServerError> {
+        self.raft
+            .send(RaftInput::TransferLeader(to))
+            .map_err(|_| ServerError::from(EtcdError::Stopped))?;
+        let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.raft_status.leader() == to {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(EtcdError::TimeoutDueToLeaderFail.into())
     }
 }

@@ -13,9 +13,10 @@ use oxcd_api::etcdserverpb::{
     LeaseGrantResponse, LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
 use oxcd_api::mvccpb::Event;
+use oxcd_api::oxcdpb::ConfChangeContext;
 use oxcd_storage::{Batch, CompactionWait, KvStore, Txn};
 use prost::Message as _;
-use raft::eraftpb::{Entry, EntryType};
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType};
 use tokio::sync::watch;
 
 use crate::error::ServerError;
@@ -35,6 +36,8 @@ pub enum ApplyResponse {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint(LeaseCheckpointResponse),
+    /// A membership change: the members after it.
+    Members(Vec<oxcd_api::etcdserverpb::Member>),
     /// Requests with nothing to report (member attributes, cluster version).
     Empty,
 }
@@ -66,6 +69,8 @@ pub struct Applier {
     pub snapshot_count: u64,
     /// The member this server is, to recognize its own published attributes.
     pub member_id: u64,
+    /// Set when this member's own removal is applied: it then stops.
+    pub removed_self: std::sync::atomic::AtomicBool,
 }
 
 impl Applier {
@@ -116,6 +121,9 @@ impl Applier {
                 }
             }
             self.applied.send_replace(last_index);
+            if self.removed_self.load(std::sync::atomic::Ordering::Acquire) {
+                self.stop_removed_member();
+            }
 
             if last_index - last_snapshot > self.snapshot_count {
                 // The snapshot says "state up to here is in the backend": make that true on
@@ -141,9 +149,9 @@ impl Applier {
         events: &mut Vec<Event>,
     ) -> Option<(u64, ProposalResult)> {
         match entry.get_entry_type() {
-            // Membership changes reach raft itself on the raft thread; recording members in
-            // the backend comes with clustering.
-            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => None,
+            // Raft itself took the change on the raft thread; here the member table follows.
+            EntryType::EntryConfChange => Some(self.apply_conf_change(batch, entry)),
+            EntryType::EntryConfChangeV2 => None,
             EntryType::EntryNormal if entry.data.is_empty() => {
                 // A new leader's empty entry: everything of earlier terms is applied, so a
                 // leader's lessor may start keeping time now.
@@ -162,6 +170,67 @@ impl Applier {
                 Some((id, result))
             }
         }
+    }
+
+    /// Stops the process once this member has been removed, as etcd does: it can never
+    /// rejoin under its id, and serving would only mislead clients.
+    fn stop_removed_member(&self) -> ! {
+        tracing::warn!(
+            "local-member-id" = format!("{:x}", self.member_id),
+            "the member has been permanently removed from the cluster"
+        );
+        let _ = self.kv.force_commit();
+        // Let the removal's answer and the peers' acknowledgements go out first.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::process::exit(0);
+    }
+
+    /// Records a membership change in the member table and answers its proposer with the
+    /// new member list.
+    fn apply_conf_change(&self, batch: &mut Batch, entry: &Entry) -> (u64, ProposalResult) {
+        let mut cc = ConfChange::default();
+        if let Err(e) = protobuf::Message::merge_from_bytes(&mut cc, &entry.data) {
+            panic!(
+                "committed conf change at {} does not decode: {e}",
+                entry.index
+            );
+        }
+        let context = ConfChangeContext::decode(&cc.context[..]).unwrap_or_default();
+        let id = cc.node_id;
+        let result = match cc.get_change_type() {
+            ConfChangeType::RemoveNode => self.membership.remove(batch.raw(), id),
+            ConfChangeType::AddLearnerNode => match self.membership.get(id) {
+                Some(_) => self
+                    .membership
+                    .update_peer_urls(batch.raw(), id, context.peer_urls),
+                None => self
+                    .membership
+                    .add(batch.raw(), id, context.peer_urls, true),
+            },
+            ConfChangeType::AddNode => match self.membership.get(id) {
+                Some(member) if member.is_learner => self.membership.promote(batch.raw(), id),
+                Some(_) => self
+                    .membership
+                    .update_peer_urls(batch.raw(), id, context.peer_urls),
+                None => self
+                    .membership
+                    .add(batch.raw(), id, context.peer_urls, false),
+            },
+        };
+        if let Err(e) = result {
+            panic!("failed to record a membership change: {e}");
+        }
+        tracing::info!(
+            "change" = ?cc.get_change_type(),
+            "member-id" = format!("{id:x}"),
+            "applied a membership change"
+        );
+        if cc.get_change_type() == ConfChangeType::RemoveNode && id == self.member_id {
+            // As etcd: a removed member stops itself once the removal is durable.
+            self.removed_self
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        (cc.id, Ok(ApplyResponse::Members(self.membership.list())))
     }
 
     /// Ends a write txn: its keys join or leave leases, its events wait for the commit.

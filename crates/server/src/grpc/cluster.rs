@@ -1,13 +1,22 @@
-//! The Cluster service: the member list now; membership changes come with clustering and
-//! answer Unimplemented until then.
+//! The Cluster service: membership changes through Raft conf changes, and the member list.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use oxcd_api::etcdserverpb::cluster_server::Cluster;
 use oxcd_api::etcdserverpb::*;
+use oxcd_api::oxcdpb::ConfChangeContext;
+use oxcd_api::EtcdError;
+use raft::eraftpb::ConfChangeType;
 use tonic::{Request, Response, Status};
 
+use super::status::status;
+use crate::config::{ids, EtcdUrl};
 use crate::server::EtcdServer;
+
+/// A learner may be promoted once its log matches at least this share of the leader's
+/// (etcd's readyPercent).
+const LEARNER_READY_PERCENT: f64 = 0.9;
 
 pub struct ClusterService {
     server: Arc<EtcdServer>,
@@ -17,33 +26,152 @@ impl ClusterService {
     pub fn new(server: Arc<EtcdServer>) -> ClusterService {
         ClusterService { server }
     }
-}
 
-fn not_built(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented in this oxcd version"))
+    fn header(&self) -> Option<ResponseHeader> {
+        // Like etcd, membership responses carry no revision.
+        Some(self.server.header(0))
+    }
+
+    /// Peer URLs in canonical form, or etcd's error when one does not parse.
+    fn parse_peer_urls(urls: &[String]) -> Result<Vec<String>, Status> {
+        if urls.is_empty() {
+            return Err(status(EtcdError::MemberBadUrls));
+        }
+        urls.iter()
+            .map(|u| {
+                EtcdUrl::parse(u)
+                    .map(|u| u.to_string())
+                    .map_err(|_| status(EtcdError::MemberBadUrls))
+            })
+            .collect()
+    }
+
+    /// Refuses URLs another member (other than `except`) already has.
+    fn check_urls_unused(&self, urls: &[String], except: u64) -> Result<(), Status> {
+        let taken = self
+            .server
+            .membership
+            .list()
+            .into_iter()
+            .filter(|m| m.id != except)
+            .any(|m| m.peer_ur_ls.iter().any(|u| urls.contains(u)));
+        if taken {
+            return Err(status(EtcdError::PeerUrlExist));
+        }
+        Ok(())
+    }
+
+    fn existing(&self, id: u64) -> Result<Member, Status> {
+        self.server
+            .membership
+            .get(id)
+            .ok_or_else(|| status(EtcdError::MemberNotFound))
+    }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _: Request<MemberAddRequest>,
+        request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(not_built("MemberAdd"))
+        let req = request.into_inner();
+        let urls = Self::parse_peer_urls(&req.peer_ur_ls)?;
+        self.check_urls_unused(&urls, 0)?;
+        if req.is_learner {
+            let learners = self
+                .server
+                .membership
+                .list()
+                .iter()
+                .filter(|m| m.is_learner)
+                .count();
+            if learners >= self.server.limits.max_learners {
+                return Err(status(EtcdError::TooManyLearners));
+            }
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let id = ids::member_id(&urls, "", Some(now));
+        if self.server.membership.get(id).is_some() || self.server.membership.is_removed(id) {
+            return Err(status(EtcdError::MemberExist));
+        }
+        let change = if req.is_learner {
+            ConfChangeType::AddLearnerNode
+        } else {
+            ConfChangeType::AddNode
+        };
+        let context = ConfChangeContext {
+            member_id: id,
+            peer_urls: urls.clone(),
+            is_learner: req.is_learner,
+            ..Default::default()
+        };
+        let members = self.server.propose_conf_change(change, id, context).await?;
+        let member = Member {
+            id,
+            peer_ur_ls: urls,
+            is_learner: req.is_learner,
+            ..Default::default()
+        };
+        Ok(Response::new(MemberAddResponse {
+            header: self.header(),
+            member: Some(member),
+            members,
+        }))
     }
 
     async fn member_remove(
         &self,
-        _: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(not_built("MemberRemove"))
+        let id = request.into_inner().id;
+        self.existing(id)?;
+        let context = ConfChangeContext {
+            member_id: id,
+            ..Default::default()
+        };
+        let members = self
+            .server
+            .propose_conf_change(ConfChangeType::RemoveNode, id, context)
+            .await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.header(),
+            members,
+        }))
     }
 
     async fn member_update(
         &self,
-        _: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(not_built("MemberUpdate"))
+        let req = request.into_inner();
+        let member = self.existing(req.id)?;
+        let urls = Self::parse_peer_urls(&req.peer_ur_ls)?;
+        self.check_urls_unused(&urls, req.id)?;
+        // Re-adding a member with its own role changes nothing in raft; apply reads it as
+        // new peer URLs.
+        let change = if member.is_learner {
+            ConfChangeType::AddLearnerNode
+        } else {
+            ConfChangeType::AddNode
+        };
+        let context = ConfChangeContext {
+            member_id: req.id,
+            peer_urls: urls,
+            is_learner: member.is_learner,
+            ..Default::default()
+        };
+        let members = self
+            .server
+            .propose_conf_change(change, req.id, context)
+            .await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.header(),
+            members,
+        }))
     }
 
     async fn member_list(
@@ -53,17 +181,42 @@ impl Cluster for ClusterService {
         if request.get_ref().linearizable {
             self.server.linearizable_read_barrier().await?;
         }
-        // Like etcd, the member list header carries no revision.
         Ok(Response::new(MemberListResponse {
-            header: Some(self.server.header(0)),
+            header: self.header(),
             members: self.server.membership.list(),
         }))
     }
 
     async fn member_promote(
         &self,
-        _: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(not_built("MemberPromote"))
+        let id = request.into_inner().id;
+        let member = self.existing(id)?;
+        if !member.is_learner {
+            return Err(status(EtcdError::MemberNotLearner));
+        }
+        // Only the leader knows how far the learner got. A follower cannot tell, and
+        // proposes: raft orders the promotion after everything the leader had.
+        if let Some(progress) = self.server.raft_progress().await? {
+            let leader_match = progress.get(&self.server.member_id).copied().unwrap_or(0);
+            let learner_match = progress.get(&id).copied().unwrap_or(0);
+            if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_PERCENT {
+                return Err(status(EtcdError::LearnerNotReady));
+            }
+        }
+        let context = ConfChangeContext {
+            member_id: id,
+            peer_urls: member.peer_ur_ls,
+            ..Default::default()
+        };
+        let members = self
+            .server
+            .propose_conf_change(ConfChangeType::AddNode, id, context)
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.header(),
+            members,
+        }))
     }
 }

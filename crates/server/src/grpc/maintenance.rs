@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::config::ETCD_VERSION;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
+use oxcd_api::EtcdError;
 
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
@@ -120,9 +121,22 @@ impl Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _: Request<MoveLeaderRequest>,
+        request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(not_built("MoveLeader"))
+        let target = request.into_inner().target_id;
+        if !self.server.raft_status.is_leader() {
+            return Err(ServerError::from(EtcdError::NotLeader).into());
+        }
+        match self.server.membership.get(target) {
+            Some(member) if !member.is_learner => {}
+            _ => return Err(ServerError::from(EtcdError::BadLeaderTransferee).into()),
+        }
+        if target != self.server.member_id {
+            self.server.move_leader(target).await?;
+        }
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.server.header(self.server.kv.current_revision())),
+        }))
     }
 
     async fn downgrade(

@@ -4,5 +4,5 @@
 mod client;
 mod server;
 
-pub use client::{PeerContext, PeerTransport};
+pub use client::{discover_self, PeerContext, PeerTransport};
 pub use server::PeerService;

@@ -1,8 +1,11 @@
 //! The receiving side: every message of a peer's stream is handed to the raft thread.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
-use oxcd_api::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
+use oxcd_api::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    MemberListRequest, MemberListResponse,
+};
 use oxcd_api::oxcdpb::peer_server::Peer;
 use oxcd_api::oxcdpb::{PeerAck, PeerMessage, SnapshotAck, SnapshotChunk};
 use protobuf::Message as _;
@@ -10,22 +13,31 @@ use raft::eraftpb::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::raft::RaftInput;
+use crate::server::EtcdServer;
 
 /// Serves `oxcdpb.Peer` for one member.
 pub struct PeerService {
     cluster_id: u64,
     raft: mpsc::Sender<RaftInput>,
+    server: Arc<EtcdServer>,
 }
 
 impl PeerService {
-    pub fn new(cluster_id: u64, raft: mpsc::Sender<RaftInput>) -> PeerService {
-        PeerService { cluster_id, raft }
+    pub fn new(server: Arc<EtcdServer>) -> PeerService {
+        PeerService {
+            cluster_id: server.cluster_id,
+            raft: server.raft_sender(),
+            server,
+        }
     }
 }
 
 #[tonic::async_trait]
 impl Peer for PeerService {
-    async fn stream(&self, request: Request<Streaming<PeerMessage>>) -> Result<Response<PeerAck>, Status> {
+    async fn stream(
+        &self,
+        request: Request<Streaming<PeerMessage>>,
+    ) -> Result<Response<PeerAck>, Status> {
         let mut stream = request.into_inner();
         let mut received = 0;
         while let Some(peer_msg) = stream.message().await? {
@@ -38,8 +50,9 @@ impl Peer for PeerService {
                 );
                 return Err(Status::failed_precondition("cluster ID mismatch"));
             }
-            let msg = Message::parse_from_bytes(&peer_msg.message)
-                .map_err(|e| Status::invalid_argument(format!("raft message does not decode: {e}")))?;
+            let msg = Message::parse_from_bytes(&peer_msg.message).map_err(|e| {
+                Status::invalid_argument(format!("raft message does not decode: {e}"))
+            })?;
             if self.raft.send(RaftInput::Step(msg)).is_err() {
                 return Err(Status::unavailable("member is stopping"));
             }
@@ -48,18 +61,40 @@ impl Peer for PeerService {
         Ok(Response::new(PeerAck { received }))
     }
 
-    async fn snapshot(&self, _: Request<Streaming<SnapshotChunk>>) -> Result<Response<SnapshotAck>, Status> {
-        Err(Status::unimplemented("receiving raft snapshots is not implemented in this oxcd version"))
+    async fn snapshot(
+        &self,
+        _: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotAck>, Status> {
+        Err(Status::unimplemented(
+            "receiving raft snapshots is not implemented in this oxcd version",
+        ))
     }
 
-    async fn lease_renew(&self, _: Request<LeaseKeepAliveRequest>) -> Result<Response<LeaseKeepAliveResponse>, Status> {
-        Err(Status::unimplemented("lease forwarding is not implemented in this oxcd version"))
+    async fn lease_renew(
+        &self,
+        _: Request<LeaseKeepAliveRequest>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        Err(Status::unimplemented(
+            "lease forwarding is not implemented in this oxcd version",
+        ))
     }
 
     async fn lease_time_to_live(
         &self,
         _: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        Err(Status::unimplemented("lease forwarding is not implemented in this oxcd version"))
+        Err(Status::unimplemented(
+            "lease forwarding is not implemented in this oxcd version",
+        ))
+    }
+
+    async fn members(
+        &self,
+        _: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
+        Ok(Response::new(MemberListResponse {
+            header: Some(self.server.header(0)),
+            members: self.server.membership.list(),
+        }))
     }
 }

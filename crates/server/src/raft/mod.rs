@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use logger::raft_logger;
 pub use node::{Apply, ProposalResult, RaftInput, RaftNode};
-pub use transport::{NoPeers, Transport};
+pub use transport::Transport;
 
 /// Raft facts that request handlers read without asking the raft thread.
 #[derive(Default)]

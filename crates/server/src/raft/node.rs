@@ -9,9 +9,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use oxcd_api::oxcdpb::ConfChangeContext;
 use oxcd_storage::{Snapshotter, Wal, WalSnapshot};
+use prost::Message as _;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, Snapshot};
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole, Storage};
 use tokio::sync::oneshot;
@@ -37,10 +39,12 @@ pub enum RaftInput {
     /// Append `data` (an encoded `InternalRaftRequest`) to the log. If raft refuses (no
     /// leader), the waiter registered under `id` is woken with the error.
     Propose { id: u64, data: Vec<u8> },
-    /// Propose a membership change; `reply` learns whether raft accepted the proposal.
-    ProposeConfChange {
-        cc: ConfChangeV2,
-        reply: oneshot::Sender<Result<(), ServerError>>,
+    /// Propose a membership change. `cc.id` is the waiter to wake with the outcome; its
+    /// `context` is an encoded `oxcdpb.ConfChangeContext` describing the member.
+    ProposeConfChange { cc: ConfChange },
+    /// Ask the leader how far each follower's log matches its own; `None` on a follower.
+    Progress {
+        reply: oneshot::Sender<Option<HashMap<u64, u64>>>,
     },
     /// Ask for a read index; concurrent requests share one ReadIndex round.
     ReadIndex { reply: oneshot::Sender<u64> },
@@ -168,15 +172,22 @@ impl RaftNode {
                     metrics::gauge!("etcd_server_proposals_pending").increment(1.0);
                 }
             }
-            RaftInput::ProposeConfChange { cc, reply } => {
-                let result = self
-                    .raw
-                    .propose_conf_change(vec![], cc)
-                    .map_err(|e| match e {
-                        raft::Error::ProposalDropped => ServerError::NO_LEADER,
-                        other => ServerError::Raft(other.to_string()),
-                    });
-                let _ = reply.send(result);
+            RaftInput::ProposeConfChange { cc } => {
+                let id = cc.id;
+                if self.raw.propose_conf_change(vec![], cc).is_err() {
+                    self.wait.trigger(id, Err(ServerError::NO_LEADER));
+                }
+            }
+            RaftInput::Progress { reply } => {
+                let progress = (self.raw.raft.state == StateRole::Leader).then(|| {
+                    self.raw
+                        .raft
+                        .prs()
+                        .iter()
+                        .map(|(id, pr)| (*id, pr.matched))
+                        .collect()
+                });
+                let _ = reply.send(progress);
             }
             RaftInput::ReadIndex { reply } => self.pending_reads.push(reply),
             RaftInput::Step(msg) => {
@@ -206,7 +217,8 @@ impl RaftNode {
             .collect();
         for ctx in stale {
             if let Some((_, waiters)) = self.reads_in_flight.remove(&ctx) {
-                self.pending_reads.extend(waiters.into_iter().filter(|w| !w.is_closed()));
+                self.pending_reads
+                    .extend(waiters.into_iter().filter(|w| !w.is_closed()));
             }
         }
         if self.pending_reads.is_empty() {
@@ -299,24 +311,39 @@ impl RaftNode {
         }
         for entry in &entries {
             self.status.set_commit(entry.index);
-            if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
-                let mut cc = ConfChangeV2::default();
-                if let Err(e) = cc.merge_from_bytes(&entry.data) {
-                    panic!(
-                        "committed conf change at {} does not decode: {e}",
-                        entry.index
-                    );
-                }
-                match self.raw.apply_conf_change(&cc) {
-                    Ok(cs) => self.raw.mut_store().wl().set_conf_state(cs),
-                    Err(e) => {
-                        tracing::warn!(error = %e, index = entry.index, "conf change refused")
-                    }
-                }
+            if entry.get_entry_type() == EntryType::EntryConfChange {
+                self.apply_conf_change(entry);
             }
         }
         if self.apply_tx.send(Apply { entries }).is_err() {
             panic!("the apply thread stopped; cannot continue");
+        }
+    }
+
+    /// Applies a committed membership change to raft and to the transport.
+    fn apply_conf_change(&mut self, entry: &Entry) {
+        let mut cc = ConfChange::default();
+        if let Err(e) = cc.merge_from_bytes(&entry.data) {
+            panic!(
+                "committed conf change at {} does not decode: {e}",
+                entry.index
+            );
+        }
+        match self.raw.apply_conf_change(&cc) {
+            Ok(cs) => self.raw.mut_store().wl().set_conf_state(cs),
+            Err(e) => {
+                tracing::warn!(error = %e, index = entry.index, "conf change refused by raft");
+                return;
+            }
+        }
+        let context = ConfChangeContext::decode(&cc.context[..]).unwrap_or_default();
+        match cc.get_change_type() {
+            ConfChangeType::RemoveNode => self.transport.remove_peer(cc.node_id),
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                if cc.node_id != self.raw.raft.id && !context.peer_urls.is_empty() {
+                    self.transport.add_peer(cc.node_id, context.peer_urls);
+                }
+            }
         }
     }
 

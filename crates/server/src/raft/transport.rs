@@ -7,16 +7,8 @@ use raft::eraftpb::Message;
 /// (queue and return): raft retries anything lost, so dropping a message is always safe.
 pub trait Transport: Send {
     fn send(&mut self, msgs: Vec<Message>);
-}
-
-/// The transport of a cluster of one: there is nobody to talk to, so any message addressed
-/// elsewhere is a bug in membership, logged and dropped.
-pub struct NoPeers;
-
-impl Transport for NoPeers {
-    fn send(&mut self, msgs: Vec<Message>) {
-        for msg in msgs {
-            tracing::warn!(to = msg.to, "no peer transport for raft message; dropped");
-        }
-    }
+    /// Starts talking to a member (added, or with new peer URLs).
+    fn add_peer(&mut self, id: u64, peer_urls: Vec<String>);
+    /// Stops talking to a removed member.
+    fn remove_peer(&mut self, id: u64);
 }
