@@ -31,7 +31,10 @@ mod snap;
 mod wal;
 mod watch;
 
-pub use backend::{schema, Backend, BackendConfig, Error as BackendError, WriteBatch};
+pub use backend::{
+    schema, Backend, BackendConfig, Dump, Error as BackendError, WriteBatch, SNAPSHOT_MAGIC,
+    SNAPSHOT_VERSION,
+};
 pub use mvcc::{
     Batch, CompactionWait, Error as MvccError, HashKv, KvStore, RangeOptions, RangeResult,
     Revision, Txn,

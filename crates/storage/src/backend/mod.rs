@@ -16,8 +16,16 @@
 //! The apply task writes through [`WriteBatch`] (via the MVCC store's batch); the MVCC
 //! compactor and the flusher write small transactions of their own; anyone may read through
 //! [`Backend::begin_read`]. redb admits one write transaction at a time, so these take turns.
+//!
+//! # Snapshots
+//!
+//! [`Backend::dump`] streams every table as of one commit, and [`Backend::restore`] replaces
+//! every table with such a stream in one transaction; the format is in `snapshot.rs`.
 
 pub mod schema;
+mod snapshot;
+
+pub use snapshot::{Dump, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -61,6 +69,10 @@ pub enum Error {
         /// What was wrong.
         what: String,
     },
+    /// A snapshot stream (see [`Backend::restore`]) is truncated, corrupt or not ours; nothing
+    /// was restored.
+    #[error("backend: invalid snapshot: {0}")]
+    InvalidSnapshot(String),
 }
 
 macro_rules! from_redb {
