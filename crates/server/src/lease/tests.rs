@@ -199,7 +199,7 @@ fn an_expired_lease_is_handed_out_once_per_retry_interval_and_cannot_be_renewed(
     let ttl = lessor.time_to_live(1, false).unwrap().ttl;
     assert!(ttl <= 0, "expired lease shows {ttl}");
 
-    let mut changes = lessor.subscribe();
+    let changes = lessor.subscribe();
     f.revoke(&lessor, 1).unwrap();
     assert!(
         changes.has_changed().unwrap(),
