@@ -122,6 +122,9 @@ pub fn start(
         local_id: meta.member_id,
         tls: peer_tls,
         runtime: tokio::runtime::Handle::current(),
+        kv: kv.clone(),
+        applied: applied_rx.clone(),
+        raft: raft_tx.clone(),
     };
     let transport: Box<dyn Transport> = Box::new(PeerTransport::start(ctx, peers));
     let node = RaftNode::new(

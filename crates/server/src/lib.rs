@@ -107,7 +107,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     let server = bootstrap::start(&cfg, None, peer_client_tls, join.as_ref())?;
 
     let peer_router = tonic::service::Routes::new(
-        PeerServer::new(peer::PeerService::new(server.clone()))
+        PeerServer::new(peer::PeerService::new(server.clone(), cfg.snap_dir()))
             .max_decoding_message_size(usize::MAX),
     )
     .into_axum_router();

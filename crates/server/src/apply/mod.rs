@@ -77,7 +77,15 @@ impl Applier {
     /// Applies batches until the raft thread goes away.
     pub fn run(self, batches: Receiver<Apply>) {
         let mut last_snapshot = self.kv.consistent_index().0;
-        while let Ok(Apply { entries }) = batches.recv() {
+        while let Ok(work) = batches.recv() {
+            let entries = match work {
+                Apply::Entries(entries) => entries,
+                Apply::Snapshot { path, index } => {
+                    self.restore_snapshot(&path, index);
+                    last_snapshot = self.kv.consistent_index().0;
+                    continue;
+                }
+            };
             let Some(last) = entries.last() else { continue };
             let (last_index, last_term) = (last.index, last.term);
             let (consistent_index, _) = self.kv.consistent_index();
@@ -170,6 +178,37 @@ impl Applier {
                 Some((id, result))
             }
         }
+    }
+
+    /// Replaces this member's state with the leader's dump at `path` (a raft snapshot at
+    /// `index`). The dump's consistent index is at least `index`; entries up to it are then
+    /// skipped as already applied.
+    fn restore_snapshot(&self, path: &std::path::Path, index: u64) {
+        tracing::info!("snapshot-index" = index, path = %path.display(), "restoring mvcc store from a snapshot");
+        let restored = std::fs::File::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(|file| self.kv.restore_from(&mut std::io::BufReader::new(file)).map_err(|e| e.to_string()));
+        if let Err(e) = restored {
+            panic!("failed to restore the backend from the snapshot at {}: {e}", path.display());
+        }
+        if let Err(e) = self.membership.reload(self.kv.backend()) {
+            panic!("failed to reload members after a snapshot: {e}");
+        }
+        if let Err(e) = self.lessor.reload(&self.kv) {
+            panic!("failed to reload leases after a snapshot: {e}");
+        }
+        let _ = std::fs::remove_file(path);
+        let (consistent_index, _) = self.kv.consistent_index();
+        self.applied.send_if_modified(|applied| {
+            let advanced = consistent_index > *applied;
+            *applied = (*applied).max(consistent_index);
+            advanced
+        });
+        tracing::info!(
+            "consistent-index" = consistent_index,
+            "current-revision" = self.kv.current_revision(),
+            "restored mvcc store from a snapshot"
+        );
     }
 
     /// Stops the process once this member has been removed, as etcd does: it can never

@@ -295,6 +295,19 @@ impl Lessor {
         })
     }
 
+    /// Replaces every lease with those in `kv`'s backend (after this member installed a
+    /// snapshot from the leader). Whether this lessor is primary does not change.
+    pub fn reload(&self, kv: &KvStore) -> Result<(), ServerError> {
+        let fresh = Lessor::open(kv, self.config.clone())?;
+        let mut state = fresh.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.lock();
+        state.primary = current.primary;
+        *current = state;
+        drop(current);
+        self.bump();
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use oxcd_api::oxcdpb::peer_client::PeerClient;
-use oxcd_api::oxcdpb::PeerMessage;
+use futures::StreamExt;
+use oxcd_api::oxcdpb::{PeerMessage, SnapshotChunk};
+use oxcd_storage::KvStore;
+use raft::eraftpb::MessageType;
+use tokio::sync::watch;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tokio::net::TcpStream;
@@ -16,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::raft::Transport;
+use crate::raft::{RaftInput, Transport};
 
 /// Messages queued for one peer before new ones are dropped. Sized for bursts of appends
 /// while a connection is (re)established.
@@ -32,6 +36,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct PeerTransport {
     ctx: PeerContext,
     peers: HashMap<u64, mpsc::Sender<Message>>,
+    /// Each peer's URLs, for snapshot calls.
+    urls: HashMap<u64, Vec<String>>,
 }
 
 /// What each sender task needs to reach its peer.
@@ -42,15 +48,18 @@ pub struct PeerContext {
     /// TLS for dialing peers, if the peer URLs are https.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub runtime: tokio::runtime::Handle,
+    /// The store whose contents a snapshot carries.
+    pub kv: Arc<KvStore>,
+    /// The applied index: a snapshot is sent once the store has caught up with it.
+    pub applied: watch::Receiver<u64>,
+    /// Where snapshot outcomes are reported, for raft's flow control.
+    pub raft: std::sync::mpsc::Sender<RaftInput>,
 }
 
 impl PeerTransport {
     /// Starts a sender task for every peer in `peers` (member id → peer URLs).
     pub fn start(ctx: PeerContext, peers: Vec<(u64, Vec<String>)>) -> PeerTransport {
-        let mut transport = PeerTransport {
-            ctx,
-            peers: HashMap::new(),
-        };
+        let mut transport = PeerTransport { ctx, peers: HashMap::new(), urls: HashMap::new() };
         for (id, urls) in peers {
             transport.add_peer(id, urls);
         }
@@ -61,6 +70,12 @@ impl PeerTransport {
 impl Transport for PeerTransport {
     fn send(&mut self, msgs: Vec<Message>) {
         for msg in msgs {
+            if msg.get_msg_type() == MessageType::MsgSnapshot {
+                if let Some(urls) = self.urls.get(&msg.to) {
+                    self.ctx.runtime.spawn(send_snapshot(self.ctx.clone(), urls.clone(), msg));
+                }
+                continue;
+            }
             match self.peers.get(&msg.to) {
                 Some(queue) => {
                     if queue.try_send(msg).is_err() {
@@ -83,12 +98,116 @@ impl Transport for PeerTransport {
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
         self.ctx
             .runtime
-            .spawn(run_peer(self.ctx.clone(), id, peer_urls, rx));
+            .spawn(run_peer(self.ctx.clone(), id, peer_urls.clone(), rx));
         self.peers.insert(id, tx);
+        self.urls.insert(id, peer_urls);
     }
 
     fn remove_peer(&mut self, id: u64) {
         self.peers.remove(&id);
+        self.urls.remove(&id);
+    }
+}
+
+/// Bytes of backend dump per snapshot chunk.
+const SNAPSHOT_CHUNK: usize = 1024 * 1024;
+
+/// How long a snapshot may wait for apply to reach its index.
+const SNAPSHOT_APPLY_WAIT: Duration = Duration::from_secs(30);
+
+/// Streams a snapshot to a peer: the raft message (metadata, no data) first, then the
+/// backend's contents, dumped once apply has reached the snapshot's index so the follower
+/// gets at least the state the metadata promises. The outcome goes back to raft.
+async fn send_snapshot(ctx: PeerContext, urls: Vec<String>, mut msg: Message) {
+    let to = msg.to;
+    let index = msg.get_snapshot().get_metadata().index;
+    let result = stream_snapshot(&ctx, &urls, &mut msg, index).await;
+    match &result {
+        Ok(bytes) => tracing::info!(
+            "remote-peer-id" = format!("{to:x}"),
+            "snapshot-index" = index,
+            bytes,
+            "sent database snapshot"
+        ),
+        Err(e) => tracing::warn!(
+            "remote-peer-id" = format!("{to:x}"),
+            "snapshot-index" = index,
+            error = %e,
+            "failed to send database snapshot"
+        ),
+    }
+    let _ = ctx.raft.send(RaftInput::ReportSnapshot { to, ok: result.is_ok() });
+}
+
+async fn stream_snapshot(ctx: &PeerContext, urls: &[String], msg: &mut Message, index: u64) -> Result<u64, String> {
+    let mut applied = ctx.applied.clone();
+    tokio::time::timeout(SNAPSHOT_APPLY_WAIT, applied.wait_for(|a| *a >= index))
+        .await
+        .map_err(|_| "apply did not reach the snapshot index in time".to_string())?
+        .map_err(|_| "member is stopping".to_string())?;
+    msg.mut_snapshot().data = Default::default();
+    let metadata = msg.write_to_bytes().map_err(|e| e.to_string())?;
+
+    // A blocking thread dumps the backend into chunks; the call streams them as they come.
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(4);
+    let kv = ctx.kv.clone();
+    let dumper = tokio::task::spawn_blocking(move || {
+        let mut writer = ChunkWriter { buf: Vec::with_capacity(SNAPSHOT_CHUNK), tx };
+        let dump = kv.backend().begin_dump().map_err(|e| e.to_string())?;
+        let bytes = dump.write_to(&mut writer, |_| {}).map_err(|e| e.to_string())?;
+        writer.flush_chunk().map_err(|e| e.to_string())?;
+        Ok::<u64, String>(bytes)
+    });
+    let (cluster_id, from) = (ctx.cluster_id, ctx.local_id);
+    let first = SnapshotChunk { cluster_id, from, metadata: metadata.into(), total_size: 0, data: Default::default() };
+    let rest = ReceiverStream::new(rx).map(move |data| SnapshotChunk {
+        cluster_id,
+        from,
+        metadata: Default::default(),
+        total_size: 0,
+        data: data.into(),
+    });
+    let chunks = futures::stream::once(async move { first }).chain(rest);
+    let url = urls.first().ok_or("peer has no URL")?;
+    let channel = dial(url, ctx.tls.clone()).await.map_err(|e| e.to_string())?;
+    let mut client = PeerClient::new(channel).max_encoding_message_size(usize::MAX);
+    let call = client.snapshot(chunks).await.map_err(|e| e.message().to_string());
+    let dumped = dumper.await.map_err(|e| e.to_string())??;
+    call?;
+    Ok(dumped)
+}
+
+/// A `Write` that cuts its bytes into chunks for an async channel (from a blocking thread).
+struct ChunkWriter {
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+impl ChunkWriter {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(SNAPSHOT_CHUNK));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "snapshot call ended"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = SNAPSHOT_CHUNK - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == SNAPSHOT_CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -1,6 +1,9 @@
 //! The receiving side: every message of a peer's stream is handed to the raft thread.
 
+use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
+
+use tokio::io::AsyncWriteExt;
 
 use oxcd_api::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
@@ -20,14 +23,17 @@ pub struct PeerService {
     cluster_id: u64,
     raft: mpsc::Sender<RaftInput>,
     server: Arc<EtcdServer>,
+    /// Where received snapshot dumps are written (`member/snap`).
+    snap_dir: PathBuf,
 }
 
 impl PeerService {
-    pub fn new(server: Arc<EtcdServer>) -> PeerService {
+    pub fn new(server: Arc<EtcdServer>, snap_dir: PathBuf) -> PeerService {
         PeerService {
             cluster_id: server.cluster_id,
             raft: server.raft_sender(),
             server,
+            snap_dir,
         }
     }
 }
@@ -61,13 +67,38 @@ impl Peer for PeerService {
         Ok(Response::new(PeerAck { received }))
     }
 
-    async fn snapshot(
-        &self,
-        _: Request<Streaming<SnapshotChunk>>,
-    ) -> Result<Response<SnapshotAck>, Status> {
-        Err(Status::unimplemented(
-            "receiving raft snapshots is not implemented in this oxcd version",
-        ))
+    async fn snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<SnapshotAck>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        if first.cluster_id != self.cluster_id {
+            return Err(Status::failed_precondition("cluster ID mismatch"));
+        }
+        let mut msg = Message::parse_from_bytes(&first.metadata)
+            .map_err(|e| Status::invalid_argument(format!("snapshot message does not decode: {e}")))?;
+        let index = msg.get_snapshot().get_metadata().index;
+        let path = self.snap_dir.join(format!("{index:016x}.snap.db"));
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| Status::internal(format!("cannot create {}: {e}", path.display())))?;
+        let mut received = first.data.len() as u64;
+        file.write_all(&first.data).await.map_err(|e| Status::internal(e.to_string()))?;
+        while let Some(chunk) = stream.message().await? {
+            file.write_all(&chunk.data).await.map_err(|e| Status::internal(e.to_string()))?;
+            received += chunk.data.len() as u64;
+        }
+        file.sync_all().await.map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(
+            "remote-peer-id" = format!("{:x}", first.from),
+            "snapshot-index" = index,
+            bytes = received,
+            "received database snapshot"
+        );
+        // Raft carries the snapshot on to the apply thread; `data` tells it where the dump is.
+        msg.mut_snapshot().data = path.to_string_lossy().into_owned().into_bytes().into();
+        if self.raft.send(RaftInput::Step(msg)).is_err() {
+            return Err(Status::unavailable("member is stopping"));
+        }
+        Ok(Response::new(SnapshotAck { received_bytes: received }))
     }
 
     async fn lease_renew(

@@ -5,6 +5,7 @@
 //! the meantime shares that Ready, and so shares its single fdatasync: group commit.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot};
 use raft::storage::MemStorage;
-use raft::{RawNode, StateRole, Storage};
+use raft::{RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::oneshot;
 
 use super::transport::Transport;
@@ -50,6 +51,8 @@ pub enum RaftInput {
     ReadIndex { reply: oneshot::Sender<u64> },
     /// A message from a peer.
     Step(Message),
+    /// The outcome of streaming a snapshot to `to`, for raft's flow control.
+    ReportSnapshot { to: u64, ok: bool },
     /// Transfer leadership to the given member.
     TransferLeader(u64),
     /// The apply thread made the backend durable at `index`: snapshot there and release the
@@ -57,9 +60,12 @@ pub enum RaftInput {
     Snapshot { index: u64 },
 }
 
-/// A batch of committed entries for the apply thread.
-pub struct Apply {
-    pub entries: Vec<Entry>,
+/// Work for the apply thread, in log order.
+pub enum Apply {
+    /// Committed entries.
+    Entries(Vec<Entry>),
+    /// A snapshot from the leader: replace the state with the dump at `path`.
+    Snapshot { path: PathBuf, index: u64 },
 }
 
 /// The result a proposer is woken with.
@@ -196,6 +202,13 @@ impl RaftNode {
                 }
             }
             RaftInput::TransferLeader(to) => self.raw.transfer_leader(to),
+            RaftInput::ReportSnapshot { to, ok } => {
+                let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                self.raw.report_snapshot(to, status);
+                if !ok {
+                    self.raw.report_unreachable(to);
+                }
+            }
             RaftInput::Snapshot { index } => {
                 if let Err(e) = self.snapshot_at(index) {
                     tracing::error!(error = %e, index, "failed to save snapshot");
@@ -247,8 +260,7 @@ impl RaftNode {
         self.transport.send(rd.take_messages());
 
         if !rd.snapshot().is_empty() {
-            // Installing a snapshot from the leader arrives with clustering.
-            tracing::error!("received a raft snapshot, which this member cannot install yet");
+            self.install_snapshot(rd.snapshot().clone());
         }
 
         // Committed entries are on a quorum's disks already; apply may start on them now.
@@ -315,9 +327,33 @@ impl RaftNode {
                 self.apply_conf_change(entry);
             }
         }
-        if self.apply_tx.send(Apply { entries }).is_err() {
+        if self.apply_tx.send(Apply::Entries(entries)).is_err() {
             panic!("the apply thread stopped; cannot continue");
         }
+    }
+
+    /// Installs a snapshot the leader sent: apply replaces the state from the received dump
+    /// (before any entry after it), and the snapshot is recorded durably before raft's log
+    /// storage jumps to it.
+    fn install_snapshot(&mut self, mut snapshot: Snapshot) {
+        let meta = snapshot.get_metadata().clone();
+        // The peer service put the local path of the received dump in `data`.
+        let path = PathBuf::from(String::from_utf8_lossy(&snapshot.data).into_owned());
+        snapshot.data = Default::default();
+        if self.apply_tx.send(Apply::Snapshot { path, index: meta.index }).is_err() {
+            panic!("the apply thread stopped; cannot continue");
+        }
+        if let Err(e) = self.snapshotter.save(&snapshot) {
+            panic!("failed to save the received snapshot: {e}");
+        }
+        if let Err(e) = self.wal.save_snapshot(WalSnapshot { index: meta.index, term: meta.term }) {
+            panic!("failed to record the received snapshot in the WAL: {e}");
+        }
+        if let Err(e) = self.raw.mut_store().wl().apply_snapshot(snapshot) {
+            panic!("failed to install the received snapshot: {e}");
+        }
+        self.status.set_commit(meta.index);
+        tracing::info!("snapshot-index" = meta.index, "snapshot-term" = meta.term, "installed a snapshot from the leader");
     }
 
     /// Applies a committed membership change to raft and to the transport.
