@@ -5,7 +5,7 @@ use std::fs;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use oxcd_storage::{Backend, BackendConfig, KvStore, Snapshotter, Wal, WalSnapshot};
+use oxcd_storage::{Backend, BackendConfig, KvStore, Snapshotter, Wal, WalSnapshot, WatchableStore};
 use raft::eraftpb::{ConfState, HardState, Snapshot};
 use raft::storage::MemStorage;
 use raft::{RawNode, Storage};
@@ -57,7 +57,6 @@ impl WalMetadata {
 /// Must be called inside the tokio runtime: peer sender tasks are spawned on it.
 pub fn start(
     cfg: &ServerConfig,
-    events: Option<Arc<dyn EventSink>>,
     peer_tls: Option<Arc<rustls::ClientConfig>>,
     join: Option<&JoinInfo>,
 ) -> Result<Arc<EtcdServer>, ServerError> {
@@ -69,6 +68,7 @@ pub fn start(
     }
     let backend = Backend::open(cfg.backend_path(), BackendConfig::default())?;
     let kv = Arc::new(KvStore::open(backend)?);
+    let watchable = Arc::new(WatchableStore::new((*kv).clone()));
     let snapshotter = Snapshotter::new(&snap_dir)?;
     let storage = MemStorage::new();
 
@@ -146,7 +146,7 @@ pub fn start(
         wait: wait.clone(),
         applied: applied_tx,
         raft: raft_tx.clone(),
-        events,
+        events: Some(watchable.clone() as Arc<dyn EventSink>),
         snapshot_count: cfg.snapshot_count,
         member_id: meta.member_id,
         removed_self: Default::default(),
@@ -174,6 +174,7 @@ pub fn start(
         membership,
         status,
         lessor,
+        watchable,
         raft_tx,
         wait,
         applied_rx,

@@ -104,7 +104,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     } else {
         None
     };
-    let server = bootstrap::start(&cfg, None, peer_client_tls, join.as_ref())?;
+    let server = bootstrap::start(&cfg, peer_client_tls, join.as_ref())?;
 
     let peer_router = tonic::service::Routes::new(
         PeerServer::new(peer::PeerService::new(server.clone(), cfg.snap_dir()))
@@ -122,7 +122,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         )),
         None => None,
     };
-    let router = grpc::client_routes(server.clone(), cfg.max_recv_msg_size())
+    let router = grpc::client_routes(server.clone(), &cfg)
         .into_axum_router()
         .layer(axum::middleware::map_response(|resp: axum::response::Response| async move {
             grpc::oversized_request_as_grpc_go(resp)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use oxcd_api::etcdserverpb::{InternalRaftRequest, RequestHeader, ResponseHeader};
 use oxcd_api::EtcdError;
-use oxcd_storage::KvStore;
+use oxcd_storage::{KvStore, WatchableStore};
 use prost::Message as _;
 use tokio::sync::{oneshot, watch};
 
@@ -50,6 +50,8 @@ pub struct EtcdServer {
     pub limits: Limits,
     /// The MVCC store, for local reads.
     pub kv: Arc<KvStore>,
+    /// Watchers over `kv`.
+    pub watchable: Arc<WatchableStore>,
     pub membership: Arc<Membership>,
     /// Leader, term and commit index.
     pub raft_status: Arc<RaftStatus>,
@@ -76,6 +78,7 @@ impl EtcdServer {
         membership: Arc<Membership>,
         raft_status: Arc<RaftStatus>,
         lessor: Arc<Lessor>,
+        watchable: Arc<WatchableStore>,
         raft: mpsc::Sender<RaftInput>,
         wait: Arc<Wait<ProposalResult>>,
         applied: watch::Receiver<u64>,
@@ -88,6 +91,7 @@ impl EtcdServer {
             membership,
             raft_status,
             lessor,
+            watchable,
             lease_forwarder: Arc::new(NoForwarding),
             raft,
             wait,

@@ -6,6 +6,7 @@ mod kv;
 mod lease;
 mod maintenance;
 mod status;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -13,7 +14,10 @@ use oxcd_api::etcdserverpb::cluster_server::ClusterServer;
 use oxcd_api::etcdserverpb::kv_server::KvServer;
 use oxcd_api::etcdserverpb::lease_server::LeaseServer;
 use oxcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
+use oxcd_api::etcdserverpb::watch_server::WatchServer;
 use tonic::service::Routes;
+
+use crate::config::ServerConfig;
 
 pub use status::{oversized_request_as_grpc_go, status};
 
@@ -21,7 +25,22 @@ use crate::server::EtcdServer;
 
 /// The etcd v3 gRPC services as one router. Services not built yet are absent, and tonic
 /// answers their RPCs with `Unimplemented`.
-pub fn client_routes(server: Arc<EtcdServer>, max_recv_msg_size: usize) -> Routes {
+pub fn client_routes(server: Arc<EtcdServer>, cfg: &ServerConfig) -> Routes {
+    let max_recv_msg_size = cfg.max_recv_msg_size();
+    let header_server = server.clone();
+    let leader_server = server.clone();
+    let watch = WatchServer::new(
+        watch::WatchService::new(
+            server.watchable.clone(),
+            Arc::new(move || header_server.header(header_server.kv.current_revision())),
+            Arc::new(move || leader_server.raft_status.leader() != raft::INVALID_ID),
+        )
+        .progress_interval(cfg.watch_progress_notify_interval)
+        .election_timeout(cfg.election_timeout)
+        .max_request_bytes(cfg.max_request_bytes),
+    )
+    .max_decoding_message_size(max_recv_msg_size)
+    .max_encoding_message_size(usize::MAX);
     let kv = KvServer::new(kv::KvService::new(server.clone()))
         .max_decoding_message_size(max_recv_msg_size)
         .max_encoding_message_size(usize::MAX);
@@ -38,4 +57,5 @@ pub fn client_routes(server: Arc<EtcdServer>, max_recv_msg_size: usize) -> Route
         .add_service(maintenance)
         .add_service(cluster)
         .add_service(lease)
+        .add_service(watch)
 }
