@@ -188,7 +188,6 @@ pub(crate) struct StagedRestore {
 
 impl StagedRestore {
     /// The transaction holding the restored tables, to read them before they commit.
-    #[allow(dead_code)] // for the MVCC store's restore, which comes next
     pub(crate) fn txn(&self) -> &WriteTransaction {
         &self.txn
     }

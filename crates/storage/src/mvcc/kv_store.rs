@@ -1,15 +1,17 @@
 //! The store: the tree index, the current and compaction revisions, and reads.
 //!
-//! Writes live in `txn.rs` (batches and transactions), compaction in `compaction.rs`.
+//! Writes live in `txn.rs` (batches and transactions), compaction in `compaction.rs`,
+//! replacing the contents with a snapshot in `restore.rs`.
 
 mod compaction;
+mod restore;
 mod txn;
 
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use oxcd_api::mvccpb::{event::EventType, Event, KeyValue};
 use prost::Message;
-use redb::{ReadTransaction, ReadableTable};
+use redb::ReadableTable;
 
 pub use compaction::CompactionWait;
 pub use txn::{Batch, Txn};
@@ -87,6 +89,9 @@ pub(crate) struct State {
     current_rev: i64,
     /// Reads below this revision fail; committed compactions only.
     compact_rev: i64,
+    /// Which contents the index describes: bumped by each restore. A compaction belongs to the
+    /// epoch it was committed in and stops if the epoch changes under it.
+    epoch: u64,
 }
 
 impl KvStore {
@@ -95,45 +100,26 @@ impl KvStore {
     pub fn open(backend: Backend) -> Result<KvStore> {
         let started = std::time::Instant::now();
         let rtxn = backend.begin_read()?;
-        let meta = rtxn.open_table(schema::META)?;
-        let finished =
-            backend::read_meta_u64(&meta, schema::META_FINISHED_COMPACT_REV)?.unwrap_or(0) as i64;
-        let scheduled =
-            backend::read_meta_u64(&meta, schema::META_SCHEDULED_COMPACT_REV)?.unwrap_or(0) as i64;
-        let index = backend::read_meta_u64(&meta, schema::META_CONSISTENT_INDEX)?.unwrap_or(0);
-        let term = backend::read_meta_u64(&meta, schema::META_TERM)?.unwrap_or(0);
-        let (tree, last_rev) = restore_index(&rtxn)?;
+        let mut loaded = Loaded::read(
+            &rtxn.open_table(schema::META)?,
+            &rtxn.open_table(schema::KEY)?,
+        )?;
         drop(rtxn);
 
-        // A compaction may have removed the newest revisions (deleted keys), so the store is at
-        // least at the compaction revision; a fresh store is at revision 1.
-        let compact_rev = finished.max(scheduled);
-        let current_rev = last_rev.max(compact_rev).max(1);
         let shared = Arc::new_cyclic(|weak| Shared {
             backend,
             state: Mutex::new(State {
-                index: tree,
-                current_rev,
-                compact_rev,
+                index: std::mem::take(&mut loaded.index),
+                current_rev: loaded.current_rev,
+                compact_rev: loaded.compact_rev,
+                epoch: 0,
             }),
-            applied: Mutex::new((index, term)),
+            applied: Mutex::new(loaded.applied),
             compactor: Mutex::new(compaction::spawn(weak.clone())),
         });
-        tracing::info!(
-            "current-revision" = current_rev,
-            "compact-revision" = compact_rev,
-            "consistent-index" = index,
-            took = ?started.elapsed(),
-            "restored mvcc store"
-        );
         let store = KvStore { shared };
-        if scheduled > finished {
-            tracing::info!(
-                "scheduled-compact-revision" = scheduled,
-                "resume scheduled compaction"
-            );
-            store.shared.schedule_compaction(scheduled, None);
-        }
+        loaded.log(started);
+        loaded.resume_compaction(&store.shared, 0);
         Ok(store)
     }
 
@@ -393,9 +379,70 @@ pub(crate) fn decode_rev(key: &[u8]) -> Result<(Revision, bool)> {
     })
 }
 
+/// The store's state as the backend holds it: read at open and after a restore.
+struct Loaded {
+    /// Rebuilt from the `key` table.
+    index: TreeIndex,
+    current_rev: i64,
+    /// The scheduled compaction revision, or the finished one if later: reads below it fail.
+    compact_rev: i64,
+    scheduled: i64,
+    finished: i64,
+    /// Consistent index and term.
+    applied: (u64, u64),
+}
+
+impl Loaded {
+    fn read(
+        meta: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        key: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    ) -> Result<Loaded> {
+        let finished =
+            backend::read_meta_u64(meta, schema::META_FINISHED_COMPACT_REV)?.unwrap_or(0) as i64;
+        let scheduled =
+            backend::read_meta_u64(meta, schema::META_SCHEDULED_COMPACT_REV)?.unwrap_or(0) as i64;
+        let index = backend::read_meta_u64(meta, schema::META_CONSISTENT_INDEX)?.unwrap_or(0);
+        let term = backend::read_meta_u64(meta, schema::META_TERM)?.unwrap_or(0);
+        let (tree, last_rev) = restore_index(key)?;
+        // A compaction may have removed the newest revisions (deleted keys), so the store is at
+        // least at the compaction revision; a fresh store is at revision 1.
+        let compact_rev = finished.max(scheduled);
+        Ok(Loaded {
+            index: tree,
+            current_rev: last_rev.max(compact_rev).max(1),
+            compact_rev,
+            scheduled,
+            finished,
+            applied: (index, term),
+        })
+    }
+
+    fn log(&self, started: std::time::Instant) {
+        tracing::info!(
+            "current-revision" = self.current_rev,
+            "compact-revision" = self.compact_rev,
+            "consistent-index" = self.applied.0,
+            took = ?started.elapsed(),
+            "restored mvcc store"
+        );
+    }
+
+    /// Starts again a compaction that was scheduled but did not finish.
+    fn resume_compaction(&self, shared: &Shared, epoch: u64) {
+        if self.scheduled > self.finished {
+            tracing::info!(
+                "scheduled-compact-revision" = self.scheduled,
+                "resume scheduled compaction"
+            );
+            shared.schedule_compaction(self.scheduled, epoch);
+        }
+    }
+}
+
 /// Rebuilds the tree index from the `key` table; returns it and the newest revision seen.
-fn restore_index(rtxn: &ReadTransaction) -> Result<(TreeIndex, i64)> {
-    let table = rtxn.open_table(schema::KEY)?;
+fn restore_index(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+) -> Result<(TreeIndex, i64)> {
     let mut tree = TreeIndex::default();
     let mut last = 0;
     for entry in table.iter()? {

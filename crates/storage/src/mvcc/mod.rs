@@ -19,7 +19,9 @@
 //! Raft entries, each entry's writes in a [`Txn`]. Reads inside the batch see the batch's own
 //! writes; other readers see none of them until the batch commits, then all of them: the batch
 //! commits the backend first, then publishes its revision, so whoever sees revision R can read
-//! R's data.
+//! R's data. Between batches the apply task may also replace the whole contents with a leader's
+//! snapshot ([`KvStore::restore_from`]); readers see the old contents until the swap, then the
+//! new.
 //!
 //! Readers (range requests, watch catch-up, hash checks, snapshots) take the index lock only
 //! long enough to learn the revisions they need and to open a backend read transaction; values
@@ -54,8 +56,8 @@ pub enum Error {
     /// The requested revision is above the current revision.
     #[error("mvcc: required revision is a future revision")]
     FutureRev,
-    /// The store was closed (or the batch that scheduled a compaction was dropped) before the
-    /// operation finished.
+    /// The store was closed (or the batch that scheduled a compaction was dropped, or a
+    /// restore replaced the contents it was compacting) before the operation finished.
     #[error("mvcc: closed")]
     Closed,
     /// The backend failed.

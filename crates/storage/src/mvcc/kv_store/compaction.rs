@@ -8,6 +8,12 @@
 //! [`COMPACTION_BATCH_LIMIT`], and records `finishedCompactRev` with the last batch. A restart
 //! in between finds scheduled > finished and runs the compaction again; running it twice does
 //! no harm.
+//!
+//! A job belongs to the store's epoch it was committed in. A restore that replaces the contents
+//! bumps the epoch (under the index lock, while it holds the backend's write lock); the
+//! compactor checks the epoch under the index lock before each index chunk and, holding its
+//! own write transaction, before each backend batch, and stops a job of an older epoch with
+//! [`Error::Closed`]: its rules were computed for contents that are gone.
 
 use std::collections::HashSet;
 use std::sync::{mpsc, Weak};
@@ -37,6 +43,8 @@ const INDEX_COMPACTION_CHUNK: usize = 1000;
 /// A compaction for the compactor thread.
 pub(crate) struct Job {
     rev: i64,
+    /// The store's epoch when the compaction committed; set when the job is sent.
+    epoch: u64,
     /// Told the outcome; `None` when nobody waits (a compaction resumed at open).
     done: Option<mpsc::SyncSender<Result<()>>>,
 }
@@ -48,6 +56,7 @@ impl Job {
         (
             Job {
                 rev,
+                epoch: 0,
                 done: Some(tx),
             },
             CompactionWait { rx },
@@ -87,7 +96,7 @@ pub(crate) fn spawn(shared: Weak<Shared>) -> mpsc::Sender<Job> {
         .name("mvcc-compact".into())
         .spawn(move || {
             for job in rx {
-                let result = run(&shared, job.rev);
+                let result = run(&shared, job.rev, job.epoch);
                 if let Err(e) = &result {
                     tracing::warn!("compact-revision" = job.rev, error = %e, "failed to compact");
                 }
@@ -105,23 +114,31 @@ pub(crate) fn spawn(shared: Weak<Shared>) -> mpsc::Sender<Job> {
 }
 
 impl Shared {
-    /// Queues a compaction whose scheduling committed.
-    pub(crate) fn send_compaction(&self, job: Job) {
+    /// Queues a compaction whose scheduling committed in `epoch`.
+    pub(crate) fn send_compaction(&self, mut job: Job, epoch: u64) {
+        job.epoch = epoch;
         let tx = self.compactor.lock().unwrap_or_else(|e| e.into_inner());
         // A send fails only if the thread is gone; the dropped job tells its waiter `Closed`.
         let _ = tx.send(job);
     }
 
-    /// Queues a compaction nobody waits for (resumed at open).
-    pub(crate) fn schedule_compaction(&self, rev: i64, done: Option<mpsc::SyncSender<Result<()>>>) {
-        self.send_compaction(Job { rev, done });
+    /// Queues a compaction nobody waits for (resumed at open or after a restore).
+    pub(crate) fn schedule_compaction(&self, rev: i64, epoch: u64) {
+        self.send_compaction(
+            Job {
+                rev,
+                epoch,
+                done: None,
+            },
+            epoch,
+        );
     }
 }
 
-fn run(shared: &Weak<Shared>, rev: i64) -> Result<()> {
+fn run(shared: &Weak<Shared>, rev: i64, epoch: u64) -> Result<()> {
     let started = Instant::now();
-    let keep = compact_index(shared, rev)?;
-    let removed = compact_backend(shared, rev, &keep)?;
+    let keep = compact_index(shared, rev, epoch)?;
+    let removed = compact_backend(shared, rev, epoch, &keep)?;
     tracing::info!(
         "compact-revision" = rev,
         "removed-revisions" = removed,
@@ -133,12 +150,15 @@ fn run(shared: &Weak<Shared>, rev: i64) -> Result<()> {
 
 /// Compacts the index at `rev`, a chunk of keys per lock hold; returns the revisions ≤ `rev`
 /// the backend must keep.
-fn compact_index(shared: &Weak<Shared>, rev: i64) -> Result<HashSet<Revision>> {
+fn compact_index(shared: &Weak<Shared>, rev: i64, epoch: u64) -> Result<HashSet<Revision>> {
     let mut keep = HashSet::new();
     let mut cursor: Option<Vec<u8>> = None;
     loop {
         let shared = shared.upgrade().ok_or(Error::Closed)?;
         let mut st = shared.lock();
+        if st.epoch != epoch {
+            return Err(Error::Closed);
+        }
         match st
             .index
             .compact_chunk(rev, cursor.as_deref(), INDEX_COMPACTION_CHUNK, &mut keep)
@@ -151,13 +171,23 @@ fn compact_index(shared: &Weak<Shared>, rev: i64) -> Result<HashSet<Revision>> {
 
 /// Removes revisions ≤ `rev` not in `keep` from the `key` table, in batches with pauses;
 /// records the finished compaction with the last batch. Returns how many were removed.
-fn compact_backend(shared: &Weak<Shared>, rev: i64, keep: &HashSet<Revision>) -> Result<u64> {
+fn compact_backend(
+    shared: &Weak<Shared>,
+    rev: i64,
+    epoch: u64,
+    keep: &HashSet<Revision>,
+) -> Result<u64> {
     let end = Revision::new(rev + 1, 0).to_bytes();
     let mut from: Vec<u8> = Vec::new();
     let mut removed = 0u64;
     loop {
         let shared = shared.upgrade().ok_or(Error::Closed)?;
         let wb = shared.backend.begin_write()?;
+        // Checked while holding the write lock: a restore cannot commit until this batch ends.
+        if shared.lock().epoch != epoch {
+            wb.abort()?;
+            return Err(Error::Closed);
+        }
         let last_batch = {
             let mut table = wb.txn().open_table(schema::KEY)?;
             let mut batch = Vec::with_capacity(COMPACTION_BATCH_LIMIT);

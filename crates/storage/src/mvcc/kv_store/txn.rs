@@ -154,11 +154,12 @@ impl Batch {
             self.roll_back();
             return Err(e.into());
         }
-        {
+        let epoch = {
             let mut st = self.shared.lock();
             st.current_rev = self.rev;
             st.compact_rev = self.compact_rev;
-        }
+            st.epoch
+        };
         if let Some(applied) = self.applied {
             *self
                 .shared
@@ -167,7 +168,7 @@ impl Batch {
                 .unwrap_or_else(|e| e.into_inner()) = applied;
         }
         for job in self.compactions.drain(..) {
-            self.shared.send_compaction(job);
+            self.shared.send_compaction(job, epoch);
         }
         Ok(())
     }
