@@ -612,6 +612,37 @@ mod tests {
         assert_eq!(contents(&dst), want);
     }
 
+    /// The stream arrives in odd-sized pieces, as from a socket; the view can move to the
+    /// thread that sends it.
+    #[test]
+    fn restore_from_a_reader_that_returns_short_reads() {
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(3);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        fn sendable<T: Send>(t: T) -> T {
+            t
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (open(&dir, "src"), open(&dir, "dst"));
+        sample(&src);
+        let view = sendable(src.begin_dump().unwrap());
+        let stream = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            view.write_to(&mut out, |_| {}).unwrap();
+            out
+        })
+        .join()
+        .unwrap();
+        dst.restore(&mut Trickle(&stream)).unwrap();
+        assert_eq!(contents(&dst), contents(&src));
+    }
+
     /// Reads that fail half way are I/O errors, not a corrupt snapshot.
     #[test]
     fn reader_errors_are_io_errors() {
