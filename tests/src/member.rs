@@ -32,6 +32,9 @@ pub struct MemberBuilder {
     bin: Option<PathBuf>,
     client_port: Option<u16>,
     peer_port: Option<u16>,
+    advertise_peer_port: Option<u16>,
+    peer_scheme: String,
+    learner: bool,
     initial_cluster: Option<String>,
     initial_cluster_state: String,
     token: String,
@@ -57,6 +60,27 @@ impl MemberBuilder {
     pub fn ports(mut self, client: u16, peer: u16) -> Self {
         self.client_port = Some(client);
         self.peer_port = Some(peer);
+        self
+    }
+
+    /// Advertise this peer port instead of the one the member listens on, as when a proxy
+    /// stands in front of it (see [`crate::PeerNetwork`]).
+    pub fn advertise_peer_port(mut self, port: u16) -> Self {
+        self.advertise_peer_port = Some(port);
+        self
+    }
+
+    /// The scheme of the peer URLs, `http` (default) or `https`; the TLS flags themselves are
+    /// [`MemberBuilder::args`].
+    pub fn peer_scheme(mut self, scheme: &str) -> Self {
+        self.peer_scheme = scheme.to_owned();
+        self
+    }
+
+    /// The member joins as a learner: it is ready once it serves serializable reads, as a
+    /// learner refuses linearizable ones (and so `endpoint health`).
+    pub fn learner(mut self, learner: bool) -> Self {
+        self.learner = learner;
         self
     }
 
@@ -119,6 +143,9 @@ impl MemberBuilder {
             bin: self.bin.unwrap_or_else(server_bin),
             client_port,
             peer_port,
+            advertise_peer_port: self.advertise_peer_port.unwrap_or(peer_port),
+            peer_scheme: self.peer_scheme,
+            learner: self.learner,
             data_dir,
             log_path,
             argv: Vec::new(),
@@ -130,14 +157,17 @@ impl MemberBuilder {
         if self.default_flags {
             let initial_cluster = self
                 .initial_cluster
-                .unwrap_or_else(|| format!("{}={}", member.name, member.peer_url()));
+                .unwrap_or_else(|| format!("{}={}", member.name, member.advertised_peer_url()));
             member.argv = vec![
                 format!("--name={}", member.name),
                 format!("--data-dir={}", member.data_dir.display()),
                 format!("--listen-client-urls={}", member.client_url()),
                 format!("--advertise-client-urls={}", member.client_url()),
                 format!("--listen-peer-urls={}", member.peer_url()),
-                format!("--initial-advertise-peer-urls={}", member.peer_url()),
+                format!(
+                    "--initial-advertise-peer-urls={}",
+                    member.advertised_peer_url()
+                ),
                 format!("--initial-cluster={initial_cluster}"),
                 format!("--initial-cluster-state={}", self.initial_cluster_state),
                 format!("--initial-cluster-token={}", self.token),
@@ -167,6 +197,11 @@ pub struct Member {
     bin: PathBuf,
     client_port: u16,
     peer_port: u16,
+    /// The peer port in `--initial-advertise-peer-urls`: `peer_port`, or a proxy's.
+    advertise_peer_port: u16,
+    peer_scheme: String,
+    /// A learner is ready when it serves serializable reads.
+    learner: bool,
     data_dir: PathBuf,
     log_path: PathBuf,
     /// The full argument list, reused by restarts.
@@ -187,6 +222,9 @@ impl Member {
             bin: None,
             client_port: None,
             peer_port: None,
+            advertise_peer_port: None,
+            peer_scheme: "http".to_owned(),
+            learner: false,
             initial_cluster: None,
             initial_cluster_state: "new".to_owned(),
             token: "oxcd-e2e".to_owned(),
@@ -227,9 +265,26 @@ impl Member {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
-    /// `http://127.0.0.1:PORT` of the peer port.
+    /// `SCHEME://127.0.0.1:PORT` of the peer port the member listens on.
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.peer_scheme, self.peer_port)
+    }
+
+    /// The peer URL other members use: [`Member::peer_url`], or its proxy's when proxied.
+    pub fn advertised_peer_url(&self) -> String {
+        format!(
+            "{}://127.0.0.1:{}",
+            self.peer_scheme, self.advertise_peer_port
+        )
+    }
+
+    pub fn is_learner(&self) -> bool {
+        self.learner
+    }
+
+    /// Records that the member was promoted from learner to voter (or demoted, for tests).
+    pub fn set_learner(&mut self, learner: bool) {
+        self.learner = learner;
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -280,15 +335,14 @@ impl Member {
                 logged_ready = READY_MARKERS.iter().any(|m| log.contains(m));
             }
             if logged_ready {
-                let health = etcdctl(
-                    &self.endpoint(),
-                    &[
-                        "--dial-timeout=1s",
-                        "--command-timeout=2s",
-                        "endpoint",
-                        "health",
-                    ],
-                );
+                const TIMEOUTS: [&str; 2] = ["--dial-timeout=1s", "--command-timeout=2s"];
+                let health = if self.learner {
+                    let probe = [&TIMEOUTS[..], &["get", "health", "--consistency=s"]].concat();
+                    etcdctl(&self.endpoint(), &probe)
+                } else {
+                    let probe = [&TIMEOUTS[..], &["endpoint", "health"]].concat();
+                    etcdctl(&self.endpoint(), &probe)
+                };
                 if health.success() {
                     return;
                 }
@@ -370,6 +424,12 @@ impl Member {
     pub fn respawn(&mut self) {
         self.kill();
         self.spawn_process();
+    }
+
+    /// Keeps the member's temp dir (data dir and log) when the member is dropped, and returns
+    /// its path; for reports of failed runs. `None` if it is already kept.
+    pub fn keep_dir(&mut self) -> Option<PathBuf> {
+        self.dir.take().map(TempDir::keep)
     }
 
     /// Everything every process of this member has printed so far.
