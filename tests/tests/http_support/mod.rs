@@ -112,8 +112,11 @@ pub fn get(addr: &str, path: &str) -> Response {
     request(addr, "GET", path, &[], b"")
 }
 
-/// Splits a response head off `raw`: status, lower-cased headers, and what follows.
-fn parse_head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, &[u8])> {
+/// Lower-cased header names and their values.
+type Headers = Vec<(String, String)>;
+
+/// Splits a response head off `raw`: status, headers, and what follows.
+fn parse_head(raw: &[u8]) -> Option<(u16, Headers, &[u8])> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let mut lines = head.split("\r\n");

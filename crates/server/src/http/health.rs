@@ -194,8 +194,8 @@ async fn probe(server: &EtcdServer, checks: &[Check], query: Option<&str>, root:
 }
 
 /// Health endpoints answer GET only.
-async fn get_only() -> Response {
-    let mut resp = super::plain_text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+async fn get_only(body: axum::body::Body) -> Response {
+    let mut resp = super::method_not_allowed(body).await;
     resp.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("GET"));
     resp

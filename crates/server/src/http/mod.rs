@@ -22,11 +22,13 @@ mod process;
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{header, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceExt as _;
 
@@ -144,6 +146,7 @@ impl tower::Service<Request> for Steer {
             } else {
                 "404 page not found\n"
             };
+            drain(req.into_body(), DRAIN_LIMIT).await;
             Ok(plain_text(StatusCode::NOT_FOUND, text))
         })
     }
@@ -198,8 +201,26 @@ async fn version() -> Response {
         .into_response()
 }
 
-async fn method_not_allowed() -> Response {
+/// A method the path does not serve.
+pub(crate) async fn method_not_allowed(body: Body) -> Response {
+    drain(body, DRAIN_LIMIT).await;
     plain_text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
+}
+
+/// How much of a request body the server reads and drops before answering without it. A
+/// connection closed with unread data in it is reset, and the client may lose the answer;
+/// Go's server reads this much for the same reason.
+const DRAIN_LIMIT: usize = 256 * 1024;
+
+/// Reads and drops up to `limit` bytes of `body`.
+pub(crate) async fn drain(mut body: Body, limit: usize) {
+    let mut read = 0;
+    while read <= limit {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
+    }
 }
 
 /// A plain-text answer as Go's `http.Error` writes one.

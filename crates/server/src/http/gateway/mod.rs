@@ -92,7 +92,7 @@ impl Gateway {
             let rpc = rpc.clone();
             async move { gateway.call(&rpc, &headers, body).await }
         })
-        .fallback(method_not_allowed)
+        .fallback(super::method_not_allowed)
     }
 
     async fn call(&self, rpc: &Arc<Rpc>, headers: &HeaderMap, body: Body) -> Response {
@@ -217,26 +217,24 @@ fn json_ok(body: Body) -> Response {
         .into_response()
 }
 
-async fn method_not_allowed() -> Response {
-    super::plain_text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
-}
-
 /// Reads all of `body`, refusing more than `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => Ok(bytes),
-        Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                Err(error::bad_request(&format!(
-                    "http: request body too large (limit {limit} bytes)"
-                )))
-            } else {
-                Err(error::bad_request(&format!("reading request body: {e}")))
-            }
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Response> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| error::bad_request(&format!("reading request body: {e}")))?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            // Read on (within reason) so the client is not reset before it sees the answer.
+            super::drain(body, limit.saturating_mul(4)).await;
+            return Err(error::bad_request(&format!(
+                "http: request body too large (limit {limit} bytes)"
+            )));
         }
+        buf.extend_from_slice(data);
     }
+    Ok(buf.freeze())
 }
 
 /// What the driver of a streaming call hands the HTTP response, in order.
@@ -392,6 +390,7 @@ async fn pump_requests(
                         }
                         Err(e) => {
                             let _ = failure.send(e.0);
+                            super::drain(body, max_message).await;
                             return;
                         }
                     }
@@ -399,6 +398,7 @@ async fn pump_requests(
                 Ok(None) => break,
                 Err(e) => {
                     let _ = failure.send(e.0);
+                    super::drain(body, max_message).await;
                     return;
                 }
             }
@@ -407,6 +407,7 @@ async fn pump_requests(
             let _ = failure.send(format!(
                 "http: request message too large (limit {max_message} bytes)"
             ));
+            super::drain(body, max_message).await;
             return;
         }
         match body.frame().await {
