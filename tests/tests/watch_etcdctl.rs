@@ -264,12 +264,16 @@ fn watch_from_a_compacted_revision_is_canceled() {
         seed(m);
         m.etcdctl(&["compaction", "5"]).expect_success();
     }
-    let args = ["watch", "--rev=3", "a"];
-    let out = same_on_both(&oracle, &args, |m| Watching::spawn(m, &args).wait_exit());
-    assert!(
-        out.contains("required revision has been compacted"),
-        "{out}"
-    );
+    for args in [
+        &["watch", "--rev=3", "a"][..],
+        &["watch", "--rev=3", "a", "-w", "json"],
+    ] {
+        let out = same_on_both(&oracle, args, |m| Watching::spawn(m, args).wait_exit());
+        assert!(
+            out.contains("required revision has been compacted"),
+            "{out}"
+        );
+    }
     // From the compaction revision on, history is still there.
     let args = ["watch", "--rev=5", "--prefix", "b/"];
     same_on_both(&oracle, &args, |m| {

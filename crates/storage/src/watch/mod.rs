@@ -106,8 +106,8 @@ pub enum WatchError {
 pub struct WatchResponse {
     /// The watcher it belongs to, or [`INVALID_WATCH_ID`].
     pub watch_id: i64,
-    /// The header revision: for events, the last revision they cover; otherwise the store's
-    /// revision when the response was made.
+    /// The header revision: for events, the last revision they cover; for a cancel by
+    /// compaction 0, as etcd sends; otherwise the store's revision when the response was made.
     pub revision: i64,
     /// Answer to a create request.
     pub created: bool,

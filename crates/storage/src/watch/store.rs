@@ -322,7 +322,6 @@ impl Inner {
             g.remove_watcher(wid);
             queue.push(WatchResponse {
                 watch_id: id,
-                revision: cur,
                 canceled: true,
                 compact_revision: compact,
                 ..Default::default()

@@ -187,7 +187,6 @@ fn take(inner: &Inner, window: i64) -> Option<(Vec<Taken>, i64, i64)> {
         g.forget_id(w.stream, w.watch_id);
         w.queue.push(WatchResponse {
             watch_id: w.watch_id,
-            revision: cur,
             canceled: true,
             compact_revision: compact,
             ..Default::default()
@@ -349,7 +348,10 @@ mod tests {
         let c = recv(&st);
         assert_eq!((c.watch_id, c.created, c.canceled), (id, true, false));
         let x = recv(&st);
-        assert_eq!((x.watch_id, x.canceled, x.compact_revision), (id, true, 4));
+        assert_eq!(
+            (x.watch_id, x.canceled, x.compact_revision, x.revision),
+            (id, true, 4, 0)
+        );
         assert!(!st.cancel(id), "gone");
         // The compaction revision itself is still served, as etcd.
         let ok = st.watch(&create("k", "", 4)).unwrap();
