@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod bootstrap;
+pub mod compactor;
 pub mod config;
 pub mod error;
 pub mod grpc;
@@ -153,6 +154,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     }
 
     tokio::spawn(lease::primary::run(server.clone()));
+    tokio::spawn(compactor::run(server.clone(), cfg.auto_compaction.clone()));
     tokio::spawn(publish(
         server.clone(),
         cfg.name.clone(),
