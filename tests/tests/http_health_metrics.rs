@@ -345,6 +345,46 @@ fn b64_key(i: usize) -> String {
         .collect()
 }
 
+/// A gateway watch whose HTTP client goes away ends its gRPC call at once (counted as
+/// Canceled), not at the next event on its key.
+#[test]
+fn gateway_watch_ends_when_its_client_leaves() {
+    oxcd_only!();
+    let oxcd = Member::start_single();
+    let o = oxcd.endpoint();
+    let watch_labels = [
+        r#"grpc_service="etcdserverpb.Watch""#,
+        r#"grpc_method="Watch""#,
+    ];
+    let handled = |s: &BTreeMap<String, f64>| sum(s, "grpc_server_handled_total", &watch_labels);
+    let before = handled(&scrape(&o));
+    let mut stream =
+        http_support::Stream::open(&o, "/v3/watch", r#"{"create_request":{"key":"YQ=="}}"#);
+    assert_eq!(stream.status, 200);
+    let created = stream.next_line(Duration::from_secs(10)).expect("created");
+    assert!(created.contains(r#""created":true"#), "{created}");
+    let started = sum(&scrape(&o), "grpc_server_started_total", &watch_labels);
+    assert!(started >= 1.0);
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = scrape(&o);
+        let canceled = sum(
+            &s,
+            "grpc_server_handled_total",
+            &[watch_labels[0], watch_labels[1], r#"grpc_code="Canceled""#],
+        );
+        if handled(&s) > before && canceled >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watch call still open after its client left"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn metrics_urls_serve_metrics_and_health_only() {
     oxcd_only!();

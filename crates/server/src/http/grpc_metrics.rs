@@ -49,10 +49,11 @@ async fn track(req: Request, next: Next) -> Response {
     let Some(call) = Call::for_path(req.uri().path()) else {
         return next.run(req).await;
     };
+    // Labels in the order Prometheus' Go client writes them: sorted by name.
     counter!(
         "grpc_server_started_total",
-        "grpc_service" => call.service.clone(),
         "grpc_method" => call.method.clone(),
+        "grpc_service" => call.service.clone(),
         "grpc_type" => call.kind,
     )
     .increment(1);
@@ -102,10 +103,10 @@ impl Call {
     fn handled(&self, code: Code) {
         counter!(
             "grpc_server_handled_total",
-            "grpc_service" => self.service.clone(),
-            "grpc_method" => self.method.clone(),
-            "grpc_type" => self.kind,
             "grpc_code" => code_name(code),
+            "grpc_method" => self.method.clone(),
+            "grpc_service" => self.service.clone(),
+            "grpc_type" => self.kind,
         )
         .increment(1);
     }

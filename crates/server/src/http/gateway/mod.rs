@@ -279,12 +279,8 @@ async fn stream_response(
     let chunks = futures::stream::iter([first])
         .chain(rest)
         .map(|out| Ok::<_, std::convert::Infallible>(chunk(out)));
-    let mut response = json_ok(Body::from_stream(chunks));
-    response.headers_mut().insert(
-        header::TRANSFER_ENCODING,
-        HeaderValue::from_static("chunked"),
-    );
-    response
+    // No length: HTTP/1.1 sends it chunked, as etcd does.
+    json_ok(Body::from_stream(chunks))
 }
 
 /// One chunk of a streamed answer: `{"result":…}` and a newline, or the closing error.
@@ -334,12 +330,15 @@ async fn drive_stream(
                 }
                 Err(_) => requests_done = true,
             },
+            () = out.closed() => return,
         }
     };
     let output = rpc.desc.output();
     loop {
         let item = tokio::select! {
             item = answers.next() => item,
+            // The HTTP client went away: end the call now, not at the next answer.
+            () = out.closed() => return,
             failure = &mut failures, if !requests_done => match failure {
                 Ok(message) => {
                     let _ = out.send(Out::BadRequest(message)).await;
