@@ -74,6 +74,7 @@ type Configure = Box<dyn Fn(MemberBuilder) -> MemberBuilder + Send + Sync>;
 /// How to start a [`Cluster`]; obtain one with [`Cluster::builder`].
 pub struct ClusterBuilder {
     size: usize,
+    split_brain: bool,
     proxied: bool,
     peer_tls: PeerTls,
     configure: Configure,
@@ -89,6 +90,14 @@ impl ClusterBuilder {
 
     pub fn peer_tls(mut self, tls: PeerTls) -> Self {
         self.peer_tls = tls;
+        self
+    }
+
+    /// Bootstraps every member alone (`--initial-cluster` naming only itself): servers that
+    /// look like a cluster to clients but share nothing. Only for testing that the fault-run
+    /// checks catch an inconsistent "cluster".
+    pub fn split_brain(mut self) -> Self {
+        self.split_brain = true;
         self
     }
 
@@ -120,7 +129,13 @@ impl ClusterBuilder {
             .collect::<Vec<_>>()
             .join(",");
         for plan in planned {
-            let member = cluster.spawn_planned(plan, &initial_cluster, "new", false);
+            let alone = plan.initial_cluster_entry();
+            let initial_cluster = if self.split_brain {
+                &alone
+            } else {
+                &initial_cluster
+            };
+            let member = cluster.spawn_planned(plan, initial_cluster, "new", false);
             cluster.members.push(member);
         }
         for member in &mut cluster.members {
@@ -201,6 +216,7 @@ impl Cluster {
     pub fn builder(size: usize) -> ClusterBuilder {
         ClusterBuilder {
             size,
+            split_brain: false,
             proxied: false,
             peer_tls: PeerTls::None,
             configure: Box::new(|builder| builder),

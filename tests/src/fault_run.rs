@@ -58,6 +58,9 @@ pub struct Scenario {
     pub member_args: Vec<String>,
     /// The traffic (its seed is replaced by the run's).
     pub workload: WorkloadConfig,
+    /// Members that do not form a cluster ([`crate::ClusterBuilder::split_brain`]): only for
+    /// the harness's self-test, which expects the checks to fail.
+    pub split_brain: bool,
 }
 
 impl Scenario {
@@ -74,6 +77,7 @@ impl Scenario {
             peer_tls: PeerTls::None,
             member_args: Vec::new(),
             workload: WorkloadConfig::default(),
+            split_brain: false,
         }
     }
 
@@ -171,11 +175,14 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunSummary, String> {
     let _lock = cluster_lock();
     let mut rng = StdRng::seed_from_u64(seed);
     let args = scenario.member_args.clone();
-    let mut cluster = Cluster::builder(scenario.members)
+    let mut builder = Cluster::builder(scenario.members)
         .proxied()
         .peer_tls(scenario.peer_tls)
-        .configure(move |b| b.args(args.clone()))
-        .start();
+        .configure(move |b| b.args(args.clone()));
+    if scenario.split_brain {
+        builder = builder.split_brain();
+    }
+    let mut cluster = builder.start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -462,6 +469,11 @@ fn failure_report(
     for key in not_linearizable {
         report.push_str(&format!("history of key {key:?}:\n"));
         report.push_str(&format_ops(ops.iter().filter(|op| &op.key == key)));
+    }
+    if scenario.split_brain {
+        // The self-test expects this failure: nothing to keep for inspection.
+        report.push_str(&format!("stats: {summary}\n"));
+        return report;
     }
     let path = history_path(&scenario.name, seed);
     match File::create(&path).and_then(|mut f| f.write_all(format_ops(ops).as_bytes())) {
