@@ -11,6 +11,7 @@ use raft::storage::MemStorage;
 use raft::{RawNode, Storage};
 use tokio::sync::watch;
 
+use crate::alarm::Alarms;
 use crate::apply::{Applier, EventSink};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -85,6 +86,7 @@ pub fn start(
     );
 
     let membership = Arc::new(Membership::load(meta.cluster_id, kv.backend())?);
+    let alarms = Arc::new(Alarms::load(kv.backend())?);
     // Leases come back with the keys that name them; none expires before this member leads.
     let lessor = Arc::new(Lessor::open(&kv, LessorConfig::for_member(cfg))?);
     tracing::info!(leases = lessor.len(), "restored lease store");
@@ -141,6 +143,7 @@ pub fn start(
     let applier = Applier {
         kv: kv.clone(),
         membership: membership.clone(),
+        alarms: alarms.clone(),
         lessor: lessor.clone(),
         raft_status: status.clone(),
         wait: wait.clone(),
@@ -165,6 +168,7 @@ pub fn start(
         max_txn_ops: cfg.max_txn_ops,
         request_timeout: cfg.request_timeout(),
         max_learners: cfg.max_learners,
+        quota_bytes: cfg.quota_backend_bytes,
     };
     Ok(Arc::new(EtcdServer::new(
         meta.member_id,
@@ -175,6 +179,7 @@ pub fn start(
         status,
         lessor,
         watchable,
+        alarms,
         raft_tx,
         wait,
         applied_rx,

@@ -8,6 +8,7 @@
 //! round when they must be linearizable. [`bootstrap`] wires it all up from a
 //! [`config::ServerConfig`].
 
+pub mod alarm;
 pub mod apply;
 pub mod bootstrap;
 pub mod compactor;

@@ -6,7 +6,9 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oxcd_api::etcdserverpb::{InternalRaftRequest, RequestHeader, ResponseHeader};
+use oxcd_api::etcdserverpb::{
+    alarm_request, AlarmRequest, AlarmType, InternalRaftRequest, RequestHeader, ResponseHeader,
+};
 use oxcd_api::EtcdError;
 use oxcd_storage::{KvStore, WatchableStore};
 use prost::Message as _;
@@ -18,6 +20,7 @@ use oxcd_api::etcdserverpb::Member;
 use oxcd_api::oxcdpb::ConfChangeContext;
 use raft::eraftpb::{ConfChange, ConfChangeType};
 
+use crate::alarm::Alarms;
 use crate::apply::ApplyResponse;
 use crate::error::ServerError;
 use crate::id::IdGenerator;
@@ -41,6 +44,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most learners the cluster may have (`--experimental-max-learners`).
     pub max_learners: usize,
+    /// Backend size past which writes raise NOSPACE (`--quota-backend-bytes`); `None` = no quota.
+    pub quota_bytes: Option<u64>,
 }
 
 /// The running member, as request handlers see it.
@@ -52,6 +57,8 @@ pub struct EtcdServer {
     pub kv: Arc<KvStore>,
     /// Watchers over `kv`.
     pub watchable: Arc<WatchableStore>,
+    /// Active alarms.
+    pub alarms: Arc<Alarms>,
     pub membership: Arc<Membership>,
     /// Leader, term and commit index.
     pub raft_status: Arc<RaftStatus>,
@@ -79,6 +86,7 @@ impl EtcdServer {
         raft_status: Arc<RaftStatus>,
         lessor: Arc<Lessor>,
         watchable: Arc<WatchableStore>,
+        alarms: Arc<Alarms>,
         raft: mpsc::Sender<RaftInput>,
         wait: Arc<Wait<ProposalResult>>,
         applied: watch::Receiver<u64>,
@@ -92,12 +100,37 @@ impl EtcdServer {
             raft_status,
             lessor,
             watchable,
+            alarms,
             lease_forwarder: Arc::new(NoForwarding),
             raft,
             wait,
             applied,
             ids: IdGenerator::new(member_id),
         }
+    }
+
+    /// Refuses a write that would grow the backend past its quota, raising the NOSPACE alarm
+    /// the first time, as etcd's quota servers do. `cost` is the request's encoded size.
+    pub async fn check_quota(&self, cost: usize) -> Result<(), ServerError> {
+        if self.alarms.no_space() {
+            return Err(EtcdError::NoSpace.into());
+        }
+        let Some(quota) = self.limits.quota_bytes else { return Ok(()) };
+        let size = self.kv.backend().size().map_err(|e| ServerError::Storage(e.to_string()))?;
+        if size + cost as u64 <= quota {
+            return Ok(());
+        }
+        tracing::warn!(quota, size, "backend quota exceeded; raising the NOSPACE alarm");
+        let alarm = InternalRaftRequest {
+            alarm: Some(AlarmRequest {
+                action: alarm_request::AlarmAction::Activate as i32,
+                member_id: self.member_id,
+                alarm: AlarmType::Nospace as i32,
+            }),
+            ..Default::default()
+        };
+        self.propose(alarm).await?;
+        Err(EtcdError::NoSpace.into())
     }
 
     /// A response header at `revision`.

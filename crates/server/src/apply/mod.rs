@@ -19,7 +19,10 @@ use prost::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType};
 use tokio::sync::watch;
 
+use crate::alarm::Alarms;
 use crate::error::ServerError;
+use oxcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType};
+use oxcd_api::EtcdError;
 use crate::kv::txn::{self, WriteContext};
 use crate::lease::Lessor;
 use crate::membership::Membership;
@@ -36,6 +39,8 @@ pub enum ApplyResponse {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint(LeaseCheckpointResponse),
+    /// Alarms raised, cleared or listed.
+    Alarm(AlarmResponse),
     /// A membership change: the members after it.
     Members(Vec<oxcd_api::etcdserverpb::Member>),
     /// Requests with nothing to report (member attributes, cluster version).
@@ -53,6 +58,8 @@ pub struct Applier {
     pub kv: Arc<KvStore>,
     /// Cluster members; written only here (and at bootstrap).
     pub membership: Arc<Membership>,
+    /// Active alarms; written only here.
+    pub alarms: Arc<Alarms>,
     /// Leases; their replicated state is written only here.
     pub lessor: Arc<Lessor>,
     /// Whether this member leads, to promote the lessor at the first entry of its term.
@@ -180,6 +187,37 @@ impl Applier {
         }
     }
 
+    /// Raises, clears or lists alarms.
+    fn apply_alarm(&self, batch: &mut Batch, req: AlarmRequest) -> Result<AlarmResponse, ServerError> {
+        use oxcd_api::etcdserverpb::alarm_request::AlarmAction;
+        let action = AlarmAction::try_from(req.action).unwrap_or(AlarmAction::Get);
+        let alarms = match action {
+            AlarmAction::Get => self.alarms.list((req.alarm != AlarmType::None as i32).then_some(req.alarm)),
+            AlarmAction::Activate => {
+                if req.alarm == AlarmType::None as i32 {
+                    return Ok(AlarmResponse::default());
+                }
+                self.alarms.activate(batch.raw(), req.member_id, req.alarm)?;
+                tracing::warn!("member-id" = format!("{:x}", req.member_id), alarm = req.alarm, "alarm raised");
+                vec![AlarmMember { member_id: req.member_id, alarm: req.alarm }]
+            }
+            AlarmAction::Deactivate => {
+                let matching: Vec<AlarmMember> = self
+                    .alarms
+                    .list(None)
+                    .into_iter()
+                    .filter(|a| a.member_id == req.member_id && (req.alarm == 0 || a.alarm == req.alarm))
+                    .collect();
+                for a in &matching {
+                    self.alarms.deactivate(batch.raw(), a.member_id, a.alarm)?;
+                    tracing::warn!("member-id" = format!("{:x}", a.member_id), alarm = a.alarm, "alarm cleared");
+                }
+                matching
+            }
+        };
+        Ok(AlarmResponse { header: None, alarms })
+    }
+
     /// Replaces this member's state with the leader's dump at `path` (a raft snapshot at
     /// `index`). The dump's consistent index is at least `index`; entries up to it are then
     /// skipped as already applied.
@@ -190,6 +228,9 @@ impl Applier {
             .and_then(|file| self.kv.restore_from(&mut std::io::BufReader::new(file)).map_err(|e| e.to_string()));
         if let Err(e) = restored {
             panic!("failed to restore the backend from the snapshot at {}: {e}", path.display());
+        }
+        if let Err(e) = self.alarms.reload(self.kv.backend()) {
+            panic!("failed to reload alarms after a snapshot: {e}");
         }
         if let Err(e) = self.membership.reload(self.kv.backend()) {
             panic!("failed to reload members after a snapshot: {e}");
@@ -287,6 +328,12 @@ impl Applier {
         events: &mut Vec<Event>,
     ) -> ProposalResult {
         let lease_exists = |lease: i64| self.lessor.contains(lease);
+        if self.alarms.no_space() && grows_backend(&req) {
+            return Err(EtcdError::NoSpace.into());
+        }
+        if let Some(alarm) = req.alarm {
+            return self.apply_alarm(batch, alarm).map(ApplyResponse::Alarm);
+        }
         if let Some(put) = req.put {
             let mut t = batch.txn();
             let result = txn::put(&mut t, &put, &lease_exists);
@@ -385,4 +432,9 @@ fn header(revision: i64) -> Option<ResponseHeader> {
         revision,
         ..Default::default()
     })
+}
+
+/// Requests a NOSPACE alarm refuses: those that may add data to the backend.
+fn grows_backend(req: &InternalRaftRequest) -> bool {
+    req.put.is_some() || req.lease_grant.is_some() || req.txn.as_ref().is_some_and(|t| !txn::is_read_only(t))
 }

@@ -9,6 +9,7 @@ use oxcd_api::etcdserverpb::{
     InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest,
     TxnResponse,
 };
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::status::status;
@@ -76,6 +77,7 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = request.into_inner();
         validate::check_put(&req).map_err(status)?;
+        self.server.check_quota(req.encoded_len()).await?;
         let internal = InternalRaftRequest {
             put: Some(req),
             ..Default::default()
@@ -126,6 +128,7 @@ impl Kv for KvService {
             self.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
+        self.server.check_quota(req.encoded_len()).await?;
         let internal = InternalRaftRequest {
             txn: Some(req),
             ..Default::default()

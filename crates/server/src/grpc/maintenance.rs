@@ -10,7 +10,9 @@ use oxcd_api::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
 use crate::config::ETCD_VERSION;
+use crate::apply::ApplyResponse;
 use crate::error::ServerError;
+use sha2::{Digest, Sha256};
 use crate::server::EtcdServer;
 use oxcd_api::EtcdError;
 
@@ -41,8 +43,16 @@ fn not_built(rpc: &str) -> Status {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        Err(not_built("Alarm"))
+    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        // Alarms go through Raft so every member agrees on them, GET included.
+        let internal = InternalRaftRequest { alarm: Some(request.into_inner()), ..Default::default() };
+        match self.server.propose(internal).await? {
+            ApplyResponse::Alarm(mut resp) => {
+                resp.header = Some(self.server.header(self.server.kv.current_revision()));
+                Ok(Response::new(resp))
+            }
+            _ => Err(Status::internal("apply answered an alarm request with another kind of response")),
+        }
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -57,7 +67,7 @@ impl Maintenance for MaintenanceService {
                     raft_index: s.raft_status.commit(),
                     raft_term: s.raft_status.term(),
                     raft_applied_index: s.applied_index(),
-                    errors: Vec::new(),
+                    errors: s.alarms.status_errors(),
                     db_size_in_use: backend.size_in_use()? as i64,
                     is_learner: false,
                 })
@@ -66,11 +76,23 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(resp))
     }
 
-    async fn defragment(
-        &self,
-        _: Request<DefragmentRequest>,
-    ) -> Result<Response<DefragmentResponse>, Status> {
-        Err(not_built("Defragment"))
+    async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        tracing::info!("starting defragment");
+        let resp = self
+            .blocking(|s| {
+                let before = s.kv.backend().size()?;
+                let started = std::time::Instant::now();
+                s.kv.backend().defrag()?;
+                tracing::info!(
+                    "current-db-size-bytes" = before,
+                    "new-db-size-bytes" = s.kv.backend().size()?,
+                    took = ?started.elapsed(),
+                    "finished defragment"
+                );
+                Ok(DefragmentResponse { header: Some(s.header(s.kv.current_revision())) })
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -112,11 +134,26 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
-    async fn snapshot(
-        &self,
-        _: Request<SnapshotRequest>,
-    ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(not_built("Snapshot"))
+    async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        // The backend's contents, streamed in chunks as they are dumped from one read
+        // transaction, followed (as etcd does) by the SHA-256 of everything before it.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<SnapshotResponse, Status>>(4);
+        let server = self.server.clone();
+        tokio::task::spawn_blocking(move || {
+            let header = server.header(server.kv.current_revision());
+            let estimate = server.kv.backend().size().unwrap_or(0);
+            let mut writer =
+                SnapshotWriter { buf: Vec::new(), hasher: Sha256::new(), tx: tx.clone(), header, sent: 0, estimate };
+            let result = server.kv.backend().dump(&mut writer, |_| {});
+            let result = result.map_err(|e| e.to_string()).and_then(|_| writer.finish().map_err(|e| e.to_string()));
+            match result {
+                Ok(total) => tracing::info!(bytes = total, "sent database snapshot to client"),
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(Status::internal(format!("snapshot failed: {e}"))));
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn move_leader(
@@ -144,5 +181,64 @@ impl Maintenance for MaintenanceService {
         _: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
         Err(not_built("Downgrade"))
+    }
+}
+
+/// Bytes of snapshot per response message.
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+/// Cuts a backend dump into `SnapshotResponse`s, hashing as it goes.
+struct SnapshotWriter {
+    buf: Vec<u8>,
+    hasher: Sha256,
+    tx: tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
+    header: ResponseHeader,
+    sent: u64,
+    /// The backend file's size: the dump's length is only known at its end, so
+    /// `remaining_bytes` counts down from this estimate (never reaching 0 before the end).
+    estimate: u64,
+}
+
+impl SnapshotWriter {
+    fn send(&mut self, blob: Vec<u8>, remaining_bytes: u64) -> std::io::Result<()> {
+        self.sent += blob.len() as u64;
+        let resp = SnapshotResponse {
+            header: Some(self.header.clone()),
+            remaining_bytes,
+            blob,
+            ..Default::default()
+        };
+        self.tx
+            .blocking_send(Ok(resp))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+
+    /// Sends what is buffered and the trailing SHA-256; returns the bytes sent.
+    fn finish(mut self) -> std::io::Result<u64> {
+        let rest = std::mem::take(&mut self.buf);
+        if !rest.is_empty() {
+            self.send(rest, 32)?;
+        }
+        let digest = self.hasher.clone().finalize().to_vec();
+        self.send(digest, 0)?;
+        Ok(self.sent)
+    }
+}
+
+impl std::io::Write for SnapshotWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(data);
+        self.buf.extend_from_slice(data);
+        while self.buf.len() >= SNAPSHOT_CHUNK {
+            let rest = self.buf.split_off(SNAPSHOT_CHUNK);
+            let chunk = std::mem::replace(&mut self.buf, rest);
+            let remaining = self.estimate.saturating_sub(self.sent + chunk.len() as u64).max(1);
+            self.send(chunk, remaining)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

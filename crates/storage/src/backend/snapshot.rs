@@ -28,9 +28,11 @@
 //!
 //! Each table of [`schema::ALL_TABLES`] appears once, in that order, its entries in key order;
 //! `records` counts the TABLE and ENTRY records; `crc` is a CRC-32C of every byte before it,
-//! from the magic to `records`. Nothing follows the trailer. A reader must reject a table it
+//! from the magic to `records`. Zero bytes follow the trailer up to a multiple of 512 bytes:
+//! etcd's snapshot files (bbolt pages) are such multiples, and etcd's own tools check it
+//! before they look for the SHA-256 the Snapshot RPC appends. A reader must reject a table it
 //! does not know, a table named twice, an entry before any table, a length past the end, a
-//! count or CRC that does not match, and bytes after the trailer.
+//! count or CRC that does not match, and anything but that padding after the trailer.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::sync::atomic::Ordering;
@@ -113,6 +115,8 @@ impl Dump {
         w.put(&records.to_be_bytes())?;
         let crc = w.crc;
         w.put(&crc.to_be_bytes())?;
+        let padding = (PAD_TO - w.bytes % PAD_TO) % PAD_TO;
+        w.put(&vec![0u8; padding as usize])?;
         let bytes = w.finish()?;
         progress(bytes);
         tracing::info!(
@@ -283,11 +287,17 @@ fn load(txn: &WriteTransaction, input: &mut impl Read) -> Result<(u64, u64)> {
             "trailer counts {count} records, stream holds {records}"
         )));
     }
-    if r.inner.read(&mut [0u8; 1])? != 0 {
+    let mut rest = Vec::new();
+    r.inner.by_ref().take(PAD_TO + 1).read_to_end(&mut rest)?;
+    let end = r.bytes + rest.len() as u64;
+    if rest.len() as u64 > PAD_TO || rest.iter().any(|&b| b != 0) || end % PAD_TO != 0 {
         return Err(invalid("data after the trailer"));
     }
     Ok((records, r.bytes))
 }
+
+/// Dumps are padded with zeros to a multiple of this many bytes.
+const PAD_TO: u64 = 512;
 
 fn invalid(what: impl Into<String>) -> Error {
     Error::InvalidSnapshot(what.into())
@@ -475,7 +485,9 @@ mod tests {
         let stream = dump(&src);
         // header + one TABLE record per table + trailer
         let names: usize = schema::ALL_TABLES.iter().map(|t| t.name().len()).sum();
-        assert_eq!(stream.len(), 12 + 3 * schema::ALL_TABLES.len() + names + 13);
+        let unpadded = 12 + 3 * schema::ALL_TABLES.len() + names + 13;
+        assert_eq!(stream.len(), unpadded.next_multiple_of(PAD_TO as usize));
+        assert!(stream[unpadded..].iter().all(|&b| b == 0));
         dst.restore(&mut &stream[..]).unwrap();
         assert!(contents(&dst).is_empty());
         let txn = dst.begin_read().unwrap();
@@ -575,6 +587,7 @@ mod tests {
             s.extend_from_slice(&(records.len() as u64).to_be_bytes());
             let crc = crc32c::crc32c(&s);
             s.extend_from_slice(&crc.to_be_bytes());
+            s.resize(s.len().next_multiple_of(PAD_TO as usize), 0);
             s
         }
         let dir = tempfile::tempdir().unwrap();
