@@ -133,6 +133,19 @@ impl EtcdServer {
         Err(EtcdError::NoSpace.into())
     }
 
+    /// Whether this member is a learner (not yet promoted to voter).
+    pub fn is_learner(&self) -> bool {
+        self.membership.is_learner(self.member_id)
+    }
+
+    /// Learners serve only serializable reads and status, as in etcd.
+    pub fn refuse_on_learner(&self) -> Result<(), ServerError> {
+        if self.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner.into());
+        }
+        Ok(())
+    }
+
     /// A response header at `revision`.
     pub fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {

@@ -65,6 +65,9 @@ impl Kv for KvService {
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
         let req = request.into_inner();
+        if !req.serializable {
+            self.server.refuse_on_learner()?;
+        }
         validate::check_range(&req).map_err(status)?;
         self.read_barrier(req.serializable).await?;
         let mut resp = self
@@ -76,6 +79,7 @@ impl Kv for KvService {
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = request.into_inner();
+        self.server.refuse_on_learner()?;
         validate::check_put(&req).map_err(status)?;
         self.server.check_quota(req.encoded_len()).await?;
         let internal = InternalRaftRequest {
@@ -96,6 +100,7 @@ impl Kv for KvService {
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = request.into_inner();
+        self.server.refuse_on_learner()?;
         validate::check_delete(&req).map_err(status)?;
         let internal = InternalRaftRequest {
             delete_range: Some(req),
@@ -112,6 +117,7 @@ impl Kv for KvService {
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = request.into_inner();
+        self.server.refuse_on_learner()?;
         validate::check_txn(&req, self.server.limits.max_txn_ops).map_err(status)?;
         if txn::is_read_only(&req) {
             // Reads need no Raft round; a txn whose every range is serializable needs no
@@ -146,6 +152,7 @@ impl Kv for KvService {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        self.server.refuse_on_learner()?;
         let req = request.into_inner();
         let physical = req.physical;
         let internal = InternalRaftRequest {

@@ -69,7 +69,7 @@ impl Maintenance for MaintenanceService {
                     raft_applied_index: s.applied_index(),
                     errors: s.alarms.status_errors(),
                     db_size_in_use: backend.size_in_use()? as i64,
-                    is_learner: false,
+                    is_learner: s.is_learner(),
                 })
             })
             .await?;
