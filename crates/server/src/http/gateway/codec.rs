@@ -2,8 +2,9 @@
 //!
 //! Requests follow the proto3 JSON mapping as etcd's gateway reads it: a field by its proto
 //! name (`range_end`) or JSON name (`rangeEnd`), 64-bit integers as numbers or strings, bytes
-//! as base64, enums by name or number. Unlike etcd's gateway, a field the message does not
-//! have is refused, so a typo (`"kee"`) is an error instead of an empty request.
+//! as padded standard base64 (Go's rules, [`go_base64`]), enums by name or number, `null` for
+//! a default. Unlike etcd's gateway, a field the message does not have is refused, so a typo
+//! (`"kee"`) is an error instead of an empty request.
 //!
 //! Responses are written as etcd's gateway writes them (Go's jsonpb with `OrigName`): proto
 //! field names, 64-bit integers as strings, bytes as standard base64, enums by name, fields at
@@ -15,9 +16,11 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 use prost::Message as _;
 use prost_reflect::{
-    DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, MethodDescriptor,
+    DescriptorPool, DeserializeOptions, DynamicMessage, Kind, MessageDescriptor, MethodDescriptor,
     SerializeOptions,
 };
+
+use super::go_base64;
 
 /// The descriptors of every etcd proto, decoded once.
 pub fn pool() -> &'static DescriptorPool {
@@ -41,17 +44,61 @@ pub fn method(service: &str, method: &str) -> Option<MethodDescriptor> {
 #[error("{0}")]
 pub struct DecodeError(pub String);
 
-/// Decodes one JSON request (an empty or all-whitespace body is the empty message, as in
-/// etcd) and encodes it as protobuf.
+/// Decodes one JSON request (an empty or all-whitespace body, or `null`, is the empty
+/// message, as in etcd) and encodes it as protobuf.
 pub fn json_to_proto(desc: &MessageDescriptor, json: &[u8]) -> Result<Vec<u8>, DecodeError> {
     if json.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let message = decode_value(desc, &mut de)?;
-    de.end()
-        .map_err(|e| DecodeError(format!("unexpected data after the request object: {e}")))?;
-    Ok(message)
+    let mut value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| DecodeError(describe_json_error(&e)))?;
+    if value.is_null() {
+        return Ok(Vec::new());
+    }
+    check_bytes_fields(desc, &mut value)?;
+    let options = DeserializeOptions::new().deny_unknown_fields(true);
+    let message = DynamicMessage::deserialize_with_options(desc.clone(), value, &options)
+        .map_err(|e| DecodeError(e.to_string()))?;
+    Ok(message.encode_to_vec())
+}
+
+/// Holds every `bytes` field of `value` (a `desc` message) to Go's base64 rules, dropping
+/// the line breaks Go skips; other mistakes are left for the decoder to name.
+fn check_bytes_fields(
+    desc: &MessageDescriptor,
+    value: &mut serde_json::Value,
+) -> Result<(), DecodeError> {
+    let serde_json::Value::Object(fields) = value else {
+        return Ok(());
+    };
+    for (name, field_value) in fields.iter_mut() {
+        let Some(field) = desc
+            .get_field_by_json_name(name)
+            .or_else(|| desc.get_field_by_name(name))
+        else {
+            continue;
+        };
+        let items: Vec<&mut serde_json::Value> = match field_value {
+            serde_json::Value::Array(items) if field.is_list() => items.iter_mut().collect(),
+            other => vec![other],
+        };
+        for item in items {
+            match (field.kind(), item) {
+                (Kind::Bytes, serde_json::Value::String(text)) => {
+                    go_base64::check(text.as_bytes())
+                        .map_err(|at| DecodeError(go_base64::message(at)))?;
+                    if text.contains(['\n', '\r']) {
+                        text.retain(|c| c != '\n' && c != '\r');
+                    }
+                }
+                (Kind::Message(inner), item) if !field.is_map() => {
+                    check_bytes_fields(&inner, item)?
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The length of the first whole JSON value in `buf` (with the whitespace before it), for a
@@ -65,17 +112,6 @@ pub fn split_json_value(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
         Some(Err(e)) if e.is_eof() => Ok(None),
         Some(Err(e)) => Err(DecodeError(describe_json_error(&e))),
     }
-}
-
-/// Decodes one JSON value from `de` into a protobuf-encoded `desc`.
-pub fn decode_value<'de, R: serde_json::de::Read<'de>>(
-    desc: &MessageDescriptor,
-    de: &mut serde_json::Deserializer<R>,
-) -> Result<Vec<u8>, DecodeError> {
-    let options = DeserializeOptions::new().deny_unknown_fields(true);
-    let message = DynamicMessage::deserialize_with_options(desc.clone(), &mut *de, &options)
-        .map_err(|e| DecodeError(describe_json_error(&e)))?;
-    Ok(message.encode_to_vec())
 }
 
 /// serde_json's text, without the position when the whole body is one line anyway.
@@ -200,6 +236,51 @@ mod tests {
         let d = desc("etcdserverpb.RangeRequest");
         assert_eq!(json_to_proto(&d, b"").unwrap(), Vec::<u8>::new());
         assert_eq!(json_to_proto(&d, b" \n").unwrap(), Vec::<u8>::new());
+        assert_eq!(json_to_proto(&d, b"null").unwrap(), Vec::<u8>::new());
+        assert_eq!(
+            json_to_proto(&d, br#"{"key":null}"#).unwrap(),
+            Vec::<u8>::new()
+        );
+    }
+
+    #[test]
+    fn bytes_follow_gos_base64_rules_everywhere() {
+        use oxcd_api::etcdserverpb::{request_op, TxnRequest};
+        let d = desc("etcdserverpb.RangeRequest");
+        for (body, at) in [
+            (&br#"{"key":"Zm9v=="}"#[..], 4),
+            (br#"{"key":"Zm9v_-"}"#, 4),
+            (br#"{"key":"Zm9"}"#, 0),
+            (br#"{"range_end":"!"}"#, 0),
+            (br#"{"rangeEnd":"YQ="}"#, 3),
+        ] {
+            let err = json_to_proto(&d, body).unwrap_err();
+            assert_eq!(err.0, format!("illegal base64 data at input byte {at}"));
+        }
+        // Nested in repeated messages and oneofs too.
+        let t = desc("etcdserverpb.TxnRequest");
+        let err = json_to_proto(
+            &t,
+            br#"{"compare":[{"key":"YQ=="}],"success":[{"request_put":{"key":"YQ==","value":"x-y"}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "illegal base64 data at input byte 1");
+        // Line breaks are skipped, as Go does.
+        let bytes = json_to_proto(
+            &t,
+            br#"{"success":[{"request_put":{"key":"Zm9v\nYmFy","value":"YQ==\r\n"}}]}"#,
+        )
+        .unwrap();
+        let txn = TxnRequest::decode(&bytes[..]).unwrap();
+        match &txn.success[0].request {
+            Some(request_op::Request::RequestPut(put)) => {
+                assert_eq!(
+                    (put.key.as_slice(), put.value.as_slice()),
+                    (&b"foobar"[..], &b"a"[..])
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@
 
 mod codec;
 mod error;
+mod go_base64;
 mod loopback;
 mod routes;
 
