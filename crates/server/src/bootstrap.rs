@@ -17,7 +17,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::lease::{Lessor, LessorConfig};
 use crate::membership::Membership;
-use crate::peer::{PeerContext, PeerTransport};
+use crate::peer::{PeerContext, PeerLeaseForwarder, PeerTransport};
 use crate::raft::{raft_logger, RaftInput, RaftNode, RaftStatus, Transport};
 use crate::server::{EtcdServer, Limits};
 use crate::wait::Wait;
@@ -122,7 +122,7 @@ pub fn start(
     let ctx = PeerContext {
         cluster_id: meta.cluster_id,
         local_id: meta.member_id,
-        tls: peer_tls,
+        tls: peer_tls.clone(),
         runtime: tokio::runtime::Handle::current(),
         kv: kv.clone(),
         applied: applied_rx.clone(),
@@ -170,6 +170,8 @@ pub fn start(
         max_learners: cfg.max_learners,
         quota_bytes: cfg.quota_backend_bytes,
     };
+    let membership_for_leases = membership.clone();
+    let peer_tls_for_leases = peer_tls;
     Ok(Arc::new(EtcdServer::new(
         meta.member_id,
         meta.cluster_id,
@@ -180,6 +182,7 @@ pub fn start(
         lessor,
         watchable,
         alarms,
+        Arc::new(PeerLeaseForwarder::new(membership_for_leases, peer_tls_for_leases)),
         raft_tx,
         wait,
         applied_rx,
@@ -210,7 +213,7 @@ fn bootstrap_new(
     storage: &MemStorage,
     kv: &KvStore,
 ) -> Result<(Wal, WalMetadata, u64), ServerError> {
-    let config_err = |e: crate::config::ConfigError| ServerError::Raft(e.to_string());
+    let config_err = |e: crate::config::ConfigError| ServerError::Startup(e.to_string());
     let (meta, initial) = match join {
         Some(join) => {
             let meta = WalMetadata {

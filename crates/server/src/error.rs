@@ -12,6 +12,9 @@ pub enum ServerError {
     /// Raft refused or failed an operation.
     #[error("raft: {0}")]
     Raft(String),
+    /// The member cannot start: a port in use, bad TLS files, a cluster it cannot join.
+    #[error("{0}")]
+    Startup(String),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(String),

@@ -42,9 +42,9 @@ use crate::server::EtcdServer;
 /// Runs a member until the process is told to stop.
 pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     let peer_tls =
-        tls::peer_tls_info(&cfg).map_err(|e| ServerError::Raft(format!("peer TLS: {e}")))?;
+        tls::peer_tls_info(&cfg).map_err(|e| ServerError::Startup(format!("peer TLS: {e}")))?;
     let client_tls =
-        tls::client_tls_info(&cfg).map_err(|e| ServerError::Raft(format!("client TLS: {e}")))?;
+        tls::client_tls_info(&cfg).map_err(|e| ServerError::Startup(format!("client TLS: {e}")))?;
 
     // Bind everything before starting raft, so a port in use fails fast, as in etcd.
     let mut peer_listeners = Vec::new();
@@ -52,7 +52,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         peer_listeners.push(
             listen::bind(url)
                 .await
-                .map_err(|e| ServerError::Raft(e.to_string()))?,
+                .map_err(|e| ServerError::Startup(e.to_string()))?,
         );
         tracing::info!(address = %url, "listening for peers");
     }
@@ -61,7 +61,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         client_listeners.push(
             listen::bind(url)
                 .await
-                .map_err(|e| ServerError::Raft(e.to_string()))?,
+                .map_err(|e| ServerError::Startup(e.to_string()))?,
         );
     }
     let mut client_http_listeners = Vec::new();
@@ -69,7 +69,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         client_http_listeners.push(
             listen::bind(url)
                 .await
-                .map_err(|e| ServerError::Raft(e.to_string()))?,
+                .map_err(|e| ServerError::Startup(e.to_string()))?,
         );
     }
     let mut metrics_listeners = Vec::new();
@@ -77,22 +77,22 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         metrics_listeners.push(
             listen::bind(url)
                 .await
-                .map_err(|e| ServerError::Raft(e.to_string()))?,
+                .map_err(|e| ServerError::Startup(e.to_string()))?,
         );
     }
     // Before the storage opens, so its first fsyncs are counted.
     let metrics = http::metrics::install()
-        .map_err(|e| ServerError::Raft(format!("metrics recorder: {e}")))?;
+        .map_err(|e| ServerError::Startup(format!("metrics recorder: {e}")))?;
 
     let (peer_server_tls, peer_client_tls) = match &peer_tls {
         Some(info) => (
             Some(Arc::new(
                 info.server_config()
-                    .map_err(|e| ServerError::Raft(format!("peer TLS: {e}")))?,
+                    .map_err(|e| ServerError::Startup(format!("peer TLS: {e}")))?,
             )),
             Some(Arc::new(
                 info.client_config()
-                    .map_err(|e| ServerError::Raft(format!("peer TLS: {e}")))?,
+                    .map_err(|e| ServerError::Startup(format!("peer TLS: {e}")))?,
             )),
         ),
         None => (None, None),
@@ -101,7 +101,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         Some(
             peer::discover_self(&cfg, peer_client_tls.clone())
                 .await
-                .map_err(ServerError::Raft)?,
+                .map_err(ServerError::Startup)?,
         )
     } else {
         None
@@ -120,7 +120,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     let client_tls_config = match &client_tls {
         Some(info) => Some(Arc::new(
             info.server_config()
-                .map_err(|e| ServerError::Raft(e.to_string()))?,
+                .map_err(|e| ServerError::Startup(e.to_string()))?,
         )),
         None => None,
     };

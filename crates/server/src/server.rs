@@ -24,7 +24,7 @@ use crate::alarm::Alarms;
 use crate::apply::ApplyResponse;
 use crate::error::ServerError;
 use crate::id::IdGenerator;
-use crate::lease::{LeaseForwarder, Lessor, NoForwarding};
+use crate::lease::{LeaseForwarder, Lessor};
 use crate::membership::Membership;
 use crate::raft::{ProposalResult, RaftInput, RaftStatus};
 use crate::wait::Wait;
@@ -87,6 +87,7 @@ impl EtcdServer {
         lessor: Arc<Lessor>,
         watchable: Arc<WatchableStore>,
         alarms: Arc<Alarms>,
+        lease_forwarder: Arc<dyn LeaseForwarder>,
         raft: mpsc::Sender<RaftInput>,
         wait: Arc<Wait<ProposalResult>>,
         applied: watch::Receiver<u64>,
@@ -101,7 +102,7 @@ impl EtcdServer {
             lessor,
             watchable,
             alarms,
-            lease_forwarder: Arc::new(NoForwarding),
+            lease_forwarder,
             raft,
             wait,
             applied,

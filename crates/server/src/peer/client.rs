@@ -275,7 +275,7 @@ async fn run_peer(
 
 /// Connects to a peer URL, in TLS when `tls` is given (tonic's own TLS cannot skip
 /// verification for etcd's self-signed auto TLS, so the handshake is done here).
-async fn dial(
+pub(super) async fn dial(
     url: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Channel, tonic::transport::Error> {

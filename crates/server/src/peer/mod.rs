@@ -2,7 +2,9 @@
 //! call per peer (`oxcdpb.Peer/Stream`), on the peer URLs, in TLS when configured.
 
 mod client;
+mod lease;
 mod server;
 
 pub use client::{discover_self, PeerContext, PeerTransport};
+pub use lease::PeerLeaseForwarder;
 pub use server::PeerService;

@@ -101,22 +101,28 @@ impl Peer for PeerService {
         Ok(Response::new(SnapshotAck { received_bytes: received }))
     }
 
-    async fn lease_renew(
-        &self,
-        _: Request<LeaseKeepAliveRequest>,
-    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
-        Err(Status::unimplemented(
-            "lease forwarding is not implemented in this oxcd version",
-        ))
+    async fn lease_renew(&self, request: Request<LeaseKeepAliveRequest>) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        let id = request.into_inner().id;
+        let ttl = crate::lease::leader::renew(&self.server, id).await?;
+        Ok(Response::new(LeaseKeepAliveResponse {
+            header: Some(self.server.header(self.server.kv.current_revision())),
+            id,
+            ttl,
+        }))
     }
 
     async fn lease_time_to_live(
         &self,
-        _: Request<LeaseTimeToLiveRequest>,
+        request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        Err(Status::unimplemented(
-            "lease forwarding is not implemented in this oxcd version",
-        ))
+        let req = request.into_inner();
+        let status = crate::lease::leader::time_to_live(&self.server, req.id, req.keys).await?;
+        let header = Some(self.server.header(self.server.kv.current_revision()));
+        let resp = match status {
+            Some(s) => LeaseTimeToLiveResponse { header, id: s.id, ttl: s.ttl, granted_ttl: s.granted_ttl, keys: s.keys },
+            None => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() },
+        };
+        Ok(Response::new(resp))
     }
 
     async fn members(
