@@ -22,7 +22,11 @@ struct Pair {
 
 impl Pair {
     fn start() -> Pair {
-        let builder = Member::builder().name("gw");
+        Pair::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Pair {
+        let builder = Member::builder().name("gw").args(args.iter().copied());
         let mut etcd = builder.clone().bin(real_etcd_bin()).spawn();
         let mut oxcd = builder.bin(server_bin()).spawn();
         etcd.wait_ready();
@@ -302,6 +306,50 @@ fn methods_paths_and_cors_match_etcd() {
     let got = request(&p.oxcd(), "OPTIONS", "/v3/kv/range", &[], b"");
     assert_eq!((got.status, got.body.len()), (want.status, want.body.len()));
     assert_eq!(got.header("access-control-allow-origin"), Some("*"));
+}
+
+/// `--cors`, `--host-whitelist` and `--enable-grpc-gateway`, as etcd applies them.
+#[test]
+fn access_flags_match_etcd() {
+    let p = Pair::start_with(&[
+        "--cors=http://a.example:8080",
+        "--host-whitelist=localhost,127.0.0.1",
+    ]);
+    let both = |headers: &[(&str, &str)]| {
+        let body = br#"{"key":"YQ=="}"#;
+        (
+            request(&p.etcd.endpoint(), "POST", "/v3/kv/range", headers, body),
+            request(&p.oxcd(), "POST", "/v3/kv/range", headers, body),
+        )
+    };
+    let (want, got) = both(&[("Origin", "http://a.example:8080")]);
+    assert_eq!(got.status, want.status);
+    assert_eq!(
+        got.header("access-control-allow-origin"),
+        Some("http://a.example:8080")
+    );
+    assert_eq!(
+        got.header("access-control-allow-origin"),
+        want.header("access-control-allow-origin")
+    );
+    let (want, got) = both(&[("Origin", "http://b.example:8080")]);
+    assert_eq!(got.status, want.status);
+    assert_eq!(got.header("access-control-allow-origin"), None);
+    assert_eq!(want.header("access-control-allow-origin"), None);
+    // A host not on the list: 421 (a DNS-rebinding guard) on a plain listener.
+    let (want, got) = both(&[("Host", "evil.example:2379")]);
+    assert_eq!((want.status, got.status), (421, 421), "{}", got.text());
+    let (want, got) = both(&[("Host", "localhost")]);
+    assert_eq!((want.status, got.status), (200, 200), "{}", got.text());
+    // gRPC is not subject to either.
+    let out = p.oxcd.etcdctl(&["put", "a", "b"]);
+    assert!(out.success(), "{out:?}");
+
+    let p = Pair::start_with(&["--enable-grpc-gateway=false"]);
+    let want = post(&p.etcd.endpoint(), "/v3/kv/range", r#"{"key":"YQ=="}"#);
+    let got = post(&p.oxcd(), "/v3/kv/range", r#"{"key":"YQ=="}"#);
+    assert_eq!((got.status, got.text()), (want.status, want.text()));
+    assert_eq!(get(&p.oxcd(), "/health").status, 200);
 }
 
 #[test]

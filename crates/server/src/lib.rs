@@ -130,14 +130,14 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             grpc::oversized_request_as_grpc_go(resp)
         }));
     let services = http::HttpServices::new(server.clone(), router, metrics, &cfg);
-    // With --listen-client-http-urls, HTTP moves there and the client URLs keep gRPC only.
-    let router = if cfg.listen_client_http_urls.is_empty() {
-        services.client_router()
-    } else {
-        services.grpc_router()
-    };
     for (tcp, url) in client_listeners.into_iter().zip(&cfg.listen_client_urls) {
-        listen::spawn_serve(tcp, client_tls_config.clone(), router.clone());
+        // With --listen-client-http-urls, HTTP moves there and these keep gRPC only.
+        let router = if cfg.listen_client_http_urls.is_empty() {
+            services.client_router(url.scheme.is_tls())
+        } else {
+            services.grpc_router()
+        };
+        listen::spawn_serve(tcp, client_tls_config.clone(), router);
         tracing::info!(address = %url, "ready to serve client requests");
     }
     for (tcp, url) in client_http_listeners
@@ -145,7 +145,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         .zip(&cfg.listen_client_http_urls)
     {
         let tls = client_tls_config.clone().filter(|_| url.scheme.is_tls());
-        listen::spawn_serve(tcp, tls, services.http_router());
+        listen::spawn_serve(tcp, tls, services.http_router(url.scheme.is_tls()));
         tracing::info!(address = %url, "ready to serve client HTTP requests");
     }
     for (tcp, url) in metrics_listeners.into_iter().zip(&cfg.listen_metrics_urls) {

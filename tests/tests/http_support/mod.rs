@@ -48,10 +48,14 @@ fn write_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) {
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n",
         body.len()
-    );
+    ));
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -11,9 +11,11 @@
 //! | `/metrics` | [`metrics`], fed also by [`grpc_metrics`] and [`process`] |
 //!
 //! With `--listen-client-http-urls`, HTTP moves to those URLs and the client URLs serve gRPC
-//! only; `--listen-metrics-urls` serve `/metrics` and the health endpoints. Every HTTP answer
-//! carries etcd's default CORS headers (any origin), and `OPTIONS` is answered at once.
+//! only; `--listen-metrics-urls` serve `/metrics` and the health endpoints;
+//! `--enable-grpc-gateway=false` leaves the `/v3/` paths out. [`access`] applies `--cors` and
+//! `--host-whitelist` to every HTTP request of the client listeners.
 
+mod access;
 pub mod gateway;
 pub mod grpc_metrics;
 mod health;
@@ -24,10 +26,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{header, HeaderValue, Method, StatusCode};
+use http::{header, HeaderValue, StatusCode};
 use http_body_util::BodyExt as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceExt as _;
@@ -48,6 +49,12 @@ pub struct HttpServices {
     metrics: PrometheusHandle,
     quota_bytes: Option<u64>,
     max_body: usize,
+    /// `--enable-grpc-gateway`.
+    gateway: bool,
+    /// `--cors`.
+    cors: access::Allowed,
+    /// `--host-whitelist`.
+    hosts: access::Allowed,
 }
 
 impl HttpServices {
@@ -65,39 +72,62 @@ impl HttpServices {
             metrics,
             quota_bytes: cfg.quota_backend_bytes,
             max_body: cfg.max_recv_msg_size().saturating_mul(JSON_OVER_PROTO),
+            gateway: cfg.flags.enable_grpc_gateway,
+            cors: access::Allowed::parse(&cfg.flags.cors),
+            hosts: access::Allowed::parse(&cfg.flags.host_whitelist),
         }
     }
 
-    /// gRPC and HTTP on one port: the client URLs' router.
-    pub fn client_router(&self) -> axum::Router {
-        with_cors(self.http_routes().fallback_service(Steer {
-            grpc: Some(self.grpc.clone()),
-        }))
+    /// gRPC and HTTP on one port: the client URLs' router. `secure`: the listener is TLS.
+    pub fn client_router(&self, secure: bool) -> axum::Router {
+        self.access(secure)
+            .wrap(self.http_routes().fallback_service(Steer {
+                grpc: Some(self.grpc.clone()),
+                gateway: self.gateway,
+            }))
     }
 
     /// gRPC only: the client URLs' router when `--listen-client-http-urls` takes HTTP away.
     pub fn grpc_router(&self) -> axum::Router {
         axum::Router::new().fallback_service(Steer {
             grpc: Some(self.grpc.clone()),
+            gateway: false,
         })
     }
 
-    /// HTTP only, for `--listen-client-http-urls`.
-    pub fn http_router(&self) -> axum::Router {
-        with_cors(self.http_routes().fallback_service(Steer { grpc: None }))
+    /// HTTP only, for `--listen-client-http-urls`. `secure`: the listener is TLS.
+    pub fn http_router(&self, secure: bool) -> axum::Router {
+        self.access(secure)
+            .wrap(self.http_routes().fallback_service(Steer {
+                grpc: None,
+                gateway: self.gateway,
+            }))
+    }
+
+    fn access(&self, secure: bool) -> access::Access {
+        access::Access {
+            cors: self.cors.clone(),
+            hosts: self.hosts.clone(),
+            secure,
+        }
     }
 
     /// `/metrics` and the health endpoints, for `--listen-metrics-urls`.
     pub fn metrics_router(&self) -> axum::Router {
-        self.metrics_and_health()
-            .fallback_service(Steer { grpc: None })
+        self.metrics_and_health().fallback_service(Steer {
+            grpc: None,
+            gateway: false,
+        })
     }
 
     fn http_routes(&self) -> axum::Router {
-        let gateway = gateway::Gateway::new(self.grpc.clone(), self.max_body).router();
-        self.metrics_and_health()
-            .route("/version", get(version).fallback(method_not_allowed))
-            .merge(gateway)
+        let routes = self
+            .metrics_and_health()
+            .route("/version", get(version).fallback(method_not_allowed));
+        if !self.gateway {
+            return routes;
+        }
+        routes.merge(gateway::Gateway::new(self.grpc.clone(), self.max_body).router())
     }
 
     fn metrics_and_health(&self) -> axum::Router {
@@ -120,6 +150,8 @@ impl HttpServices {
 #[derive(Clone)]
 struct Steer {
     grpc: Option<axum::Router>,
+    /// Whether `/v3/` is the gateway's (its misses are worded as the gateway words them).
+    gateway: bool,
 }
 
 impl tower::Service<Request> for Steer {
@@ -136,12 +168,13 @@ impl tower::Service<Request> for Steer {
 
     fn call(&mut self, req: Request) -> Self::Future {
         let grpc = self.grpc.clone().filter(|_| is_grpc(&req));
+        let gateway = self.gateway;
         Box::pin(async move {
             if let Some(grpc) = grpc {
                 return grpc.oneshot(req).await;
             }
             let path = req.uri().path();
-            let text = if path.starts_with("/v3/") || path.starts_with("/v3beta/") {
+            let text = if gateway && (path.starts_with("/v3/") || path.starts_with("/v3beta/")) {
                 "Not Found\n"
             } else {
                 "404 page not found\n"
@@ -157,36 +190,6 @@ fn is_grpc(req: &Request) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc"))
-}
-
-/// etcd's default CORS answer (`--cors` defaults to any origin) on every HTTP response.
-fn with_cors(router: axum::Router) -> axum::Router {
-    router.layer(axum::middleware::from_fn(cors))
-}
-
-async fn cors(req: Request, next: Next) -> Response {
-    if is_grpc(&req) {
-        return next.run(req).await;
-    }
-    let mut resp = if req.method() == Method::OPTIONS {
-        StatusCode::OK.into_response()
-    } else {
-        next.run(req).await
-    };
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("accept, content-type, authorization"),
-    );
-    resp
 }
 
 /// `GET /version`: the etcd server and cluster versions oxcd provides.
