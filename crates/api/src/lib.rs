@@ -166,11 +166,12 @@ mod tests {
             "/oxcdpb.Peer/Stream",
             "/oxcdpb.Peer/Snapshot",
             "/oxcdpb.Peer/LeaseRenew",
+            "/oxcdpb.Peer/Members",
         ] {
             assert!(paths.iter().any(|p| p == expected), "missing {expected}");
         }
-        // KV 5, Watch 1, Lease 5, Cluster 5, Maintenance 8, Auth 17, Lock 2, Election 5, Peer 4.
-        assert_eq!(paths.len(), 52, "{paths:#?}");
+        // KV 5, Watch 1, Lease 5, Cluster 5, Maintenance 8, Auth 17, Lock 2, Election 5, Peer 5.
+        assert_eq!(paths.len(), 53, "{paths:#?}");
     }
 
     #[test]
