@@ -7,7 +7,7 @@
 //!   calls ([`super::grpc_metrics`]), health checks;
 //! - state read at scrape time from the server ([`refresh`]): leader, indexes, db size, keys,
 //!   revisions;
-//! - the process itself ([`super::process`]): memory, CPU, file descriptors.
+//! - the process itself (`process`): memory, CPU, file descriptors.
 //!
 //! One recorder serves the whole process; [`install`] sets it up once, at startup, with
 //! etcd's histogram buckets.

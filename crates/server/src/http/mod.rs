@@ -7,12 +7,12 @@
 //! |---|---|
 //! | `/v3/...`, `/v3beta/...` | [`gateway`]: the JSON gateway, calling the gRPC services in-process |
 //! | `/version` | this module |
-//! | `/health`, `/livez`, `/readyz` | [`health`] |
-//! | `/metrics` | [`metrics`], fed also by [`grpc_metrics`] and [`process`] |
+//! | `/health`, `/livez`, `/readyz` | `health` |
+//! | `/metrics` | [`metrics`], fed also by [`grpc_metrics`] and `process` |
 //!
 //! With `--listen-client-http-urls`, HTTP moves to those URLs and the client URLs serve gRPC
 //! only; `--listen-metrics-urls` serve `/metrics` and the health endpoints;
-//! `--enable-grpc-gateway=false` leaves the `/v3/` paths out. [`access`] applies `--cors` and
+//! `--enable-grpc-gateway=false` leaves the `/v3/` paths out. `access` applies `--cors` and
 //! `--host-whitelist` to every HTTP request of the client listeners.
 
 mod access;

@@ -1,14 +1,14 @@
 //! etcd's grpc-gateway: the v3 API as JSON over HTTP (`POST /v3/kv/range` and so on).
 //!
-//! Each path of [`routes::ROUTES`] names one RPC. A request body is decoded into the RPC's
-//! request message through the protos' descriptors ([`codec`]), the RPC is called
-//! in-process through the same router that serves gRPC clients ([`loopback`]), and the
+//! Each path of `routes::ROUTES` names one RPC. A request body is decoded into the RPC's
+//! request message through the protos' descriptors (`codec`), the RPC is called
+//! in-process through the same router that serves gRPC clients (`loopback`), and the
 //! answer is written back as JSON the way etcd's gateway writes it. There is no second
 //! implementation of any service here: what gRPC answers, the gateway answers.
 //!
 //! Three shapes of call:
 //! - unary (`/v3/kv/put`): one JSON object in, one out; a failure is a JSON error body
-//!   with the HTTP status grpc-gateway maps the gRPC code to ([`error`]).
+//!   with the HTTP status grpc-gateway maps the gRPC code to (`error`).
 //! - server streaming (`/v3/maintenance/snapshot`, `/v3/election/observe`): one object in,
 //!   a chunked stream of `{"result":…}` lines out, ended by an `{"error":…}` chunk if the
 //!   call fails.
@@ -38,7 +38,7 @@ use prost_reflect::{MessageDescriptor, MethodDescriptor};
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Code, Status};
 
-pub use codec::{escape_like_go, json_string};
+pub use codec::json_string;
 pub use loopback::Loopback;
 
 /// How many encoded request messages of a stream may wait for the service to take them.
