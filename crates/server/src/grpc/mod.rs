@@ -2,8 +2,10 @@
 //! TLS), through an axum router so HTTP routes can share the port.
 
 mod cluster;
+mod election;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 mod status;
 pub mod watch;
@@ -15,6 +17,8 @@ use oxcd_api::etcdserverpb::kv_server::KvServer;
 use oxcd_api::etcdserverpb::lease_server::LeaseServer;
 use oxcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use oxcd_api::etcdserverpb::watch_server::WatchServer;
+use oxcd_api::v3electionpb::election_server::ElectionServer;
+use oxcd_api::v3lockpb::lock_server::LockServer;
 use tonic::service::Routes;
 
 use crate::config::ServerConfig;
@@ -50,6 +54,12 @@ pub fn client_routes(server: Arc<EtcdServer>, cfg: &ServerConfig) -> Routes {
     let lease = LeaseServer::new(lease::LeaseService::new(server.clone()))
         .max_decoding_message_size(max_recv_msg_size)
         .max_encoding_message_size(usize::MAX);
+    let lock = LockServer::new(lock::LockService::new(server.clone()))
+        .max_decoding_message_size(max_recv_msg_size)
+        .max_encoding_message_size(usize::MAX);
+    let election = ElectionServer::new(election::ElectionService::new(server.clone()))
+        .max_decoding_message_size(max_recv_msg_size)
+        .max_encoding_message_size(usize::MAX);
     let cluster = ClusterServer::new(cluster::ClusterService::new(server))
         .max_decoding_message_size(max_recv_msg_size)
         .max_encoding_message_size(usize::MAX);
@@ -58,4 +68,6 @@ pub fn client_routes(server: Arc<EtcdServer>, cfg: &ServerConfig) -> Routes {
         .add_service(cluster)
         .add_service(lease)
         .add_service(watch)
+        .add_service(lock)
+        .add_service(election)
 }
