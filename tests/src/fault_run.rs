@@ -34,9 +34,6 @@ const PROBLEM_LIMIT: usize = 20;
 /// How long the cluster may take to be healthy again after the last fault.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(40);
 
-/// How long reading a member's event log, or waiting for watchers to catch up, may take.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// What a fault run does.
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -58,6 +55,9 @@ pub struct Scenario {
     pub member_args: Vec<String>,
     /// The traffic (its seed is replaced by the run's).
     pub workload: WorkloadConfig,
+    /// How long, after the faults, a member may take to deliver its event log, and the
+    /// watchers to catch up.
+    pub catch_up: Duration,
     /// Members that do not form a cluster ([`crate::ClusterBuilder::split_brain`]): only for
     /// the harness's self-test, which expects the checks to fail.
     pub split_brain: bool,
@@ -77,6 +77,7 @@ impl Scenario {
             peer_tls: PeerTls::None,
             member_args: Vec::new(),
             workload: WorkloadConfig::default(),
+            catch_up: Duration::from_secs(30),
             split_brain: false,
         }
     }
@@ -225,40 +226,57 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunSummary, String> {
     let recorder = workload.recorder();
     let final_revision = runtime.block_on(final_reads(&cluster, &config, &recorder));
     nemesis.note(format!("final reads done at revision {final_revision}"));
-    let logs: Vec<(String, Option<Vec<Event>>)> = runtime.block_on(async {
+    let catch_up = scenario.catch_up;
+    let logs: Vec<(String, Option<(i64, Vec<Event>)>)> = runtime.block_on(async {
         let mut logs = Vec::new();
         for member in cluster.members() {
-            let log = event_log(
-                &member.endpoint(),
-                &config.prefix,
-                final_revision,
-                CATCH_UP_TIMEOUT,
-            )
-            .await;
+            let log = event_log(&member.endpoint(), &config.prefix, catch_up).await;
             logs.push((member.name().to_owned(), log));
         }
         logs
     });
-    let watches = runtime.block_on(workload.finish_watchers(final_revision, CATCH_UP_TIMEOUT));
+    let watches = runtime.block_on(workload.finish_watchers(final_revision, catch_up));
     let hashes = runtime.block_on(hash_kvs(&cluster, final_revision));
     nemesis.note("event logs, watches and hashes collected");
     runtime.shutdown_timeout(Duration::from_secs(2));
     let ops = recorder.ops();
 
-    // The members agree on the event log.
-    let mut truth: Option<&Vec<Event>> = None;
-    for (name, log) in &logs {
-        match (log, truth) {
-            (None, _) => problems.push(format!(
-                "{name} did not deliver its event log up to revision {final_revision} within {CATCH_UP_TIMEOUT:?}"
+    // Each key's history is linearizable.
+    let mut not_linearizable = Vec::new();
+    for verdict in check_history(&ops, DEFAULT_STEP_LIMIT) {
+        match verdict.verdict {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable { report } => {
+                problems.push(report);
+                not_linearizable.push(verdict.key);
+            }
+            Verdict::GaveUp { steps } => problems.push(format!(
+                "key {:?}: the linearizability search gave up after {steps} steps ({} operations)",
+                verdict.key, verdict.checked_ops
             )),
-            (Some(log), None) => truth = Some(log),
-            (Some(log), Some(first)) if log != first => problems.push(format!(
-                "{name}'s event log differs from {}'s: {}",
-                logs[0].0,
+        }
+    }
+    // The members agree on the event log, which ends at the final revision.
+    let mut truth: Option<(&str, &Vec<Event>)> = None;
+    for (name, log) in &logs {
+        let Some((revision, log)) = log else {
+            problems.push(format!(
+                "{name} did not deliver its event log within {catch_up:?}"
+            ));
+            continue;
+        };
+        if *revision != final_revision {
+            problems.push(format!(
+                "{name} is at revision {revision}, though the final reads saw {final_revision}"
+            ));
+        }
+        match truth {
+            None => truth = Some((name, log)),
+            Some((first_name, first)) if log != first => problems.push(format!(
+                "{name}'s event log differs from {first_name}'s: {}",
                 first_difference(first, log)
             )),
-            _ => {}
+            Some(_) => {}
         }
     }
     let distinct_hashes: std::collections::BTreeSet<_> = hashes.iter().map(|(_, h)| *h).collect();
@@ -268,7 +286,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunSummary, String> {
         ));
     }
     let empty = Vec::new();
-    let truth = truth.unwrap_or(&empty);
+    let truth = truth.map_or(&empty, |(_, log)| log);
     problems.extend(check_event_log(truth, &ops, PROBLEM_LIMIT));
     problems.extend(check_revision_order(&ops, PROBLEM_LIMIT));
     let mut watch_events = 0;
@@ -283,23 +301,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunSummary, String> {
         let last = record.last_revision();
         if last < final_revision && truth.iter().any(|e| e.revision > last) {
             problems.push(format!(
-                "watcher {} stopped at revision {last} of {final_revision} (it did not catch up within {CATCH_UP_TIMEOUT:?}):\n{record:?}",
-                record.watcher
+                "watcher {} stopped at revision {last} of {final_revision} (it did not catch up within {catch_up:?}):\n{}",
+                record.watcher,
+                record.summary()
             ));
-        }
-    }
-    let mut not_linearizable = Vec::new();
-    for verdict in check_history(&ops, DEFAULT_STEP_LIMIT) {
-        match verdict.verdict {
-            Verdict::Linearizable => {}
-            Verdict::NotLinearizable { report } => {
-                problems.push(report);
-                not_linearizable.push(verdict.key);
-            }
-            Verdict::GaveUp { steps } => problems.push(format!(
-                "key {:?}: the linearizability search gave up after {steps} steps ({} operations)",
-                verdict.key, verdict.checked_ops
-            )),
         }
     }
     let network = cluster.network().expect("a proxied cluster");
@@ -459,7 +464,7 @@ fn failure_report(
         scenario.name,
         problems.len()
     );
-    for problem in problems.iter().take(PROBLEM_LIMIT * 3) {
+    for problem in problems {
         report.push_str("- ");
         report.push_str(problem.trim_end());
         report.push('\n');

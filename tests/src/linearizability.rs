@@ -374,11 +374,10 @@ fn failure_report(
                     && other.ret.is_none_or(|r| r >= op.call)
             })
             .collect();
-        let _ = writeln!(
-            report,
-            "operations concurrent with it:\n{}",
-            format_ops(concurrent)
-        );
+        let _ = writeln!(report, "operations concurrent with it:");
+        for line in format_ops(concurrent).lines() {
+            let _ = writeln!(report, "  {line}");
+        }
         let tail = &best[best.len().saturating_sub(20)..];
         let _ = writeln!(
             report,

@@ -70,7 +70,8 @@ impl WatchRecord {
         self.segments.first().map(|s| s.start_revision)
     }
 
-    fn summary(&self) -> String {
+    /// One line per connection: where, from which revision, how much, why it ended.
+    pub fn summary(&self) -> String {
         let mut out = format!("watcher {}:\n", self.watcher);
         for s in &self.segments {
             let events: usize = s.responses.iter().map(Vec::len).sum();

@@ -539,23 +539,29 @@ async fn watch_loop(
     }
 }
 
-/// Reads the whole event history of `prefix` from one member: a watch from revision 1 until
-/// the event at `until` arrived. `None` if it did not arrive within `timeout`.
+/// Reads the whole event history of `prefix` from one member: its current revision (a
+/// linearizable read), then a watch from revision 1 until the event at that revision.
+/// Returns (revision, events); `None` if it did not complete within `timeout`.
 pub async fn event_log(
     endpoint: &str,
     prefix: &str,
-    until: i64,
     timeout: Duration,
-) -> Option<Vec<Event>> {
+) -> Option<(i64, Vec<Event>)> {
     tokio::time::timeout(timeout, async {
         let mut client = connect(endpoint).await?;
+        let options = etcd_client::GetOptions::new()
+            .with_prefix()
+            .with_count_only();
+        let revision = client
+            .get(prefix, Some(options))
+            .await
+            .ok()?
+            .header()?
+            .revision();
         let options = WatchOptions::new().with_prefix().with_start_revision(1);
         let mut stream = client.watch(prefix, Some(options)).await.ok()?;
         let mut events = Vec::new();
-        if until <= 1 {
-            return Some(events);
-        }
-        loop {
+        while events.last().is_none_or(|e: &Event| e.revision < revision) && revision > 1 {
             let response = stream.message().await.ok()??;
             if response.canceled() {
                 return None;
@@ -571,10 +577,8 @@ pub async fn event_log(
                     },
                 });
             }
-            if events.last().is_some_and(|e| e.revision >= until) {
-                return Some(events);
-            }
         }
+        Some((revision, events))
     })
     .await
     .ok()
