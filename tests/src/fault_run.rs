@@ -34,6 +34,9 @@ const PROBLEM_LIMIT: usize = 20;
 /// How long the cluster may take to be healthy again after the last fault.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// A member's revision and its event history up to it.
+type EventLog = (i64, Vec<Event>);
+
 /// What a fault run does.
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -227,7 +230,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunSummary, String> {
     let final_revision = runtime.block_on(final_reads(&cluster, &config, &recorder));
     nemesis.note(format!("final reads done at revision {final_revision}"));
     let catch_up = scenario.catch_up;
-    let logs: Vec<(String, Option<(i64, Vec<Event>)>)> = runtime.block_on(async {
+    let logs: Vec<(String, Option<EventLog>)> = runtime.block_on(async {
         let mut logs = Vec::new();
         for member in cluster.members() {
             let log = event_log(&member.endpoint(), &config.prefix, catch_up).await;
