@@ -12,7 +12,8 @@ mod http_support;
 use std::time::Duration;
 
 use http_support::{get, normalize, post, request, Response, Stream};
-use oxcd_e2e::{real_etcd_bin, server_bin, testing_real_etcd, Member};
+use oxcd_e2e::{oxcd_only, real_etcd_bin, server_bin, testing_real_etcd, Member};
+use regex::Regex;
 
 /// Real etcd and the server under test, started alike, fed the same requests.
 struct Pair {
@@ -227,6 +228,9 @@ fn undecodable_bodies_are_400_json_errors() {
     p.check_error("/v3/kv/put", r#"{"key":"Zm9v","value":"#);
     p.check_error("/v3/kv/range", "[1,2]");
 
+    if testing_real_etcd() {
+        return;
+    }
     let o = p.oxcd();
     // etcd 3.4 ignores a field the message does not have; oxcd refuses it, naming it.
     let r = post(&o, "/v3/kv/range", r#"{"kee":"Zm9v"}"#);
@@ -287,12 +291,13 @@ fn methods_paths_and_cors_match_etcd() {
     ] {
         let want = request(&p.etcd.endpoint(), method, path, &[], b"{}");
         let got = request(&p.oxcd(), method, path, &[], b"{}");
-        let (w, g) = (
-            normalize(&want.text())
-                .replace("3.4.23", "X")
-                .replace("3.4.0", "X"),
-            normalize(&got.text()).replace("3.5.0", "X"),
-        );
+        let versions = |t: &str| {
+            Regex::new(r"3\.\d+\.\d+")
+                .unwrap()
+                .replace_all(&normalize(t), "X")
+                .into_owned()
+        };
+        let (w, g) = (versions(&want.text()), versions(&got.text()));
         assert_eq!((want.status, w), (got.status, g), "{method} {path}");
         for h in [
             "access-control-allow-origin",
@@ -495,6 +500,8 @@ fn watch_streams_match_etcd() {
 
 #[test]
 fn streams_of_unbuilt_or_failing_calls_end_with_an_error_chunk() {
+    // etcd 3.4 keeps such a stream open and says nothing; oxcd ends it with an error.
+    oxcd_only!();
     let p = Pair::start();
     // A bad second object in a watch stream: the stream ends with an error, never a panic.
     let mut s = Stream::open(
