@@ -69,17 +69,75 @@ fn livez_and_readyz() {
     assert_eq!(r.status, 200);
     assert_eq!(
         r.text(),
-        "[+]serializable_read ok\n[+]linearizable_read ok\n[+]non_learner ok\nok\n"
+        "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\n[+]non_learner ok\nok\n"
     );
     let r = get(
         &o,
         "/readyz?verbose&exclude=linearizable_read&exclude=nonexistent",
     );
-    assert_eq!(r.text(), "[+]serializable_read ok\n[+]non_learner ok\nok\n");
+    assert_eq!(
+        r.text(),
+        "[+]data_corruption ok\n[+]serializable_read ok\n[+]non_learner ok\nok\n"
+    );
     let r = get(&o, "/livez?verbose");
     assert_eq!(r.text(), "[+]serializable_read ok\nok\n");
     assert_eq!(get(&o, "/readyz/nope").status, 404);
     assert_eq!(request(&o, "POST", "/livez", &[], b"").status, 405);
+}
+
+/// Active alarms fail `/health` (unless excluded) as in etcd; a CORRUPT alarm fails
+/// `/readyz`, NOSPACE does not.
+#[test]
+fn alarms_fail_health() {
+    let mut etcd = Member::builder().bin(real_etcd_bin()).spawn();
+    let oxcd = Member::start_single();
+    etcd.wait_ready();
+    let alarm = |addr: &str, action: &str, kind: &str| {
+        let id = post(addr, "/v3/cluster/member/list", "{}").json()["header"]["member_id"]
+            .as_str()
+            .expect("member id")
+            .to_owned();
+        let body = format!(r#"{{"action":"{action}","memberID":"{id}","alarm":"{kind}"}}"#);
+        let r = post(addr, "/v3/maintenance/alarm", &body);
+        assert_eq!(r.status, 200, "{body}: {}", r.text());
+    };
+    let (e, o) = (etcd.endpoint(), oxcd.endpoint());
+    for addr in [&e, &o] {
+        alarm(addr, "ACTIVATE", "NOSPACE");
+    }
+    for path in [
+        "/health",
+        "/health?exclude=NOSPACE",
+        "/health?exclude=CORRUPT",
+    ] {
+        let (want, got) = (get(&e, path), get(&o, path));
+        assert_eq!(got.status, want.status, "{path}: {}", got.text());
+        assert_eq!(got.json()["health"], want.json()["health"], "{path}");
+    }
+    if oxcd_e2e::testing_real_etcd() {
+        return;
+    }
+    assert_eq!(
+        get(&o, "/health").text(),
+        "{\"health\":\"false\",\"reason\":\"ALARM NOSPACE\"}\n"
+    );
+    assert_eq!(get(&o, "/readyz").status, 200);
+    assert_eq!(get(&o, "/livez").status, 200);
+    alarm(&o, "ACTIVATE", "CORRUPT");
+    let r = get(&o, "/readyz");
+    assert_eq!(r.status, 503);
+    assert!(
+        r.text()
+            .starts_with("[-]data_corruption failed: alarm activated: CORRUPT\n"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(get(&o, "/readyz?exclude=data_corruption").status, 200);
+    assert_eq!(get(&o, "/livez").status, 200);
+    alarm(&o, "DEACTIVATE", "NOSPACE");
+    alarm(&o, "DEACTIVATE", "CORRUPT");
+    assert_eq!(get(&o, "/health").status, 200);
+    assert_eq!(get(&o, "/readyz").status, 200);
 }
 
 #[test]

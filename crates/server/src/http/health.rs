@@ -1,17 +1,15 @@
 //! Health endpoints, as etcd 3.5 serves them.
 //!
-//! - `/health`: `{"health":"true","reason":""}` when this member has a leader and a
-//!   linearizable read succeeds; with `?serializable=true`, a local read is enough and a
-//!   missing leader does not matter. A failure is 503 with the reason (`RAFT NO LEADER`,
+//! - `/health`: `{"health":"true","reason":""}` when no alarm is active, this member has a
+//!   leader and a linearizable read succeeds; with `?serializable=true`, a local read is
+//!   enough and a missing leader does not matter; `?exclude=NOSPACE` ignores that alarm. A
+//!   failure is 503 with the reason (`ALARM NOSPACE`, `ALARM CORRUPT`, `RAFT NO LEADER`,
 //!   `RANGE ERROR:<error>`).
 //! - `/livez` and `/readyz` (Kubernetes probes): `ok` when every check passes, else 503 with
 //!   one `[+]name ok` / `[-]name failed: reason` line per check. `?verbose` lists the
 //!   checks on success too; `?exclude=name` skips one; `/readyz/<name>` runs one.
-//!   `/livez` checks that a local read works; `/readyz` also checks a linearizable read and
-//!   that this member is not a learner.
-//!
-//! etcd also fails these on an active NOSPACE or CORRUPT alarm; alarms join the checks when
-//! the server keeps them.
+//!   `/livez` checks that a local read works; `/readyz` also checks that no CORRUPT alarm is
+//!   active, that a linearizable read works and that this member is not a learner.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,6 +19,7 @@ use axum::response::Response;
 use axum::routing::get;
 use http::{header, HeaderValue, StatusCode};
 use metrics::counter;
+use oxcd_api::etcdserverpb::AlarmType;
 use oxcd_storage::RangeOptions;
 
 use crate::error::ServerError;
@@ -29,6 +28,7 @@ use crate::server::EtcdServer;
 /// A named check for `/livez` and `/readyz`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Check {
+    DataCorruption,
     SerializableRead,
     LinearizableRead,
     NonLearner,
@@ -37,6 +37,7 @@ enum Check {
 impl Check {
     fn name(self) -> &'static str {
         match self {
+            Check::DataCorruption => "data_corruption",
             Check::SerializableRead => "serializable_read",
             Check::LinearizableRead => "linearizable_read",
             Check::NonLearner => "non_learner",
@@ -45,6 +46,14 @@ impl Check {
 
     async fn run(self, server: &EtcdServer) -> Result<(), String> {
         match self {
+            Check::DataCorruption => {
+                let corrupt = server.alarms.list(Some(AlarmType::Corrupt as i32));
+                if corrupt.is_empty() {
+                    Ok(())
+                } else {
+                    Err("alarm activated: CORRUPT".to_owned())
+                }
+            }
             Check::SerializableRead => read(server, true).await,
             Check::LinearizableRead => read(server, false).await,
             Check::NonLearner => {
@@ -64,6 +73,7 @@ impl Check {
 
 const LIVEZ: &[Check] = &[Check::SerializableRead];
 const READYZ: &[Check] = &[
+    Check::DataCorruption,
     Check::SerializableRead,
     Check::LinearizableRead,
     Check::NonLearner,
@@ -130,7 +140,17 @@ fn error_text(e: &ServerError) -> String {
 async fn health(State(server): State<Arc<EtcdServer>>, RawQuery(q): RawQuery) -> Response {
     let query = Query::parse(q.as_deref());
     let serializable = query.value("serializable") == Some("true");
-    let reason = if !serializable && server.raft_status.leader() == raft::INVALID_ID {
+    let excluded: BTreeSet<&str> = query.values("exclude").collect();
+    let alarm = server.alarms.list(None).into_iter().find_map(|a| {
+        let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+        (!excluded.contains(name)).then_some(name)
+    });
+    let reason = if let Some(alarm) = alarm {
+        Some(match alarm {
+            "NOSPACE" | "CORRUPT" => format!("ALARM {alarm}"),
+            _ => "ALARM UNKNOWN".to_owned(),
+        })
+    } else if !serializable && server.raft_status.leader() == raft::INVALID_ID {
         Some("RAFT NO LEADER".to_owned())
     } else {
         read(&server, serializable)
@@ -255,7 +275,12 @@ mod tests {
         let names: Vec<_> = READYZ.iter().map(|c| c.name()).collect();
         assert_eq!(
             names,
-            ["serializable_read", "linearizable_read", "non_learner"]
+            [
+                "data_corruption",
+                "serializable_read",
+                "linearizable_read",
+                "non_learner"
+            ]
         );
         assert_eq!(LIVEZ, &[Check::SerializableRead]);
     }
