@@ -514,17 +514,50 @@ fn streams_of_unbuilt_or_failing_calls_end_with_an_error_chunk() {
 #[test]
 fn lock_and_election_routes() {
     let p = Pair::start();
-    // Lock needs a lease; etcd answers an error for lease 0 as well.
-    for (path, body) in [
-        ("/v3/election/leader", r#"{"name":"eA=="}"#),
-        ("/v3/lock/unlock", r#"{"key":"eA=="}"#),
-    ] {
-        let want = post(&p.etcd.endpoint(), path, body);
-        let got = post(&p.oxcd(), path, body);
-        if served(&got) {
-            assert_same(path, body, &want, &got);
-        }
+    // Before any leader: etcd's error.
+    let (path, body) = ("/v3/election/leader", r#"{"name":"ZWw="}"#);
+    let want = post(&p.etcd.endpoint(), path, body);
+    let got = post(&p.oxcd(), path, body);
+    if !served(&got) {
+        return;
     }
+    assert_same(path, body, &want, &got);
+    // The same lease id on both, so lock and election keys (name/lease-hex) are equal.
+    p.check("/v3/lease/grant", r#"{"TTL":60,"ID":4660}"#);
+    p.check("/v3/lock/lock", r#"{"name":"bG9jaw==","lease":"4660"}"#);
+    p.check(
+        "/v3/kv/range",
+        r#"{"key":"bG9jaw==","range_end":"bG9jaw=="}"#,
+    );
+    p.check("/v3/lock/unlock", r#"{"key":"bG9jay8xMjM0"}"#);
+    p.check(
+        "/v3/election/campaign",
+        r#"{"name":"ZWw=","lease":"4660","value":"djE="}"#,
+    );
+    p.check("/v3/election/leader", r#"{"name":"ZWw="}"#);
+    let leader = r#"{"name":"ZWw=","key":"ZWwvMTIzNA==","rev":"4","lease":"4660"}"#;
+    let proclaimed = p.check(
+        "/v3/election/proclaim",
+        &format!(r#"{{"leader":{leader},"value":"djI="}}"#),
+    );
+    assert_eq!(proclaimed.status, 200, "{}", proclaimed.text());
+    // Observe streams the current leader first.
+    let mut want = Stream::open(
+        &p.etcd.endpoint(),
+        "/v3/election/observe",
+        r#"{"name":"ZWw="}"#,
+    );
+    let mut got = Stream::open(&p.oxcd(), "/v3/election/observe", r#"{"name":"ZWw="}"#);
+    assert_eq!(got.status, want.status);
+    let w = want
+        .next_line(Duration::from_secs(10))
+        .expect("etcd observe");
+    let g = got
+        .next_line(Duration::from_secs(10))
+        .expect("oxcd observe");
+    assert_eq!(normalize(&g), normalize(&w));
+    p.check("/v3/election/resign", &format!(r#"{{"leader":{leader}}}"#));
+    p.check("/v3/election/leader", r#"{"name":"ZWw="}"#);
 }
 
 fn b64(s: &str) -> String {
