@@ -511,6 +511,38 @@ fn streams_of_unbuilt_or_failing_calls_end_with_an_error_chunk() {
     assert_eq!(get(&p.oxcd(), "/health").status, 200);
 }
 
+/// A server stream that ends by itself: the snapshot arrives as `{"result":{"blob":…}}`
+/// lines, the last with nothing remaining, and the response ends.
+#[test]
+fn snapshot_streams_to_its_end() {
+    let p = Pair::start();
+    p.check("/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#);
+    for addr in [p.etcd.endpoint(), p.oxcd()] {
+        let r = post(&addr, "/v3/maintenance/snapshot", "{}");
+        if !served(&r) {
+            return;
+        }
+        assert_eq!(r.status, 200, "{addr}");
+        let text = r.text();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert!(!lines.is_empty(), "{addr}: empty snapshot stream");
+        for line in &lines {
+            assert!(line["result"]["blob"].is_string(), "{addr}: {line}");
+        }
+        // The last chunk leaves nothing remaining (zero is left out, as etcd writes it).
+        assert!(
+            lines.last().unwrap()["result"]
+                .get("remaining_bytes")
+                .is_none(),
+            "{addr}: {}",
+            lines.last().unwrap()
+        );
+    }
+}
+
 #[test]
 fn lock_and_election_routes() {
     let p = Pair::start();
