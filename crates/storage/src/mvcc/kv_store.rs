@@ -50,8 +50,9 @@ pub struct RangeResult {
 /// the same history, whatever their compaction progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HashKv {
-    /// CRC-32C over the `key` table entries up to `hash_revision`, leaving out those a finished
-    /// compaction at `compact_revision` would remove.
+    /// CRC-32C over the `key` table entries up to `hash_revision`, as etcd computes it: at or
+    /// below `compact_revision` only the revisions still latest at `hash_revision` count, so
+    /// the hash does not depend on how far the background compaction got.
     pub hash: u32,
     /// The revision hashed up to.
     pub hash_revision: i64,
@@ -211,7 +212,9 @@ impl KvStore {
                 return Err(Error::FutureRev);
             }
             let at = if rev > 0 { rev } else { st.current_rev };
-            let keep = st.index.keep(st.compact_rev);
+            // As etcd's HashByRev: the keep set is taken at the hashed revision, not at the
+            // compaction revision, so the hash equals etcd's for the same history.
+            let keep = st.index.keep(at);
             (
                 keep,
                 at,
@@ -226,8 +229,10 @@ impl KvStore {
         for entry in table.range::<&[u8]>(..&upper[..])? {
             let (k, v) = entry?;
             let (r, _) = decode_rev(k.value())?;
-            if r.main <= compact && !keep.contains(&r) {
-                continue; // removed, or about to be, by the compaction
+            // At or below the compaction, only revisions still the latest at `at` count
+            // (and, as in etcd, everything when no key is live at all).
+            if r.main <= compact && !keep.is_empty() && !keep.contains(&r) {
+                continue;
             }
             crc = crc32c::crc32c_append(crc, k.value());
             crc = crc32c::crc32c_append(crc, v.value());
