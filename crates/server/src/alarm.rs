@@ -39,19 +39,33 @@ impl Alarms {
                 active.insert((member, alarm));
             }
         }
-        Ok(Alarms { active: Mutex::new(active) })
+        Ok(Alarms {
+            active: Mutex::new(active),
+        })
     }
 
     /// Raises an alarm (apply only).
-    pub fn activate(&self, tx: &WriteTransaction, member: u64, alarm: i32) -> Result<(), ServerError> {
-        tx.open_table(schema::ALARM)?.insert(key(member, alarm).as_slice(), [].as_slice())?;
+    pub fn activate(
+        &self,
+        tx: &WriteTransaction,
+        member: u64,
+        alarm: i32,
+    ) -> Result<(), ServerError> {
+        tx.open_table(schema::ALARM)?
+            .insert(key(member, alarm).as_slice(), [].as_slice())?;
         self.active.lock().unwrap().insert((member, alarm));
         Ok(())
     }
 
     /// Clears an alarm (apply only).
-    pub fn deactivate(&self, tx: &WriteTransaction, member: u64, alarm: i32) -> Result<(), ServerError> {
-        tx.open_table(schema::ALARM)?.remove(key(member, alarm).as_slice())?;
+    pub fn deactivate(
+        &self,
+        tx: &WriteTransaction,
+        member: u64,
+        alarm: i32,
+    ) -> Result<(), ServerError> {
+        tx.open_table(schema::ALARM)?
+            .remove(key(member, alarm).as_slice())?;
         self.active.lock().unwrap().remove(&(member, alarm));
         Ok(())
     }
@@ -69,7 +83,11 @@ impl Alarms {
 
     /// Whether the cluster is out of space: writes that grow the backend are refused.
     pub fn no_space(&self) -> bool {
-        self.active.lock().unwrap().iter().any(|(_, a)| *a == AlarmType::Nospace as i32)
+        self.active
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, a)| *a == AlarmType::Nospace as i32)
     }
 
     /// Reloads from the backend (after a snapshot replaced it).
@@ -84,7 +102,9 @@ impl Alarms {
         self.list(None)
             .into_iter()
             .map(|a| {
-                let name = AlarmType::try_from(a.alarm).map(|t| t.as_str_name()).unwrap_or("UNKNOWN");
+                let name = AlarmType::try_from(a.alarm)
+                    .map(|t| t.as_str_name())
+                    .unwrap_or("UNKNOWN");
                 format!("memberID:{} alarm:{} ", a.member_id, name)
             })
             .collect()

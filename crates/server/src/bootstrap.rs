@@ -5,7 +5,9 @@ use std::fs;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use oxcd_storage::{Backend, BackendConfig, KvStore, Snapshotter, Wal, WalSnapshot, WatchableStore};
+use oxcd_storage::{
+    Backend, BackendConfig, KvStore, Snapshotter, Wal, WalSnapshot, WatchableStore,
+};
 use raft::eraftpb::{ConfState, HardState, Snapshot};
 use raft::storage::MemStorage;
 use raft::{RawNode, Storage};
@@ -182,7 +184,10 @@ pub fn start(
         lessor,
         watchable,
         alarms,
-        Arc::new(PeerLeaseForwarder::new(membership_for_leases, peer_tls_for_leases)),
+        Arc::new(PeerLeaseForwarder::new(
+            membership_for_leases,
+            peer_tls_for_leases,
+        )),
         raft_tx,
         wait,
         applied_rx,
@@ -267,9 +272,11 @@ fn bootstrap_new(
             .mut_metadata()
             .set_conf_state(ConfState::from((voters, vec![])));
         snapshotter.save(&snapshot)?;
-        let mut hs = HardState::default();
-        hs.term = BOOTSTRAP_TERM;
-        hs.commit = BOOTSTRAP_INDEX;
+        let hs = HardState {
+            term: BOOTSTRAP_TERM,
+            commit: BOOTSTRAP_INDEX,
+            ..Default::default()
+        };
         wal.save(&hs, &[])?;
         wal.save_snapshot(WalSnapshot {
             index: BOOTSTRAP_INDEX,

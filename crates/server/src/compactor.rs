@@ -40,7 +40,9 @@ async fn periodic(server: Arc<EtcdServer>, retention: Duration) {
         return;
     }
     let interval = retention.min(MAX_PERIODIC_INTERVAL) / SAMPLES_PER_RETENTION;
-    let keep = (retention.as_secs_f64() / interval.as_secs_f64()).round().max(1.0) as usize;
+    let keep = (retention.as_secs_f64() / interval.as_secs_f64())
+        .round()
+        .max(1.0) as usize;
     let mut samples: VecDeque<i64> = VecDeque::new();
     loop {
         tokio::time::sleep(interval).await;
@@ -69,7 +71,11 @@ async fn by_revision(server: Arc<EtcdServer>, retention: u64) {
         if rev <= 0 || rev == last {
             continue;
         }
-        tracing::info!(revision = rev, "revision-compaction-retention" = retention, "starting auto revision compaction");
+        tracing::info!(
+            revision = rev,
+            "revision-compaction-retention" = retention,
+            "starting auto revision compaction"
+        );
         if compact(&server, rev).await {
             last = rev;
         }
@@ -79,7 +85,10 @@ async fn by_revision(server: Arc<EtcdServer>, retention: u64) {
 /// Proposes a compaction; returns whether the store is now compacted at `rev` or beyond.
 async fn compact(server: &EtcdServer, rev: i64) -> bool {
     let req = InternalRaftRequest {
-        compaction: Some(CompactionRequest { revision: rev, physical: false }),
+        compaction: Some(CompactionRequest {
+            revision: rev,
+            physical: false,
+        }),
         ..Default::default()
     };
     match server.propose(req).await {

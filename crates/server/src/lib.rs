@@ -155,7 +155,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     }
 
     tokio::spawn(lease::primary::run(server.clone()));
-    tokio::spawn(compactor::run(server.clone(), cfg.auto_compaction.clone()));
+    tokio::spawn(compactor::run(server.clone(), cfg.auto_compaction));
     tokio::spawn(publish(
         server.clone(),
         cfg.name.clone(),

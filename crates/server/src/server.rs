@@ -116,12 +116,22 @@ impl EtcdServer {
         if self.alarms.no_space() {
             return Err(EtcdError::NoSpace.into());
         }
-        let Some(quota) = self.limits.quota_bytes else { return Ok(()) };
-        let size = self.kv.backend().size().map_err(|e| ServerError::Storage(e.to_string()))?;
+        let Some(quota) = self.limits.quota_bytes else {
+            return Ok(());
+        };
+        let size = self
+            .kv
+            .backend()
+            .size()
+            .map_err(|e| ServerError::Storage(e.to_string()))?;
         if size + cost as u64 <= quota {
             return Ok(());
         }
-        tracing::warn!(quota, size, "backend quota exceeded; raising the NOSPACE alarm");
+        tracing::warn!(
+            quota,
+            size,
+            "backend quota exceeded; raising the NOSPACE alarm"
+        );
         let alarm = InternalRaftRequest {
             alarm: Some(AlarmRequest {
                 action: alarm_request::AlarmAction::Activate as i32,
@@ -267,11 +277,13 @@ impl EtcdServer {
         context: ConfChangeContext,
     ) -> Result<Vec<Member>, ServerError> {
         let id = self.ids.next();
-        let mut cc = ConfChange::default();
-        cc.id = id;
-        cc.set_change_type(change_type);
-        cc.node_id = node_id;
-        cc.context = context.encode_to_vec().into();
+        let cc = ConfChange {
+            id,
+            change_type,
+            node_id,
+            context: context.encode_to_vec().into(),
+            ..Default::default()
+        };
         let answer = self.wait.register(id);
         if self.raft.send(RaftInput::ProposeConfChange { cc }).is_err() {
             self.wait.cancel(id);

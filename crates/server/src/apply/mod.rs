@@ -21,13 +21,13 @@ use tokio::sync::watch;
 
 use crate::alarm::Alarms;
 use crate::error::ServerError;
-use oxcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType};
-use oxcd_api::EtcdError;
 use crate::kv::txn::{self, WriteContext};
 use crate::lease::Lessor;
 use crate::membership::Membership;
 use crate::raft::{Apply, ProposalResult, RaftInput, RaftStatus};
 use crate::wait::Wait;
+use oxcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType};
+use oxcd_api::EtcdError;
 
 /// What applying one request produced, for its proposer.
 pub enum ApplyResponse {
@@ -188,34 +188,57 @@ impl Applier {
     }
 
     /// Raises, clears or lists alarms.
-    fn apply_alarm(&self, batch: &mut Batch, req: AlarmRequest) -> Result<AlarmResponse, ServerError> {
+    fn apply_alarm(
+        &self,
+        batch: &mut Batch,
+        req: AlarmRequest,
+    ) -> Result<AlarmResponse, ServerError> {
         use oxcd_api::etcdserverpb::alarm_request::AlarmAction;
         let action = AlarmAction::try_from(req.action).unwrap_or(AlarmAction::Get);
         let alarms = match action {
-            AlarmAction::Get => self.alarms.list((req.alarm != AlarmType::None as i32).then_some(req.alarm)),
+            AlarmAction::Get => self
+                .alarms
+                .list((req.alarm != AlarmType::None as i32).then_some(req.alarm)),
             AlarmAction::Activate => {
                 if req.alarm == AlarmType::None as i32 {
                     return Ok(AlarmResponse::default());
                 }
-                self.alarms.activate(batch.raw(), req.member_id, req.alarm)?;
-                tracing::warn!("member-id" = format!("{:x}", req.member_id), alarm = req.alarm, "alarm raised");
-                vec![AlarmMember { member_id: req.member_id, alarm: req.alarm }]
+                self.alarms
+                    .activate(batch.raw(), req.member_id, req.alarm)?;
+                tracing::warn!(
+                    "member-id" = format!("{:x}", req.member_id),
+                    alarm = req.alarm,
+                    "alarm raised"
+                );
+                vec![AlarmMember {
+                    member_id: req.member_id,
+                    alarm: req.alarm,
+                }]
             }
             AlarmAction::Deactivate => {
                 let matching: Vec<AlarmMember> = self
                     .alarms
                     .list(None)
                     .into_iter()
-                    .filter(|a| a.member_id == req.member_id && (req.alarm == 0 || a.alarm == req.alarm))
+                    .filter(|a| {
+                        a.member_id == req.member_id && (req.alarm == 0 || a.alarm == req.alarm)
+                    })
                     .collect();
                 for a in &matching {
                     self.alarms.deactivate(batch.raw(), a.member_id, a.alarm)?;
-                    tracing::warn!("member-id" = format!("{:x}", a.member_id), alarm = a.alarm, "alarm cleared");
+                    tracing::warn!(
+                        "member-id" = format!("{:x}", a.member_id),
+                        alarm = a.alarm,
+                        "alarm cleared"
+                    );
                 }
                 matching
             }
         };
-        Ok(AlarmResponse { header: None, alarms })
+        Ok(AlarmResponse {
+            header: None,
+            alarms,
+        })
     }
 
     /// Replaces this member's state with the leader's dump at `path` (a raft snapshot at
@@ -225,9 +248,16 @@ impl Applier {
         tracing::info!("snapshot-index" = index, path = %path.display(), "restoring mvcc store from a snapshot");
         let restored = std::fs::File::open(path)
             .map_err(|e| e.to_string())
-            .and_then(|file| self.kv.restore_from(&mut std::io::BufReader::new(file)).map_err(|e| e.to_string()));
+            .and_then(|file| {
+                self.kv
+                    .restore_from(&mut std::io::BufReader::new(file))
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = restored {
-            panic!("failed to restore the backend from the snapshot at {}: {e}", path.display());
+            panic!(
+                "failed to restore the backend from the snapshot at {}: {e}",
+                path.display()
+            );
         }
         if let Err(e) = self.alarms.reload(self.kv.backend()) {
             panic!("failed to reload alarms after a snapshot: {e}");
@@ -436,5 +466,7 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 
 /// Requests a NOSPACE alarm refuses: those that may add data to the backend.
 fn grows_backend(req: &InternalRaftRequest) -> bool {
-    req.put.is_some() || req.lease_grant.is_some() || req.txn.as_ref().is_some_and(|t| !txn::is_read_only(t))
+    req.put.is_some()
+        || req.lease_grant.is_some()
+        || req.txn.as_ref().is_some_and(|t| !txn::is_read_only(t))
 }

@@ -9,12 +9,12 @@ use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxcd_api::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
-use crate::config::ETCD_VERSION;
 use crate::apply::ApplyResponse;
+use crate::config::ETCD_VERSION;
 use crate::error::ServerError;
-use sha2::{Digest, Sha256};
 use crate::server::EtcdServer;
 use oxcd_api::EtcdError;
+use sha2::{Digest, Sha256};
 
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
@@ -43,15 +43,23 @@ fn not_built(rpc: &str) -> Status {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
         // Alarms go through Raft so every member agrees on them, GET included.
-        let internal = InternalRaftRequest { alarm: Some(request.into_inner()), ..Default::default() };
+        let internal = InternalRaftRequest {
+            alarm: Some(request.into_inner()),
+            ..Default::default()
+        };
         match self.server.propose(internal).await? {
             ApplyResponse::Alarm(mut resp) => {
                 resp.header = Some(self.server.header(self.server.kv.current_revision()));
                 Ok(Response::new(resp))
             }
-            _ => Err(Status::internal("apply answered an alarm request with another kind of response")),
+            _ => Err(Status::internal(
+                "apply answered an alarm request with another kind of response",
+            )),
         }
     }
 
@@ -76,7 +84,10 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(resp))
     }
 
-    async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
         tracing::info!("starting defragment");
         let resp = self
             .blocking(|s| {
@@ -135,7 +146,10 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
-    async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
         // The backend's contents, streamed in chunks as they are dumped from one read
         // transaction, followed (as etcd does) by the SHA-256 of everything before it.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SnapshotResponse, Status>>(4);
@@ -143,18 +157,29 @@ impl Maintenance for MaintenanceService {
         tokio::task::spawn_blocking(move || {
             let header = server.header(server.kv.current_revision());
             let estimate = server.kv.backend().size().unwrap_or(0);
-            let mut writer =
-                SnapshotWriter { buf: Vec::new(), hasher: Sha256::new(), tx: tx.clone(), header, sent: 0, estimate };
+            let mut writer = SnapshotWriter {
+                buf: Vec::new(),
+                hasher: Sha256::new(),
+                tx: tx.clone(),
+                header,
+                sent: 0,
+                estimate,
+            };
             let result = server.kv.backend().dump(&mut writer, |_| {});
-            let result = result.map_err(|e| e.to_string()).and_then(|_| writer.finish().map_err(|e| e.to_string()));
+            let result = result
+                .map_err(|e| e.to_string())
+                .and_then(|_| writer.finish().map_err(|e| e.to_string()));
             match result {
                 Ok(total) => tracing::info!(bytes = total, "sent database snapshot to client"),
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(Status::internal(format!("snapshot failed: {e}"))));
+                    let _ =
+                        tx.blocking_send(Err(Status::internal(format!("snapshot failed: {e}"))));
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn move_leader(
@@ -204,10 +229,9 @@ impl SnapshotWriter {
     fn send(&mut self, blob: Vec<u8>, remaining_bytes: u64) -> std::io::Result<()> {
         self.sent += blob.len() as u64;
         let resp = SnapshotResponse {
-            header: Some(self.header.clone()),
+            header: Some(self.header),
             remaining_bytes,
             blob,
-            ..Default::default()
         };
         self.tx
             .blocking_send(Ok(resp))
@@ -233,7 +257,10 @@ impl std::io::Write for SnapshotWriter {
         while self.buf.len() >= SNAPSHOT_CHUNK {
             let rest = self.buf.split_off(SNAPSHOT_CHUNK);
             let chunk = std::mem::replace(&mut self.buf, rest);
-            let remaining = self.estimate.saturating_sub(self.sent + chunk.len() as u64).max(1);
+            let remaining = self
+                .estimate
+                .saturating_sub(self.sent + chunk.len() as u64)
+                .max(1);
             self.send(chunk, remaining)?;
         }
         Ok(data.len())

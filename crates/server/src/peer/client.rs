@@ -6,17 +6,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use hyper_util::rt::TokioIo;
 use oxcd_api::oxcdpb::peer_client::PeerClient;
-use futures::StreamExt;
 use oxcd_api::oxcdpb::{PeerMessage, SnapshotChunk};
 use oxcd_storage::KvStore;
-use raft::eraftpb::MessageType;
-use tokio::sync::watch;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
+use raft::eraftpb::MessageType;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -59,7 +59,11 @@ pub struct PeerContext {
 impl PeerTransport {
     /// Starts a sender task for every peer in `peers` (member id → peer URLs).
     pub fn start(ctx: PeerContext, peers: Vec<(u64, Vec<String>)>) -> PeerTransport {
-        let mut transport = PeerTransport { ctx, peers: HashMap::new(), urls: HashMap::new() };
+        let mut transport = PeerTransport {
+            ctx,
+            peers: HashMap::new(),
+            urls: HashMap::new(),
+        };
         for (id, urls) in peers {
             transport.add_peer(id, urls);
         }
@@ -72,7 +76,9 @@ impl Transport for PeerTransport {
         for msg in msgs {
             if msg.get_msg_type() == MessageType::MsgSnapshot {
                 if let Some(urls) = self.urls.get(&msg.to) {
-                    self.ctx.runtime.spawn(send_snapshot(self.ctx.clone(), urls.clone(), msg));
+                    self.ctx
+                        .runtime
+                        .spawn(send_snapshot(self.ctx.clone(), urls.clone(), msg));
                 }
                 continue;
             }
@@ -136,10 +142,18 @@ async fn send_snapshot(ctx: PeerContext, urls: Vec<String>, mut msg: Message) {
             "failed to send database snapshot"
         ),
     }
-    let _ = ctx.raft.send(RaftInput::ReportSnapshot { to, ok: result.is_ok() });
+    let _ = ctx.raft.send(RaftInput::ReportSnapshot {
+        to,
+        ok: result.is_ok(),
+    });
 }
 
-async fn stream_snapshot(ctx: &PeerContext, urls: &[String], msg: &mut Message, index: u64) -> Result<u64, String> {
+async fn stream_snapshot(
+    ctx: &PeerContext,
+    urls: &[String],
+    msg: &mut Message,
+    index: u64,
+) -> Result<u64, String> {
     let mut applied = ctx.applied.clone();
     tokio::time::timeout(SNAPSHOT_APPLY_WAIT, applied.wait_for(|a| *a >= index))
         .await
@@ -152,14 +166,25 @@ async fn stream_snapshot(ctx: &PeerContext, urls: &[String], msg: &mut Message, 
     let (tx, rx) = mpsc::channel::<Vec<u8>>(4);
     let kv = ctx.kv.clone();
     let dumper = tokio::task::spawn_blocking(move || {
-        let mut writer = ChunkWriter { buf: Vec::with_capacity(SNAPSHOT_CHUNK), tx };
+        let mut writer = ChunkWriter {
+            buf: Vec::with_capacity(SNAPSHOT_CHUNK),
+            tx,
+        };
         let dump = kv.backend().begin_dump().map_err(|e| e.to_string())?;
-        let bytes = dump.write_to(&mut writer, |_| {}).map_err(|e| e.to_string())?;
+        let bytes = dump
+            .write_to(&mut writer, |_| {})
+            .map_err(|e| e.to_string())?;
         writer.flush_chunk().map_err(|e| e.to_string())?;
         Ok::<u64, String>(bytes)
     });
     let (cluster_id, from) = (ctx.cluster_id, ctx.local_id);
-    let first = SnapshotChunk { cluster_id, from, metadata: metadata.into(), total_size: 0, data: Default::default() };
+    let first = SnapshotChunk {
+        cluster_id,
+        from,
+        metadata: metadata.into(),
+        total_size: 0,
+        data: Default::default(),
+    };
     let rest = ReceiverStream::new(rx).map(move |data| SnapshotChunk {
         cluster_id,
         from,
@@ -169,9 +194,14 @@ async fn stream_snapshot(ctx: &PeerContext, urls: &[String], msg: &mut Message, 
     });
     let chunks = futures::stream::once(async move { first }).chain(rest);
     let url = urls.first().ok_or("peer has no URL")?;
-    let channel = dial(url, ctx.tls.clone()).await.map_err(|e| e.to_string())?;
+    let channel = dial(url, ctx.tls.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut client = PeerClient::new(channel).max_encoding_message_size(usize::MAX);
-    let call = client.snapshot(chunks).await.map_err(|e| e.message().to_string());
+    let call = client
+        .snapshot(chunks)
+        .await
+        .map_err(|e| e.message().to_string());
     let dumped = dumper.await.map_err(|e| e.to_string())??;
     call?;
     Ok(dumped)

@@ -19,14 +19,22 @@ pub struct PeerLeaseForwarder {
 }
 
 impl PeerLeaseForwarder {
-    pub fn new(membership: Arc<Membership>, tls: Option<Arc<rustls::ClientConfig>>) -> PeerLeaseForwarder {
+    pub fn new(
+        membership: Arc<Membership>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> PeerLeaseForwarder {
         PeerLeaseForwarder { membership, tls }
     }
 
-    async fn client(&self, leader: u64) -> Result<PeerClient<tonic::transport::Channel>, ServerError> {
+    async fn client(
+        &self,
+        leader: u64,
+    ) -> Result<PeerClient<tonic::transport::Channel>, ServerError> {
         let member = self.membership.get(leader).ok_or(EtcdError::NoLeader)?;
         let url = member.peer_ur_ls.first().ok_or(EtcdError::NoLeader)?;
-        let channel = dial(url, self.tls.clone()).await.map_err(|_| EtcdError::NoLeader)?;
+        let channel = dial(url, self.tls.clone())
+            .await
+            .map_err(|_| EtcdError::NoLeader)?;
         Ok(PeerClient::new(channel))
     }
 }
@@ -43,14 +51,25 @@ fn from_status(status: tonic::Status) -> ServerError {
 impl LeaseForwarder for PeerLeaseForwarder {
     async fn renew(&self, leader: u64, id: i64) -> Result<i64, ServerError> {
         let mut client = self.client(leader).await?;
-        let resp = client.lease_renew(LeaseKeepAliveRequest { id }).await.map_err(from_status)?;
+        let resp = client
+            .lease_renew(LeaseKeepAliveRequest { id })
+            .await
+            .map_err(from_status)?;
         Ok(resp.into_inner().ttl)
     }
 
-    async fn time_to_live(&self, leader: u64, id: i64, with_keys: bool) -> Result<Option<LeaseStatus>, ServerError> {
+    async fn time_to_live(
+        &self,
+        leader: u64,
+        id: i64,
+        with_keys: bool,
+    ) -> Result<Option<LeaseStatus>, ServerError> {
         let mut client = self.client(leader).await?;
         let resp = client
-            .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: with_keys })
+            .lease_time_to_live(LeaseTimeToLiveRequest {
+                id,
+                keys: with_keys,
+            })
             .await
             .map_err(from_status)?
             .into_inner();
@@ -58,6 +77,11 @@ impl LeaseForwarder for PeerLeaseForwarder {
         if resp.ttl == -1 {
             return Ok(None);
         }
-        Ok(Some(LeaseStatus { id: resp.id, ttl: resp.ttl, granted_ttl: resp.granted_ttl, keys: resp.keys }))
+        Ok(Some(LeaseStatus {
+            id: resp.id,
+            ttl: resp.ttl,
+            granted_ttl: resp.granted_ttl,
+            keys: resp.keys,
+        }))
     }
 }

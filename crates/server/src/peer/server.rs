@@ -67,26 +67,39 @@ impl Peer for PeerService {
         Ok(Response::new(PeerAck { received }))
     }
 
-    async fn snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<SnapshotAck>, Status> {
+    async fn snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotAck>, Status> {
         let mut stream = request.into_inner();
-        let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         if first.cluster_id != self.cluster_id {
             return Err(Status::failed_precondition("cluster ID mismatch"));
         }
-        let mut msg = Message::parse_from_bytes(&first.metadata)
-            .map_err(|e| Status::invalid_argument(format!("snapshot message does not decode: {e}")))?;
+        let mut msg = Message::parse_from_bytes(&first.metadata).map_err(|e| {
+            Status::invalid_argument(format!("snapshot message does not decode: {e}"))
+        })?;
         let index = msg.get_snapshot().get_metadata().index;
         let path = self.snap_dir.join(format!("{index:016x}.snap.db"));
         let mut file = tokio::fs::File::create(&path)
             .await
             .map_err(|e| Status::internal(format!("cannot create {}: {e}", path.display())))?;
         let mut received = first.data.len() as u64;
-        file.write_all(&first.data).await.map_err(|e| Status::internal(e.to_string()))?;
+        file.write_all(&first.data)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         while let Some(chunk) = stream.message().await? {
-            file.write_all(&chunk.data).await.map_err(|e| Status::internal(e.to_string()))?;
+            file.write_all(&chunk.data)
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
             received += chunk.data.len() as u64;
         }
-        file.sync_all().await.map_err(|e| Status::internal(e.to_string()))?;
+        file.sync_all()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         tracing::info!(
             "remote-peer-id" = format!("{:x}", first.from),
             "snapshot-index" = index,
@@ -98,10 +111,15 @@ impl Peer for PeerService {
         if self.raft.send(RaftInput::Step(msg)).is_err() {
             return Err(Status::unavailable("member is stopping"));
         }
-        Ok(Response::new(SnapshotAck { received_bytes: received }))
+        Ok(Response::new(SnapshotAck {
+            received_bytes: received,
+        }))
     }
 
-    async fn lease_renew(&self, request: Request<LeaseKeepAliveRequest>) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+    async fn lease_renew(
+        &self,
+        request: Request<LeaseKeepAliveRequest>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
         let id = request.into_inner().id;
         let ttl = crate::lease::leader::renew(&self.server, id).await?;
         Ok(Response::new(LeaseKeepAliveResponse {
@@ -119,8 +137,19 @@ impl Peer for PeerService {
         let status = crate::lease::leader::time_to_live(&self.server, req.id, req.keys).await?;
         let header = Some(self.server.header(self.server.kv.current_revision()));
         let resp = match status {
-            Some(s) => LeaseTimeToLiveResponse { header, id: s.id, ttl: s.ttl, granted_ttl: s.granted_ttl, keys: s.keys },
-            None => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() },
+            Some(s) => LeaseTimeToLiveResponse {
+                header,
+                id: s.id,
+                ttl: s.ttl,
+                granted_ttl: s.granted_ttl,
+                keys: s.keys,
+            },
+            None => LeaseTimeToLiveResponse {
+                header,
+                id: req.id,
+                ttl: -1,
+                ..Default::default()
+            },
         };
         Ok(Response::new(resp))
     }

@@ -203,7 +203,11 @@ impl RaftNode {
             }
             RaftInput::TransferLeader(to) => self.raw.transfer_leader(to),
             RaftInput::ReportSnapshot { to, ok } => {
-                let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
                 self.raw.report_snapshot(to, status);
                 if !ok {
                     self.raw.report_unreachable(to);
@@ -340,20 +344,34 @@ impl RaftNode {
         // The peer service put the local path of the received dump in `data`.
         let path = PathBuf::from(String::from_utf8_lossy(&snapshot.data).into_owned());
         snapshot.data = Default::default();
-        if self.apply_tx.send(Apply::Snapshot { path, index: meta.index }).is_err() {
+        if self
+            .apply_tx
+            .send(Apply::Snapshot {
+                path,
+                index: meta.index,
+            })
+            .is_err()
+        {
             panic!("the apply thread stopped; cannot continue");
         }
         if let Err(e) = self.snapshotter.save(&snapshot) {
             panic!("failed to save the received snapshot: {e}");
         }
-        if let Err(e) = self.wal.save_snapshot(WalSnapshot { index: meta.index, term: meta.term }) {
+        if let Err(e) = self.wal.save_snapshot(WalSnapshot {
+            index: meta.index,
+            term: meta.term,
+        }) {
             panic!("failed to record the received snapshot in the WAL: {e}");
         }
         if let Err(e) = self.raw.mut_store().wl().apply_snapshot(snapshot) {
             panic!("failed to install the received snapshot: {e}");
         }
         self.status.set_commit(meta.index);
-        tracing::info!("snapshot-index" = meta.index, "snapshot-term" = meta.term, "installed a snapshot from the leader");
+        tracing::info!(
+            "snapshot-index" = meta.index,
+            "snapshot-term" = meta.term,
+            "installed a snapshot from the leader"
+        );
     }
 
     /// Applies a committed membership change to raft and to the transport.

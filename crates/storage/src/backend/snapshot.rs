@@ -290,7 +290,7 @@ fn load(txn: &WriteTransaction, input: &mut impl Read) -> Result<(u64, u64)> {
     let mut rest = Vec::new();
     r.inner.by_ref().take(PAD_TO + 1).read_to_end(&mut rest)?;
     let end = r.bytes + rest.len() as u64;
-    if rest.len() as u64 > PAD_TO || rest.iter().any(|&b| b != 0) || end % PAD_TO != 0 {
+    if rest.len() as u64 > PAD_TO || rest.iter().any(|&b| b != 0) || !end.is_multiple_of(PAD_TO) {
         return Err(invalid("data after the trailer"));
     }
     Ok((records, r.bytes))
