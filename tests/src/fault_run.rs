@@ -67,14 +67,15 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// A 3-member scenario choosing among `faults`, with CI-sized times: about 12 s of faults.
+    /// A 3-member scenario choosing among `faults`, with CI-sized times: about 8 s of faults
+    /// (3 or 4 of them).
     pub fn new(name: &str, faults: &[Fault]) -> Scenario {
         Scenario {
             name: name.to_owned(),
             members: 3,
             faults: faults.to_vec(),
             warmup: Duration::from_secs(1),
-            fault_phase: Duration::from_secs(12),
+            fault_phase: Duration::from_secs(8),
             hold: (Duration::from_millis(1000), Duration::from_millis(3000)),
             settle: Duration::from_millis(1000),
             peer_tls: PeerTls::None,

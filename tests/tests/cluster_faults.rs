@@ -5,7 +5,7 @@
 //! acknowledged write is lost, that the members' event logs and hashes agree, and that the
 //! watch streams have no gaps, duplicates or disorder (`oxcd_e2e::fault_run`).
 //!
-//! Each test is one run of about 20 s; cluster tests never run at the same time (a file lock),
+//! Each test is one run of about 15 s; cluster tests never run at the same time (a file lock),
 //! so the file takes a couple of minutes. Replay a failed run's plan with the seed it printed:
 //! `OXCD_TEST_SEED=<seed> cargo test -p oxcd-e2e --test cluster_faults -- --include-ignored <test>`.
 //!
@@ -63,7 +63,7 @@ fn membership() -> Scenario {
         "membership",
         &[Fault::ReplaceFollower, Fault::AddLearnerThenRemove],
     )
-    .fault_phase(Duration::from_secs(15))
+    .fault_phase(Duration::from_secs(12))
 }
 
 fn everything() -> Scenario {

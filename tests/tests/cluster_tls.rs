@@ -49,7 +49,7 @@ fn peer_auto_tls_cluster_forms_and_survives_faults() {
     }
     let scenario = Scenario::new("peer-auto-tls", &FAULTS)
         .peer_tls(PeerTls::Auto)
-        .fault_phase(Duration::from_secs(8));
+        .fault_phase(Duration::from_secs(6));
     run_or_panic(&scenario);
 }
 
@@ -71,7 +71,7 @@ fn peer_cert_tls_with_client_cert_auth_forms_and_survives_faults() {
     }
     let scenario = Scenario::new("peer-cert-tls", &FAULTS)
         .peer_tls(tls)
-        .fault_phase(Duration::from_secs(8));
+        .fault_phase(Duration::from_secs(6));
     run_or_panic(&scenario);
 }
 
