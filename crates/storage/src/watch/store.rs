@@ -239,6 +239,24 @@ impl WatchableStore {
         }
     }
 
+    /// Tells the watchers that the store's contents were replaced (a Raft snapshot was
+    /// restored): the apply task calls it right after the restore, instead of `notify`. Every
+    /// synced watcher that wants a revision the restore brought reads it from the restored
+    /// backend (or, if the snapshot's compaction removed it, is canceled with
+    /// `compact_revision`, as etcd does).
+    pub fn restored(&self) {
+        let mut g = self.inner.lock();
+        let cur = self.inner.kv.current_revision();
+        if g.closed || cur <= g.notified_rev {
+            return;
+        }
+        let from = g.notified_rev + 1;
+        g.unsync_all_before(cur + 1, from);
+        g.notified_rev = cur;
+        drop(g);
+        self.inner.signal.wake();
+    }
+
     /// How many watchers are synced, and how many are not (unsynced or being synced).
     pub fn watcher_counts(&self) -> (usize, usize) {
         let g = self.inner.lock();

@@ -504,6 +504,33 @@ mod tests {
     }
 
     #[test]
+    fn after_a_restore_synced_watchers_read_the_new_revisions() {
+        let f = Fixture::new();
+        let st = f.ws.new_stream();
+        st.watch(&create("a", "", 0)).unwrap();
+        st.watch(&create("b", "", 4)).unwrap(); // future: still ahead after the restore
+        recv(&st);
+        recv(&st);
+        // As if a snapshot brought revisions 2 and 3 without any notify.
+        for v in ["1", "2"] {
+            let mut b = f.kv().begin_batch().unwrap();
+            let mut t = b.txn();
+            t.put(b"a", v.as_bytes(), 0).unwrap();
+            t.end();
+            b.commit().unwrap();
+        }
+        f.ws.restored();
+        let r = recv(&st);
+        assert_eq!(
+            summary(&r),
+            [("a".into(), "1".into(), 2), ("a".into(), "2".into(), 3)]
+        );
+        f.put("b", "x"); // 4: notify goes on from the restored revision
+        assert_eq!(summary(&recv(&st)), [("b".into(), "x".into(), 4)]);
+        nothing(&st);
+    }
+
+    #[test]
     fn many_past_watchers_sync_in_batches() {
         let f = Fixture::new();
         for i in 0..20 {
