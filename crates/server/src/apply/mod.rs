@@ -50,6 +50,8 @@ pub enum ApplyResponse {
 /// Receives the events of each committed batch, in revision order (the watch layer).
 pub trait EventSink: Send + Sync {
     fn notify(&self, events: Vec<Event>);
+    /// The store's contents were replaced by a snapshot; watchers must catch up from it.
+    fn restored(&self);
 }
 
 /// Everything the apply thread owns or shares.
@@ -267,6 +269,9 @@ impl Applier {
         }
         if let Err(e) = self.lessor.reload(&self.kv) {
             panic!("failed to reload leases after a snapshot: {e}");
+        }
+        if let Some(sink) = &self.events {
+            sink.restored();
         }
         let _ = std::fs::remove_file(path);
         let (consistent_index, _) = self.kv.consistent_index();

@@ -124,6 +124,10 @@ impl crate::apply::EventSink for WatchableStore {
     fn notify(&self, events: Vec<Event>) {
         WatchableStore::notify(self, events)
     }
+
+    fn restored(&self) {
+        WatchableStore::restored(self)
+    }
 }
 
 #[tonic::async_trait]
