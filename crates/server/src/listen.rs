@@ -40,7 +40,10 @@ impl axum::serve::Listener for TlsListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             let (stream, addr) = match self.tcp.accept().await {
-                Ok(conn) => conn,
+                Ok(conn) => {
+                    let _ = conn.0.set_nodelay(true);
+                    conn
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -75,7 +78,18 @@ pub fn spawn_serve(tcp: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, rou
     tokio::spawn(async move {
         let result = match tls {
             Some(config) => axum::serve(TlsListener::new(tcp, config), router).await,
-            None => axum::serve(tcp, router).await,
+            // Without TCP_NODELAY, Nagle's algorithm holds small responses (watch events,
+            // unary answers) back by up to tens of milliseconds.
+            None => {
+                use axum::serve::ListenerExt;
+                axum::serve(
+                    tcp.tap_io(|t| {
+                        let _ = t.set_nodelay(true);
+                    }),
+                    router,
+                )
+                .await
+            }
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "listener stopped");
