@@ -259,7 +259,9 @@ impl TlsInfo {
     pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?;
-        let builder = if self.client_cert_auth {
+        // As etcd's pkg/transport: a trusted CA file alone already makes the listener require
+        // client certificates signed by it.
+        let builder = if self.client_cert_auth || self.trusted_ca_file.is_some() {
             let ca = self
                 .trusted_ca_file
                 .as_deref()
