@@ -7,11 +7,8 @@
 //!
 //! Each test is one run of about 15 s; cluster tests never run at the same time (a file lock),
 //! so the file takes a couple of minutes. Replay a failed run's plan with the seed it printed:
-//! `OXCD_TEST_SEED=<seed> cargo test -p oxcd-e2e --test cluster_faults -- --include-ignored <test>`.
-//!
-//! Enable when issue 5 lands: the tests are ignored until oxcd runs multi-member clusters.
-//! Until then, run them against real etcd:
-//! `OXCD_BIN=/usr/bin/etcd cargo test -p oxcd-e2e --test cluster_faults -- --include-ignored`.
+//! `OXCD_TEST_SEED=<seed> cargo test -p oxcd-e2e --test cluster_faults <test>`. The same runs
+//! pass against real etcd: `OXCD_BIN=/usr/bin/etcd cargo test -p oxcd-e2e --test cluster_faults`.
 //!
 //! The soak mode repeats runs of every scenario with fresh seeds for `OXCD_SOAK_SECS`
 //! seconds (not part of CI): `OXCD_SOAK_SECS=3600 cargo test -p oxcd-e2e --test cluster_faults
@@ -71,37 +68,31 @@ fn everything() -> Scenario {
 }
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn kill_stop_and_restart_leader_and_followers() {
     run_or_panic(&crashes());
 }
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn pause_and_resume_leader_and_followers() {
     run_or_panic(&pauses());
 }
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn isolate_leader_and_followers_both_ways() {
     run_or_panic(&partitions());
 }
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn cut_peer_links_one_way() {
     run_or_panic(&one_way_cuts());
 }
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn replace_members_under_load() {
     run_or_panic(&membership());
 }
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn random_faults_of_every_kind() {
     run_or_panic(&everything());
 }

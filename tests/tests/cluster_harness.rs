@@ -1,6 +1,7 @@
 //! The multi-member harness itself: 3- and 5-member clusters, leader kill, pause and resume,
-//! restart, peer links cut both ways and one way, learners, promotion and removal. Ignored until oxcd has clusters (issue 5); check the harness against real etcd with
-//! `OXCD_BIN=/usr/bin/etcd cargo test -p oxcd-e2e --test cluster_harness -- --include-ignored`.
+//! restart, peer links cut both ways and one way, learners, promotion and removal. The harness
+//! itself is checked against real etcd with
+//! `OXCD_BIN=/usr/bin/etcd cargo test -p oxcd-e2e --test cluster_harness`.
 
 use std::time::Duration;
 
@@ -8,7 +9,6 @@ use oxcd_e2e::fault_run::cluster_lock;
 use oxcd_e2e::{start_timeout, wait_for_membership, wait_until, Cluster, CutMode};
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn three_members_survive_leader_kill_pause_and_restart() {
     let _lock = cluster_lock();
     let mut cluster = Cluster::start(3);
@@ -56,7 +56,6 @@ fn three_members_survive_leader_kill_pause_and_restart() {
 }
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn five_members_start() {
     let _lock = cluster_lock();
     let cluster = Cluster::start(5);
@@ -69,7 +68,6 @@ fn five_members_start() {
 /// majority goes on; healed, it catches up. Also checks that the peer proxies know who sends
 /// every connection, without which no cut would work.
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn an_isolated_member_serves_no_linearizable_read_and_commits_no_write() {
     let _lock = cluster_lock();
     let cluster = Cluster::builder(3).proxied().start();
@@ -144,7 +142,6 @@ fn an_isolated_member_serves_no_linearizable_read_and_commits_no_write() {
 /// follower whose messages are cut one way towards the leader still gets its writes through
 /// another member.
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn one_way_cuts_move_leadership() {
     let _lock = cluster_lock();
     let cluster = Cluster::builder(3).proxied().start();
@@ -181,7 +178,6 @@ fn one_way_cuts_move_leadership() {
 /// `member add` (as a learner, then promoted), `member remove`: the removed member stops by
 /// itself, the remaining members serve the data.
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn members_join_as_learners_get_promoted_and_removed_members_stop() {
     let _lock = cluster_lock();
     let mut cluster = Cluster::builder(3).proxied().start();

@@ -4,8 +4,8 @@
 //! form, survive faults and membership changes over TLS (the peer proxies pass TLS through
 //! untouched), and with client certificate auth refuse a peer connection without one.
 //!
-//! Enable when issue 5 lands; until then, against real etcd:
-//! `OXCD_BIN=/usr/bin/etcd cargo test -p oxcd-e2e --test cluster_tls -- --include-ignored`.
+//! The same tests pass against real etcd:
+//! `OXCD_BIN=/usr/bin/etcd cargo test -p oxcd-e2e --test cluster_tls`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -35,7 +35,6 @@ fn assert_https_peers(cluster: &Cluster) {
 }
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn peer_auto_tls_cluster_forms_and_survives_faults() {
     {
         let _lock = cluster_lock();
@@ -54,7 +53,6 @@ fn peer_auto_tls_cluster_forms_and_survives_faults() {
 }
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn peer_cert_tls_with_client_cert_auth_forms_and_survives_faults() {
     let tls = PeerTls::Certs {
         client_cert_auth: true,
@@ -114,7 +112,6 @@ fn peer_handshake(url: &str, how: Curl) -> bool {
 }
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn peer_client_cert_auth_refuses_peers_without_a_certificate() {
     let _lock = cluster_lock();
     for client_cert_auth in [true, false] {
@@ -140,7 +137,6 @@ fn peer_client_cert_auth_refuses_peers_without_a_certificate() {
 }
 
 #[test]
-#[ignore = "enable when issue 5 lands (multi-member clusters)"]
 fn peer_auto_tls_serves_https_without_client_certificates() {
     let _lock = cluster_lock();
     let cluster = Cluster::builder(3).peer_tls(PeerTls::Auto).start();
