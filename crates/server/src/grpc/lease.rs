@@ -13,8 +13,6 @@ use oxcd_api::etcdserverpb::{
     ResponseHeader,
 };
 use oxcd_api::EtcdError;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::status;
@@ -22,9 +20,6 @@ use crate::apply::ApplyResponse;
 use crate::error::ServerError;
 use crate::lease::{self, MAX_LEASE_TTL, NO_LEASE};
 use crate::server::EtcdServer;
-
-/// Keepalive responses queued for one stream before its task waits for the client to read.
-const KEEPALIVE_QUEUE: usize = 16;
 
 pub struct LeaseService {
     server: Arc<EtcdServer>,
@@ -101,10 +96,27 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(KEEPALIVE_QUEUE);
-        tokio::spawn(keep_alive(self.server.clone(), inbound, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // Each response is made when the client is ready for it: the stream itself pulls the
+        // next request, so a client that stops reading stops its renewals, and no task or
+        // queue sits between the two halves.
+        let state = Some((self.server.clone(), request.into_inner()));
+        let responses = futures::stream::unfold(state, |state| async move {
+            let (server, mut inbound) = state?;
+            let req = match inbound.message().await {
+                Ok(Some(req)) => req,
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::debug!(error = %e, "failed to receive lease keepalive request from gRPC stream");
+                    return None;
+                }
+            };
+            match keep_alive_once(&server, req.id).await {
+                Ok(resp) => Some((Ok(resp), Some((server, inbound)))),
+                // An error ends the stream after it is sent.
+                Err(status) => Some((Err(status), None)),
+            }
+        });
+        Ok(Response::new(Box::pin(responses)))
     }
 
     async fn lease_time_to_live(
@@ -154,42 +166,16 @@ impl Lease for LeaseService {
     }
 }
 
-/// Serves one keepalive stream: each request renews one lease and gets one response, in
-/// order. A lease that does not exist (or expired) gets TTL 0, not an error; any other error
-/// ends the stream with that error.
-async fn keep_alive(
-    server: Arc<EtcdServer>,
-    mut inbound: Streaming<LeaseKeepAliveRequest>,
-    responses: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
-) {
-    loop {
-        let req = match inbound.message().await {
-            Ok(Some(req)) => req,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "failed to receive lease keepalive request from gRPC stream");
-                return;
-            }
-        };
-        // The header is taken before renewing, so its revision is never later than the
-        // renewal: a client never sees a keepalive succeed after the revoke's revision.
-        let header = Some(server.header(server.kv.current_revision()));
-        let ttl = match lease::leader::renew(&server, req.id).await {
-            Ok(ttl) => ttl,
-            Err(ServerError::Etcd(EtcdError::LeaseNotFound)) => 0,
-            Err(e) => {
-                let _ = responses.send(Err(e.into())).await;
-                return;
-            }
-        };
-        let resp = LeaseKeepAliveResponse {
-            header,
-            id: req.id,
-            ttl,
-        };
-        if responses.send(Ok(resp)).await.is_err() {
-            tracing::debug!("lease keepalive stream closed by the client");
-            return;
-        }
-    }
+/// Renews one lease for a keepalive stream. A lease that does not exist (or expired) gets
+/// TTL 0, not an error; any other error ends the stream.
+async fn keep_alive_once(server: &EtcdServer, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    // The header is taken before renewing, so its revision is never later than the renewal:
+    // a client never sees a keepalive succeed after the revoke's revision.
+    let header = Some(server.header(server.kv.current_revision()));
+    let ttl = match lease::leader::renew(server, id).await {
+        Ok(ttl) => ttl,
+        Err(ServerError::Etcd(EtcdError::LeaseNotFound)) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(LeaseKeepAliveResponse { header, id, ttl })
 }

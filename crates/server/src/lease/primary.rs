@@ -3,9 +3,10 @@
 //! leading, demote the lessor.
 //!
 //! Revokes go through Raft like a client's, each its own proposal, at most
-//! [`REVOKES_PER_ROUND`] per round and [`MAX_PENDING_REVOKES`] in flight: a mass expiry then
-//! trickles out at about [`REVOKE_RATE`](super::REVOKE_RATE) per second instead of flooding
-//! the log. The task wakes when the earliest lease is due, and at least every [`ROUND`].
+//! [`REVOKES_PER_ROUND`] per [`ROUND`] and [`MAX_PENDING_REVOKES`] in flight: a mass expiry
+//! then trickles out at [`REVOKE_RATE`](super::REVOKE_RATE) per second at most instead of
+//! flooding the log; checkpoints likewise. The task wakes when the earliest lease is due (so
+//! a lease ends within milliseconds of its TTL), and at least every [`ROUND`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,23 +34,64 @@ pub const REVOKES_PER_ROUND: usize = REVOKE_RATE / 2;
 /// Revoke proposals in flight at once (etcd's `maxPendingRevokes`).
 pub const MAX_PENDING_REVOKES: usize = 16;
 
-/// Checkpoints per Raft entry, and per round (etcd's `maxLeaseCheckpointBatchSize`).
+/// Checkpoints per Raft entry (etcd's `maxLeaseCheckpointBatchSize`).
 pub const CHECKPOINTS_PER_ENTRY: usize = 1000;
+
+/// Checkpoints proposed per round: half of etcd's `leaseCheckpointRate` of 1000 per second.
+pub const CHECKPOINTS_PER_ROUND: usize = 500;
 
 /// How long a member that is stopping waits for its final checkpoints.
 const STOP_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How many of something may still be done in the current [`ROUND`]-long window: keeps
+/// revokes and checkpoints at their per-second rates however often the task wakes.
+struct Budget {
+    per_round: usize,
+    window: std::time::Instant,
+    spent: usize,
+}
+
+impl Budget {
+    fn new(per_round: usize) -> Budget {
+        Budget {
+            per_round,
+            window: std::time::Instant::now(),
+            spent: 0,
+        }
+    }
+
+    /// What is left in the current window (a new window starts every round).
+    fn left(&mut self) -> usize {
+        if self.window.elapsed() >= ROUND {
+            self.window = std::time::Instant::now();
+            self.spent = 0;
+        }
+        self.per_round - self.spent
+    }
+
+    fn spend(&mut self, n: usize) {
+        self.spent = (self.spent + n).min(self.per_round);
+    }
+
+    /// Time until the next window, when this one is used up.
+    fn wait(&self) -> Option<Duration> {
+        (self.spent == self.per_round).then(|| ROUND.saturating_sub(self.window.elapsed()))
+    }
+}
+
 /// Runs the primary's duties for as long as the runtime runs.
 pub async fn run(server: Arc<EtcdServer>) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_REVOKES));
+    let mut revokes = Budget::new(REVOKES_PER_ROUND);
+    let mut checkpoints = Budget::new(CHECKPOINTS_PER_ROUND);
     loop {
         let mut sleep = ROUND;
         let lessor = &server.lessor;
         if !server.raft_status.is_leader() {
             lessor.demote_unless(|| server.raft_status.is_leader());
         } else if lessor.is_primary() {
-            let expired = lessor.expired(REVOKES_PER_ROUND);
-            let full = expired.len() == REVOKES_PER_ROUND;
+            let expired = lessor.expired(revokes.left());
+            revokes.spend(expired.len());
             for id in expired {
                 let Ok(permit) = pending.clone().acquire_owned().await else {
                     return;
@@ -60,7 +102,8 @@ pub async fn run(server: Arc<EtcdServer>) {
                     drop(permit);
                 });
             }
-            let due = lessor.due_checkpoints(CHECKPOINTS_PER_ENTRY);
+            let due = lessor.due_checkpoints(checkpoints.left());
+            checkpoints.spend(due.len());
             if !due.is_empty() {
                 let server = server.clone();
                 tokio::spawn(async move {
@@ -69,12 +112,13 @@ pub async fn run(server: Arc<EtcdServer>) {
                     }
                 });
             }
-            if !full {
-                if let Some(next) = lessor.next_expiry() {
-                    let until = next.saturating_duration_since(std::time::Instant::now());
-                    sleep = until.clamp(MIN_SLEEP, ROUND);
-                }
-            }
+            sleep = match revokes.wait() {
+                Some(next_window) => next_window,
+                None => lessor.next_expiry().map_or(ROUND, |next| {
+                    next.saturating_duration_since(std::time::Instant::now())
+                }),
+            };
+            sleep = sleep.clamp(MIN_SLEEP, ROUND);
         }
         tokio::time::sleep(sleep).await;
     }
@@ -135,5 +179,26 @@ pub async fn checkpoint_before_stop(server: &EtcdServer) {
         Ok(Ok(())) => tracing::info!(leases = count, "checkpointed lease TTLs before stopping"),
         Ok(Err(e)) => tracing::warn!(error = %e, "failed to checkpoint lease TTLs before stopping"),
         Err(_) => tracing::warn!("timed out checkpointing lease TTLs before stopping"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_refills_each_round_and_says_how_long_to_wait_when_spent() {
+        let mut b = Budget::new(3);
+        assert_eq!(b.left(), 3);
+        assert_eq!(b.wait(), None);
+        b.spend(2);
+        assert_eq!(b.left(), 1);
+        b.spend(5);
+        assert_eq!(b.left(), 0);
+        let wait = b.wait().expect("spent");
+        assert!(wait <= ROUND);
+        std::thread::sleep(ROUND);
+        assert_eq!(b.left(), 3, "a new round");
+        assert_eq!(b.wait(), None);
     }
 }
