@@ -302,6 +302,16 @@ impl Lessor {
         let mut state = fresh.state.into_inner().unwrap_or_else(|e| e.into_inner());
         let mut current = self.lock();
         state.primary = current.primary;
+        if state.primary {
+            // Only a follower installs snapshots, but should a primary ever do it, its leases
+            // must keep expiring.
+            let now = Instant::now();
+            let ids: Vec<i64> = state.leases.keys().copied().collect();
+            for id in ids {
+                state.refresh(id, now, Duration::ZERO, false);
+                state.schedule_checkpoint(id, now, self.config.checkpoint_interval);
+            }
+        }
         *current = state;
         drop(current);
         self.bump();

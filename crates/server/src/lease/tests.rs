@@ -376,3 +376,28 @@ fn promotion_spreads_a_pile_of_expiries() {
     assert_eq!(st.expiries.len(), 5);
     assert_eq!(st.expiries.next_due(), Some(expiries[0]));
 }
+
+#[test]
+fn a_reload_replaces_the_leases_and_a_primary_keeps_expiring_them() {
+    let f = Fixture::new();
+    let lessor = Lessor::open(&f.kv, config()).unwrap();
+    lessor.promote(Duration::ZERO);
+    f.grant(&lessor, 1, 30).unwrap();
+    f.put(&lessor, "k", 1);
+    // What a snapshot from the leader would hold: lease 1 gone, lease 2 with a key.
+    let other = Lessor::open(&f.kv, config()).unwrap();
+    f.grant(&other, 2, 40).unwrap();
+    f.put(&other, "k2", 2);
+    f.revoke(&other, 1).unwrap();
+
+    lessor.reload(&f.kv).unwrap();
+    assert!(lessor.is_primary());
+    assert_eq!(lessor.leases(), vec![2]);
+    assert_eq!(keys_of(&lessor, 2), ["k2"]);
+    let ttl = lessor.time_to_live(2, false).unwrap().ttl;
+    assert!(
+        (39..=40).contains(&ttl),
+        "a primary's reloaded lease expires: {ttl}"
+    );
+    assert!(lessor.next_expiry().is_some());
+}
