@@ -21,6 +21,10 @@ use crate::error::ServerError;
 use crate::lease::{self, MAX_LEASE_TTL, NO_LEASE};
 use crate::server::EtcdServer;
 
+/// What a grant counts against the backend quota: the size of one stored lease (etcd's
+/// `leaseOverhead`).
+const LEASE_QUOTA_COST: usize = 64;
+
 pub struct LeaseService {
     server: Arc<EtcdServer>,
 }
@@ -56,6 +60,7 @@ impl Lease for LeaseService {
         if req.ttl > MAX_LEASE_TTL {
             return Err(status(EtcdError::LeaseTtlTooLarge));
         }
+        self.server.check_quota(LEASE_QUOTA_COST).await?;
         while req.id == NO_LEASE {
             // Assigned ids are positive, as etcd's.
             req.id = (self.server.next_id() & (i64::MAX as u64)) as i64;
