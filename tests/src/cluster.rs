@@ -332,12 +332,17 @@ impl Cluster {
         })
     }
 
-    /// The member id of the member called `name`, from `member list`.
+    /// The member id of the member called `name`, from `member list`. It is looked up by the
+    /// member's peer URL, which the list carries from `member add` on, while the name appears
+    /// only once the member has published itself and the member answering has applied that.
     pub fn member_id(&self, name: &str) -> Option<u64> {
-        self.member_list()?
-            .into_iter()
-            .find(|m| m.name == name)
-            .map(|m| m.id)
+        let url = self.members[self.index_of(name)?].advertised_peer_url();
+        crate::deadline::wait_until_or_none(MEMBERSHIP_TIMEOUT, || {
+            self.member_list()?
+                .into_iter()
+                .find(|m| m.peer_urls.contains(&url))
+                .map(|m| m.id)
+        })
     }
 
     /// Adds a member (`member add`, as a learner if asked), starts it with

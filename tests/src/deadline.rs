@@ -17,6 +17,20 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut poll: impl FnMut() -> Op
     }
 }
 
+/// As [`wait_until`], but returns `None` at the deadline instead of panicking.
+pub fn wait_until_or_none<T>(timeout: Duration, mut poll: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = poll() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// How long a server may take to become ready: `$OXCD_TEST_START_TIMEOUT` seconds, default 30.
 pub fn start_timeout() -> Duration {
     let secs = std::env::var("OXCD_TEST_START_TIMEOUT")
@@ -38,6 +52,18 @@ mod tests {
             (n >= 3).then_some(n)
         });
         assert_eq!(got, 3);
+    }
+
+    #[test]
+    fn or_none_gives_up_quietly() {
+        assert_eq!(
+            wait_until_or_none::<()>(Duration::from_millis(100), || None),
+            None
+        );
+        assert_eq!(
+            wait_until_or_none(Duration::from_secs(1), || Some(7)),
+            Some(7)
+        );
     }
 
     #[test]
