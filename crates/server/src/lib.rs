@@ -86,14 +86,12 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
 
     let (peer_server_tls, peer_client_tls) = match &peer_tls {
         Some(info) => (
-            Some(Arc::new(
-                info.server_config()
-                    .map_err(|e| ServerError::Startup(format!("peer TLS: {e}")))?,
-            )),
-            Some(Arc::new(
-                info.client_config()
-                    .map_err(|e| ServerError::Startup(format!("peer TLS: {e}")))?,
-            )),
+            Some(Arc::new(info.server_config().map_err(|e| {
+                ServerError::Startup(format!("peer TLS: {e}"))
+            })?)),
+            Some(Arc::new(info.client_config().map_err(|e| {
+                ServerError::Startup(format!("peer TLS: {e}"))
+            })?)),
         ),
         None => (None, None),
     };
@@ -130,6 +128,23 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             grpc::oversized_request_as_grpc_go(resp)
         }));
     let services = http::HttpServices::new(server.clone(), router, metrics, &cfg);
+    // As etcd: clients are served once this member has published itself through Raft, that
+    // is, once it is part of the cluster and has caught up with the log up to that entry.
+    let published = publish(
+        server.clone(),
+        cfg.name.clone(),
+        cfg.advertise_client_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    );
+    tokio::select! {
+        _ = published => {}
+        _ = shutdown_signal() => {
+            tracing::info!("received a stop signal before joining the cluster; stopping");
+            return Ok(());
+        }
+    }
     for (tcp, url) in client_listeners.into_iter().zip(&cfg.listen_client_urls) {
         // With --listen-client-http-urls, HTTP moves there and these keep gRPC only.
         let router = if cfg.listen_client_http_urls.is_empty() {
@@ -156,14 +171,6 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
 
     tokio::spawn(lease::primary::run(server.clone()));
     tokio::spawn(compactor::run(server.clone(), cfg.auto_compaction));
-    tokio::spawn(publish(
-        server.clone(),
-        cfg.name.clone(),
-        cfg.advertise_client_urls
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-    ));
 
     shutdown_signal().await;
     tracing::info!("received a stop signal; stopping");
