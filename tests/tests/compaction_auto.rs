@@ -8,7 +8,12 @@ use oxcd_e2e::Member;
 #[test]
 fn periodic_auto_compaction_removes_old_revisions() {
     let member = Member::builder()
-        .args(["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1s"])
+        .args([
+            "--auto-compaction-mode",
+            "periodic",
+            "--auto-compaction-retention",
+            "1s",
+        ])
         .start();
     member.etcdctl(&["put", "k", "first"]).expect_success();
     // Keep writing so every sample sees a newer revision; within a few retentions the
@@ -18,7 +23,9 @@ fn periodic_auto_compaction_removes_old_revisions() {
     let mut i = 0;
     while Instant::now() < deadline {
         i += 1;
-        member.etcdctl(&["put", "k", &format!("v{i}")]).expect_success();
+        member
+            .etcdctl(&["put", "k", &format!("v{i}")])
+            .expect_success();
         let old = member.etcdctl(&["get", "k", "--rev", "2"]);
         if !old.success() && old.stderr.contains("required revision has been compacted") {
             compacted = true;
@@ -26,7 +33,10 @@ fn periodic_auto_compaction_removes_old_revisions() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(compacted, "revision 2 still readable after 20 s of periodic auto-compaction");
+    assert!(
+        compacted,
+        "revision 2 still readable after 20 s of periodic auto-compaction"
+    );
     let latest = member.etcdctl(&["get", "k", "--print-value-only"]);
     assert_eq!(latest.expect_success().trim(), format!("v{i}"));
 }
