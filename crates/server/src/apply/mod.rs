@@ -100,11 +100,7 @@ impl Applier {
             let (consistent_index, _) = self.kv.consistent_index();
             if last_index <= consistent_index {
                 // Replayed from the WAL, already in the backend.
-                self.applied.send_if_modified(|applied| {
-                    let advanced = last_index > *applied;
-                    *applied = (*applied).max(last_index);
-                    advanced
-                });
+                self.advance_applied(last_index);
                 continue;
             }
             let mut answers = Vec::new();
@@ -243,6 +239,15 @@ impl Applier {
         })
     }
 
+    /// Moves the applied index forward to `index` (never back), waking linearizable reads.
+    fn advance_applied(&self, index: u64) {
+        self.applied.send_if_modified(|applied| {
+            let advanced = index > *applied;
+            *applied = (*applied).max(index);
+            advanced
+        });
+    }
+
     /// Replaces this member's state with the leader's dump at `path` (a raft snapshot at
     /// `index`). The dump's consistent index is at least `index`; entries up to it are then
     /// skipped as already applied.
@@ -275,11 +280,7 @@ impl Applier {
         }
         let _ = std::fs::remove_file(path);
         let (consistent_index, _) = self.kv.consistent_index();
-        self.applied.send_if_modified(|applied| {
-            let advanced = consistent_index > *applied;
-            *applied = (*applied).max(consistent_index);
-            advanced
-        });
+        self.advance_applied(consistent_index);
         tracing::info!(
             "consistent-index" = consistent_index,
             "current-revision" = self.kv.current_revision(),
