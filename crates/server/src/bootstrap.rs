@@ -172,8 +172,7 @@ pub fn start(
         max_learners: cfg.max_learners,
         quota_bytes: cfg.quota_backend_bytes,
     };
-    let membership_for_leases = membership.clone();
-    let peer_tls_for_leases = peer_tls;
+    let lease_forwarder = Arc::new(PeerLeaseForwarder::new(membership.clone(), peer_tls));
     Ok(Arc::new(EtcdServer::new(
         meta.member_id,
         meta.cluster_id,
@@ -184,10 +183,7 @@ pub fn start(
         lessor,
         watchable,
         alarms,
-        Arc::new(PeerLeaseForwarder::new(
-            membership_for_leases,
-            peer_tls_for_leases,
-        )),
+        lease_forwarder,
         raft_tx,
         wait,
         applied_rx,

@@ -216,8 +216,15 @@ impl EtcdServer {
         if data.len() > self.limits.max_request_bytes {
             return Err(EtcdError::RequestTooLarge.into());
         }
+        self.send_and_wait(id, RaftInput::Propose { id, data })
+            .await
+    }
+
+    /// Sends a proposal registered under `id` to the raft thread and waits for apply's answer,
+    /// or for the request timeout.
+    async fn send_and_wait(&self, id: u64, input: RaftInput) -> ProposalResult {
         let answer = self.wait.register(id);
-        if self.raft.send(RaftInput::Propose { id, data }).is_err() {
+        if self.raft.send(input).is_err() {
             self.wait.cancel(id);
             return Err(EtcdError::Stopped.into());
         }
@@ -284,22 +291,14 @@ impl EtcdServer {
             context: context.encode_to_vec().into(),
             ..Default::default()
         };
-        let answer = self.wait.register(id);
-        if self.raft.send(RaftInput::ProposeConfChange { cc }).is_err() {
-            self.wait.cancel(id);
-            return Err(EtcdError::Stopped.into());
-        }
-        match tokio::time::timeout(self.limits.request_timeout, answer).await {
-            Ok(Ok(Ok(ApplyResponse::Members(members)))) => Ok(members),
-            Ok(Ok(Ok(_))) => Err(ServerError::Raft(
+        match self
+            .send_and_wait(id, RaftInput::ProposeConfChange { cc })
+            .await?
+        {
+            ApplyResponse::Members(members) => Ok(members),
+            _ => Err(ServerError::Raft(
                 "a membership change was answered with something else".into(),
             )),
-            Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) => Err(EtcdError::Stopped.into()),
-            Err(_) => {
-                self.wait.cancel(id);
-                Err(self.timeout_error())
-            }
         }
     }
 

@@ -123,7 +123,7 @@ impl Kv for KvService {
             // Reads need no Raft round; a txn whose every range is serializable needs no
             // ReadIndex either.
             self.read_barrier(is_serializable(&req)).await?;
-            let mut resp = self
+            let resp = self
                 .read(move |s| {
                     let mut view = s.kv.as_ref();
                     let mut resp = txn::read_txn(&mut view, &req)?;
@@ -131,7 +131,6 @@ impl Kv for KvService {
                     Ok(resp)
                 })
                 .await?;
-            self.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
         self.server.check_quota(req.encoded_len()).await?;
