@@ -58,14 +58,12 @@ fn last_summary(out: &str) -> (f64, usize) {
     let counted = summary
         .lines()
         .filter_map(|l| {
-            Some(
-                l.split_once('[')?
-                    .1
-                    .split_once(']')?
-                    .0
-                    .parse::<usize>()
-                    .ok()?,
-            )
+            l.split_once('[')?
+                .1
+                .split_once(']')?
+                .0
+                .parse::<usize>()
+                .ok()
         })
         .sum();
     // Percentiles of zero are left out, as etcd's report does (watch events are timed from

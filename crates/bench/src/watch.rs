@@ -12,7 +12,7 @@ use oxcd_api::etcdserverpb::{
     PutRequest, RangeRequest, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use tokio::sync::{mpsc, watch as signal, Notify};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Streaming;
 
 use crate::conn::{Conn, Dialer, Limiter};
@@ -26,40 +26,47 @@ const EVENT_GRACE: Duration = Duration::from_secs(30);
 
 /// One Watch stream: where to send create requests, and what comes back.
 struct Stream {
-    tx: mpsc::Sender<WatchRequest>,
+    tx: mpsc::UnboundedSender<WatchRequest>,
     rx: Streaming<WatchResponse>,
 }
 
+/// A request for a watcher on `key` from `start_revision` (0: now).
+fn create(key: Vec<u8>, start_revision: i64) -> WatchRequest {
+    WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key,
+            start_revision,
+            ..Default::default()
+        })),
+    }
+}
+
 impl Stream {
-    async fn open(conn: Conn) -> Result<Stream, String> {
-        let (tx, requests) = mpsc::channel(64);
+    /// Opens a stream that starts with `first` requests. They are queued before the call is
+    /// awaited: grpc-go servers (etcd) send nothing, not even headers, before their first
+    /// response.
+    async fn open(conn: Conn, first: Vec<WatchRequest>) -> Result<Stream, String> {
+        let (tx, requests) = mpsc::unbounded_channel();
+        for req in first {
+            let _ = tx.send(req);
+        }
         let rx = WatchClient::new(conn)
-            .watch(ReceiverStream::new(requests))
+            .watch(UnboundedReceiverStream::new(requests))
             .await
             .map_err(|e| format!("watch: {}", e.message()))?
             .into_inner();
         Ok(Stream { tx, rx })
     }
 
-    /// Asks for a watcher on `key` from `start_revision` (0: now).
-    async fn send_create(&mut self, key: Vec<u8>, start_revision: i64) -> Result<(), String> {
-        let create = WatchCreateRequest {
-            key,
-            start_revision,
-            ..Default::default()
-        };
+    fn send(&self, req: WatchRequest) -> Result<(), String> {
         self.tx
-            .send(WatchRequest {
-                request_union: Some(RequestUnion::CreateRequest(create)),
-            })
-            .await
+            .send(req)
             .map_err(|_| "watch stream closed".to_owned())
     }
 
-    /// Creates a watcher on `key` from now and waits until the server confirms it (no events
-    /// can come before: nothing is written while watchers are created).
-    async fn create(&mut self, key: Vec<u8>) -> Result<(), String> {
-        self.send_create(key, 0).await?;
+    /// Waits until the server confirms the next watcher (no events can come before: nothing
+    /// is written while watchers are created).
+    async fn created(&mut self) -> Result<(), String> {
         loop {
             match self.rx.message().await {
                 Ok(Some(resp)) if resp.created => return Ok(()),
@@ -148,21 +155,27 @@ pub async fn watch(global: &Global, args: WatchArgs) -> Result<(), String> {
             *watchers_per_key.entry(key.clone()).or_default() += 1;
         }
         creations.push(tokio::spawn(async move {
-            let mut stream = Stream::open(conn).await?;
             let mut results = Results::default();
+            let mut keys = keys.into_iter();
+            let Some(first) = keys.next() else {
+                return Ok::<_, String>((None, results));
+            };
+            let st = Instant::now();
+            let mut stream = Stream::open(conn, vec![create(first, 0)]).await?;
+            results.record(st, stream.created().await);
             for key in keys {
                 let st = Instant::now();
-                let outcome = stream.create(key).await;
-                results.record(st, outcome);
+                stream.send(create(key, 0))?;
+                results.record(st, stream.created().await);
             }
-            Ok::<_, String>((stream, results))
+            Ok((Some(stream), results))
         }));
     }
     let mut streams = Vec::new();
     let mut created = Results::default();
     for c in creations {
         let (stream, results) = c.await.map_err(|e| e.to_string())??;
-        streams.push(stream);
+        streams.extend(stream);
         created.merge(results);
     }
     print!(
@@ -293,10 +306,10 @@ pub async fn watch_get(global: &Global, args: WatchGetArgs) -> Result<(), String
             (done.clone(), all_done.clone(), first_created.clone());
         let (events, total_watchers) = (args.events, args.watchers);
         watchers.push(tokio::spawn(async move {
-            let mut stream = Stream::open(conn).await?;
-            for _ in 0..n {
-                stream.send_create(b"watchkey".to_vec(), watch_rev).await?;
-            }
+            let creates = (0..n)
+                .map(|_| create(b"watchkey".to_vec(), watch_rev))
+                .collect();
+            let mut stream = Stream::open(conn, creates).await?;
             // Each watcher of this stream is done once it has had `events` events.
             let mut seen: HashMap<i64, usize> = HashMap::new();
             let mut finished = 0;
@@ -396,9 +409,10 @@ pub async fn watch_latency(global: &Global, args: WatchLatencyArgs) -> Result<()
         if n == 0 {
             continue;
         }
-        let mut stream = Stream::open(conn).await?;
+        let creates = (0..n).map(|_| create(key.clone(), 0)).collect();
+        let mut stream = Stream::open(conn, creates).await?;
         for _ in 0..n {
-            stream.create(key.clone()).await?;
+            stream.created().await?;
         }
         let (put_at, received, round_done, mut stop) = (
             put_at.clone(),
