@@ -376,7 +376,7 @@ pub(crate) fn encoded_size(kv_len: usize) -> usize {
 /// A key as a keys-only read returns it: everything but the value, from the index.
 pub(crate) fn key_only(key: &[u8], at: KeyAt) -> KeyValue {
     KeyValue {
-        key: key.to_vec().into(),
+        key: key.to_vec(),
         create_revision: at.created.main,
         mod_revision: at.modified.main,
         version: at.version,
