@@ -167,6 +167,7 @@ pub fn start(
 
     let limits = Limits {
         max_request_bytes: cfg.max_request_bytes,
+        max_send_bytes: cfg.max_send_bytes,
         max_txn_ops: cfg.max_txn_ops,
         request_timeout: cfg.request_timeout(),
         max_learners: cfg.max_learners,

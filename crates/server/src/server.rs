@@ -38,6 +38,8 @@ const MAX_APPLY_LAG: u64 = 5000;
 pub struct Limits {
     /// Largest encoded request that may be proposed (`--max-request-bytes`).
     pub max_request_bytes: usize,
+    /// Largest Range answer built (`--max-send-bytes`).
+    pub max_send_bytes: usize,
     /// Most operations in one txn branch (`--max-txn-ops`).
     pub max_txn_ops: usize,
     /// How long a proposal or read may wait before `request timed out`.

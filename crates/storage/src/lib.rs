@@ -36,8 +36,8 @@ pub use backend::{
     SNAPSHOT_VERSION,
 };
 pub use mvcc::{
-    Batch, CompactionWait, Error as MvccError, HashKv, KvStore, RangeOptions, RangeResult,
-    Revision, Txn,
+    Batch, CompactionWait, Error as MvccError, HashKv, KvStore, PieceLimits, RangeCursor,
+    RangeOptions, RangeResult, Revision, Txn,
 };
 pub use snap::{Error as SnapError, Snapshotter};
 pub use wal::{Error as WalError, Wal, WalContents, WalOptions, WalSnapshot};

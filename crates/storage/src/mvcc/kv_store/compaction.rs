@@ -182,7 +182,7 @@ fn compact_backend(
     let mut removed = 0u64;
     loop {
         let shared = shared.upgrade().ok_or(Error::Closed)?;
-        let wb = shared.backend.begin_write()?;
+        let wb = shared.backend.begin_rewrite()?;
         // Checked while holding the write lock: a restore cannot commit until this batch ends.
         if shared.lock().epoch != epoch {
             wb.abort()?;
