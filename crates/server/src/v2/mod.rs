@@ -2,6 +2,7 @@
 //! leader's TTL expiry, and the HTTP handlers under `/v2/`.
 
 pub mod apply;
+pub mod auth;
 pub mod error;
 pub mod expiry;
 pub mod json;

@@ -65,6 +65,12 @@ async fn serve(server: &Arc<EtcdServer>, request: Request) -> Response {
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
+    // As etcd, permissions match the path as sent, not cleaned ("/foo/" is under "/foo/*").
+    let raw = unescape(parts.uri.path(), false).unwrap_or_default();
+    let key = raw.strip_prefix(PREFIX).unwrap_or("");
+    if !super::auth::has_key_access(server, &parts.method, &parts.headers, key, req.recursive()).await {
+        return error_response(&Error::new(Code::Unauthorized, "Insufficient credentials", 0));
+    }
     if parts.method == Method::GET && req.quorum() {
         req.method = Some("QGET".into());
     }

@@ -46,6 +46,9 @@ pub async fn handle(State(server): State<Arc<EtcdServer>>, request: Request) -> 
     if !matches!(method.as_str(), "GET" | "POST" | "DELETE" | "PUT") {
         return method_not_allowed_with("GET,POST,DELETE,PUT");
     }
+    if !super::auth::has_write_root_access(&server, &method, request.headers()).await {
+        return super::auth::no_auth();
+    }
     let mut resp = serve(&server, request).await;
     if let Ok(v) = HeaderValue::from_str(&format!("{:x}", server.cluster_id)) {
         resp.headers_mut().insert("x-etcd-cluster-id", v);

@@ -5,7 +5,9 @@
 //! | `/v2/keys/...` | [`keys`] |
 //! | `/v2/members/...`, `/v2/machines` | [`members`] |
 //! | `/v2/stats/self`, `/v2/stats/leader`, `/v2/stats/store` | [`stats`] |
+//! | `/v2/auth/enable`, `/v2/auth/users/...`, `/v2/auth/roles/...` | [`auth`], which also checks the others |
 
+mod auth;
 mod form;
 pub mod keys;
 mod members;
@@ -33,6 +35,11 @@ pub fn routes(server: Arc<EtcdServer>) -> axum::Router {
         .route("/v2/stats/store", any(stats::store))
         .route("/v2/stats/self", any(stats::self_stats))
         .route("/v2/stats/leader", any(stats::leader))
+        .route("/v2/auth/enable", any(auth::enable))
+        .route("/v2/auth/users", any(auth::users))
+        .route("/v2/auth/users/{*name}", any(auth::users))
+        .route("/v2/auth/roles", any(auth::roles))
+        .route("/v2/auth/roles/{*name}", any(auth::roles))
         .with_state(server)
 }
 

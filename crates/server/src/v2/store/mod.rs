@@ -25,7 +25,7 @@ use redb::WriteTransaction;
 use tokio::sync::mpsc;
 
 pub use event::Event;
-pub use node::{clean, NodeExtern};
+pub use node::{clean, name_of as node_name, NodeExtern};
 pub use tree::{Tree, CLUSTER_PREFIX, KEYS_PREFIX};
 
 use crate::error::ServerError;
