@@ -330,6 +330,7 @@ pub async fn enable(State(server): State<Arc<EtcdServer>>, request: Request) -> 
 
 /// The name after `/v2/auth/<kind>`: empty for the collection, `None` for deeper paths.
 fn subject(path: &str, kind: &str) -> Option<String> {
+    let path = super::form::unescape(path, false).ok()?;
     let rest = path.strip_prefix(PREFIX)?;
     let clean = crate::v2::store::clean(rest);
     let pieces: Vec<&str> = clean.split('/').collect();

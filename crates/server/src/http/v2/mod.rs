@@ -23,7 +23,7 @@ use crate::server::EtcdServer;
 
 /// The v2 routes of a member.
 pub fn routes(server: Arc<EtcdServer>) -> axum::Router {
-    stats::start();
+    stats::start(server.clone());
     axum::Router::new()
         .route("/v2/keys", any(keys::handle))
         .route("/v2/keys/", any(keys::handle))

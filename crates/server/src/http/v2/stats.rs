@@ -38,9 +38,29 @@ fn unix_nanos() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// Starts the clock with the server.
-pub fn start() {
+/// Starts the clocks with the server; a task notes when each leader became known.
+pub fn start(server: Arc<EtcdServer>) {
+    static STARTED: OnceLock<()> = OnceLock::new();
     clock();
+    if STARTED.set(()).is_err() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            note_leader(server.raft_status.leader());
+        }
+    });
+}
+
+/// Records `leader`, restarting its clock when it changed; returns when it became known.
+fn note_leader(leader: u64) -> (i64, Instant) {
+    let mut known = clock().leader.lock().unwrap_or_else(|e| e.into_inner());
+    if known.0 != leader {
+        *known = (leader, unix_nanos(), Instant::now());
+    }
+    (known.1, known.2)
 }
 
 pub async fn store(State(server): State<Arc<EtcdServer>>, request: Request) -> Response {
@@ -56,13 +76,7 @@ pub async fn self_stats(State(server): State<Arc<EtcdServer>>, request: Request)
     }
     let clock = clock();
     let leader = server.raft_status.leader();
-    let (leader_start, leader_since) = {
-        let mut known = clock.leader.lock().unwrap_or_else(|e| e.into_inner());
-        if known.0 != leader {
-            *known = (leader, unix_nanos(), Instant::now());
-        }
-        (known.1, known.2)
-    };
+    let (leader_start, leader_since) = note_leader(leader);
     let state = if server.raft_status.is_leader() {
         "StateLeader"
     } else {
