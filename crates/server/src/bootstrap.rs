@@ -22,6 +22,7 @@ use crate::membership::Membership;
 use crate::peer::{PeerContext, PeerLeaseForwarder, PeerTransport};
 use crate::raft::{raft_logger, RaftInput, RaftNode, RaftStatus, Transport};
 use crate::server::{EtcdServer, Limits};
+use crate::v2::V2Store;
 use crate::wait::Wait;
 
 /// Committed batches waiting for apply. When apply falls this far behind, the raft thread
@@ -88,6 +89,7 @@ pub fn start(
     );
 
     let membership = Arc::new(Membership::load(meta.cluster_id, kv.backend())?);
+    let v2 = V2Store::load(kv.backend())?;
     let alarms = Arc::new(Alarms::load(kv.backend())?);
     // Leases come back with the keys that name them; none expires before this member leads.
     let lessor = Arc::new(Lessor::open(&kv, LessorConfig::for_member(cfg))?);
@@ -147,6 +149,7 @@ pub fn start(
         membership: membership.clone(),
         alarms: alarms.clone(),
         lessor: lessor.clone(),
+        v2: v2.clone(),
         raft_status: status.clone(),
         wait: wait.clone(),
         applied: applied_tx,
@@ -185,6 +188,7 @@ pub fn start(
         watchable,
         alarms,
         lease_forwarder,
+        v2,
         raft_tx,
         wait,
         applied_rx,
@@ -256,6 +260,16 @@ fn bootstrap_new(
     let membership = Membership::load(meta.cluster_id, kv.backend())?;
     let batch = kv.begin_batch()?;
     membership.bootstrap(batch.raw(), &initial)?;
+    if join.is_none() {
+        // As etcd 3.4's founding conf changes: each founder is one event of the v2 store.
+        V2Store::load(kv.backend())?.with_tree(batch.raw(), |tree| {
+            let mut founders: Vec<_> = initial.iter().collect();
+            founders.sort_by_key(|(id, _, _)| *id);
+            for (id, _, peer_urls) in founders {
+                tree.member_added(*id, peer_urls, false);
+            }
+        })?;
+    }
     batch.commit()?;
     kv.force_commit()?;
 

@@ -27,6 +27,7 @@ pub mod peer;
 pub mod raft;
 pub mod server;
 pub mod tls;
+pub mod v2;
 pub mod wait;
 
 use std::sync::Arc;
@@ -172,6 +173,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
 
     tokio::spawn(lease::primary::run(server.clone()));
     tokio::spawn(compactor::run(server.clone(), cfg.auto_compaction));
+    tokio::spawn(v2::expiry::run(server.clone()));
 
     shutdown_signal().await;
     tracing::info!("received a stop signal; stopping");

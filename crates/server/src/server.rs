@@ -27,6 +27,7 @@ use crate::id::IdGenerator;
 use crate::lease::{LeaseForwarder, Lessor};
 use crate::membership::Membership;
 use crate::raft::{ProposalResult, RaftInput, RaftStatus};
+use crate::v2::V2Store;
 use crate::wait::Wait;
 
 /// How far apply may fall behind commit before new proposals are refused (etcd's
@@ -68,6 +69,8 @@ pub struct EtcdServer {
     pub lessor: Arc<Lessor>,
     /// Reaches the leader's lessor when this member does not lead.
     pub lease_forwarder: Arc<dyn LeaseForwarder>,
+    /// The v2 store, for local v2 reads and watches.
+    pub v2: Arc<V2Store>,
     /// Inputs to the raft thread.
     raft: mpsc::Sender<RaftInput>,
     /// Proposers waiting for apply.
@@ -90,6 +93,7 @@ impl EtcdServer {
         watchable: Arc<WatchableStore>,
         alarms: Arc<Alarms>,
         lease_forwarder: Arc<dyn LeaseForwarder>,
+        v2: Arc<V2Store>,
         raft: mpsc::Sender<RaftInput>,
         wait: Arc<Wait<ProposalResult>>,
         applied: watch::Receiver<u64>,
@@ -105,6 +109,7 @@ impl EtcdServer {
             watchable,
             alarms,
             lease_forwarder,
+            v2,
             raft,
             wait,
             applied,

@@ -25,6 +25,8 @@ use crate::kv::txn::{self, WriteContext};
 use crate::lease::Lessor;
 use crate::membership::Membership;
 use crate::raft::{Apply, ProposalResult, RaftInput, RaftStatus};
+use crate::v2::store::V2Result;
+use crate::v2::V2Store;
 use crate::wait::Wait;
 use oxcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType};
 use oxcd_api::EtcdError;
@@ -43,6 +45,8 @@ pub enum ApplyResponse {
     Alarm(AlarmResponse),
     /// A membership change: the members after it.
     Members(Vec<oxcd_api::etcdserverpb::Member>),
+    /// A v2 request's event or v2 error; `None` for a SYNC.
+    V2(Option<V2Result>),
     /// Requests with nothing to report (member attributes, cluster version).
     Empty,
 }
@@ -64,6 +68,8 @@ pub struct Applier {
     pub alarms: Arc<Alarms>,
     /// Leases; their replicated state is written only here.
     pub lessor: Arc<Lessor>,
+    /// The v2 store; written only here.
+    pub v2: Arc<V2Store>,
     /// Whether this member leads, to promote the lessor at the first entry of its term.
     pub raft_status: Arc<RaftStatus>,
     /// Proposers waiting for their entries.
@@ -275,6 +281,9 @@ impl Applier {
         if let Err(e) = self.lessor.reload(&self.kv) {
             panic!("failed to reload leases after a snapshot: {e}");
         }
+        if let Err(e) = self.v2.reload(self.kv.backend()) {
+            panic!("failed to reload the v2 store after a snapshot: {e}");
+        }
         if let Some(sink) = &self.events {
             sink.restored();
         }
@@ -336,6 +345,9 @@ impl Applier {
         if let Err(e) = result {
             panic!("failed to record a membership change: {e}");
         }
+        if let Err(e) = self.mirror_conf_change(batch, cc.get_change_type(), id) {
+            panic!("failed to record a membership change in the v2 store: {e}");
+        }
         tracing::info!(
             "change" = ?cc.get_change_type(),
             "member-id" = format!("{id:x}"),
@@ -347,6 +359,24 @@ impl Applier {
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         (cc.id, Ok(ApplyResponse::Members(self.membership.list())))
+    }
+
+    /// The v2 store's `/0/members` follow the member table, as in etcd 3.4.
+    fn mirror_conf_change(
+        &self,
+        batch: &Batch,
+        change: ConfChangeType,
+        id: u64,
+    ) -> Result<(), ServerError> {
+        let member = self.membership.get(id);
+        self.v2.with_tree(batch.raw(), |tree| match (change, member) {
+            (ConfChangeType::RemoveNode, _) => tree.member_removed(id),
+            (_, Some(m)) if tree.get(&format!("/0/members/{id:x}/raftAttributes"), false).is_ok() => {
+                tree.member_updated(id, &m.peer_ur_ls, m.is_learner)
+            }
+            (_, Some(m)) => tree.member_added(id, &m.peer_ur_ls, m.is_learner),
+            (_, None) => {}
+        })
     }
 
     /// Ends a write txn: its keys join or leave leases, its events wait for the commit.
@@ -428,9 +458,18 @@ impl Applier {
                 wait,
             ));
         }
+        if let Some(v2) = req.v2 {
+            let result = self.v2.apply(&v2, batch.raw())?;
+            return Ok(ApplyResponse::V2(result));
+        }
         if let Some(attr) = req.cluster_member_attr_set {
             let attributes = attr.member_attributes.unwrap_or_default();
             let name = attributes.name.clone();
+            if self.membership.get(attr.member_id).is_some() {
+                self.v2.with_tree(batch.raw(), |tree| {
+                    tree.member_attributes(attr.member_id, &attributes.name, &attributes.client_urls)
+                })?;
+            }
             let known = self
                 .membership
                 .set_attributes(batch.raw(), attr.member_id, attributes)?;
@@ -447,6 +486,8 @@ impl Applier {
         if let Some(version) = req.cluster_version_set {
             self.membership
                 .set_cluster_version(batch.raw(), &version.ver)?;
+            self.v2
+                .with_tree(batch.raw(), |tree| tree.cluster_version(&version.ver))?;
             tracing::info!(
                 "cluster-version" = version.ver,
                 "set initial cluster version"

@@ -1,7 +1,7 @@
 //! gRPC on the client URLs: the etcd v3 services, served over one listener per URL (plain or
 //! TLS), through an axum router so HTTP routes can share the port.
 
-mod cluster;
+pub mod cluster;
 mod election;
 mod kv;
 mod lease;

@@ -9,6 +9,7 @@
 //! | `/version` | this module |
 //! | `/health`, `/livez`, `/readyz` | `health` |
 //! | `/metrics` | [`metrics`], fed also by [`grpc_metrics`] and `process` |
+//! | `/v2/...` | `v2`: etcd's v2 API, with `--enable-v2` |
 //!
 //! With `--listen-client-http-urls`, HTTP moves to those URLs and the client URLs serve gRPC
 //! only; `--listen-metrics-urls` serve `/metrics` and the health endpoints;
@@ -21,6 +22,7 @@ pub mod grpc_metrics;
 mod health;
 pub mod metrics;
 mod process;
+mod v2;
 
 use std::sync::Arc;
 
@@ -53,6 +55,8 @@ pub struct HttpServices {
     max_body: usize,
     /// `--enable-grpc-gateway`.
     gateway: bool,
+    /// `--enable-v2`.
+    v2: bool,
     /// `--cors`.
     cors: access::Allowed,
     /// `--host-whitelist`.
@@ -77,6 +81,7 @@ impl HttpServices {
             quota_bytes: cfg.quota_backend_bytes,
             max_body: cfg.max_recv_msg_size().saturating_mul(JSON_OVER_PROTO),
             gateway: cfg.flags.enable_grpc_gateway,
+            v2: cfg.enable_v2,
             cors: access::Allowed::parse(&cfg.flags.cors),
             hosts: access::Allowed::parse(&cfg.flags.host_whitelist),
         }
@@ -121,9 +126,12 @@ impl HttpServices {
     }
 
     fn http_routes(&self) -> axum::Router {
-        let routes = self
+        let mut routes = self
             .metrics_and_health()
             .route("/version", get(version).fallback(method_not_allowed));
+        if self.v2 {
+            routes = routes.merge(v2::routes(self.server.clone()));
+        }
         if !self.gateway {
             return routes;
         }
