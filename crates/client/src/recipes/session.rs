@@ -1,7 +1,9 @@
 //! A lease kept alive for the lifetime of a process's claims.
 
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
 use crate::error::Result;
-use crate::lease::KeepAlive;
 use crate::Client;
 
 /// etcd's default session TTL, in seconds.
@@ -30,7 +32,10 @@ pub const DEFAULT_TTL: i64 = 60;
 pub struct Session {
     client: Client,
     lease: i64,
-    keep_alive: KeepAlive,
+    /// False once the lease could no longer be renewed.
+    alive: watch::Receiver<bool>,
+    /// Renews the lease and reads the answers; aborted on close or drop.
+    renewer: JoinHandle<()>,
 }
 
 impl Session {
@@ -43,10 +48,17 @@ impl Session {
 
     /// Keeps an existing lease alive as a session.
     pub fn from_lease(client: &Client, lease: i64) -> Session {
+        let mut keep_alive = client.lease().keep_alive(lease);
+        let (alive_tx, alive) = watch::channel(true);
+        let renewer = tokio::spawn(async move {
+            while let Some(Ok(_)) = keep_alive.next().await {}
+            let _ = alive_tx.send(false);
+        });
         Session {
             client: client.clone(),
             lease,
-            keep_alive: client.lease().keep_alive(lease),
+            alive,
+            renewer,
         }
     }
 
@@ -62,18 +74,25 @@ impl Session {
 
     /// False once the lease could not be renewed (expired or revoked).
     pub fn is_alive(&self) -> bool {
-        self.keep_alive.is_alive()
+        *self.alive.borrow()
     }
 
     /// Waits until the lease is gone (expired or revoked by someone else).
-    pub async fn done(&mut self) {
-        while let Some(Ok(_)) = self.keep_alive.next().await {}
+    pub async fn done(&self) {
+        let mut alive = self.alive.clone();
+        let _ = alive.wait_for(|alive| !alive).await;
     }
 
     /// Stops renewing and revokes the lease, releasing everything attached to it.
     pub async fn close(self) -> Result<()> {
-        drop(self.keep_alive);
+        self.renewer.abort();
         self.client.lease().revoke(self.lease).await?;
         Ok(())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.renewer.abort();
     }
 }
