@@ -117,7 +117,10 @@ pub(crate) struct TokenInterceptor {
 }
 
 impl Interceptor for TokenInterceptor {
-    fn call(&mut self, mut request: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, Status> {
         let token = self.token.read().expect("token lock").clone();
         if let Some(token) = token {
             request.metadata_mut().insert(TOKEN_KEY, token);
@@ -208,7 +211,9 @@ impl Connection {
 
     /// The endpoint requests go to now.
     pub(crate) fn current_endpoint(&self) -> String {
-        self.members[self.current.load(Ordering::Relaxed)].endpoint.clone()
+        self.members[self.current.load(Ordering::Relaxed)]
+            .endpoint
+            .clone()
     }
 
     /// The channel of the endpoint in use, with the token interceptor.
@@ -221,7 +226,10 @@ impl Connection {
     /// A service on one named endpoint only (maintenance requests aimed at one member).
     pub(crate) fn service_for(&self, endpoint: &str) -> Option<Svc> {
         let member = self.members.iter().find(|m| m.endpoint == endpoint)?;
-        Some(InterceptedService::new(member.channel.clone(), self.token.clone()))
+        Some(InterceptedService::new(
+            member.channel.clone(),
+            self.token.clone(),
+        ))
     }
 
     /// Moves to the endpoint after `failed`, unless another request already moved on.
@@ -328,8 +336,14 @@ mod tests {
 
     #[test]
     fn endpoints_get_a_scheme() {
-        assert_eq!(endpoint_url("127.0.0.1:2379", false), "http://127.0.0.1:2379");
-        assert_eq!(endpoint_url("127.0.0.1:2379", true), "https://127.0.0.1:2379");
+        assert_eq!(
+            endpoint_url("127.0.0.1:2379", false),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            endpoint_url("127.0.0.1:2379", true),
+            "https://127.0.0.1:2379"
+        );
         assert_eq!(endpoint_url("https://a:1", false), "https://a:1");
     }
 }

@@ -118,7 +118,11 @@ impl Kv {
     }
 
     /// Writes `value` at `key`, with no lease.
-    pub async fn put_kv(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
+    pub async fn put_kv(
+        &self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<PutResponse> {
         self.put(PutRequest {
             key: key.into(),
             value: value.into(),
@@ -129,11 +133,15 @@ impl Kv {
 }
 
 fn txn_writes(request: &TxnRequest) -> bool {
-    request.success.iter().chain(&request.failure).any(|op| match &op.request {
-        Some(Request::RequestRange(_)) | None => false,
-        Some(Request::RequestTxn(txn)) => txn_writes(txn),
-        Some(Request::RequestPut(_) | Request::RequestDeleteRange(_)) => true,
-    })
+    request
+        .success
+        .iter()
+        .chain(&request.failure)
+        .any(|op| match &op.request {
+            Some(Request::RequestRange(_)) | None => false,
+            Some(Request::RequestTxn(txn)) => txn_writes(txn),
+            Some(Request::RequestPut(_) | Request::RequestDeleteRange(_)) => true,
+        })
 }
 
 /// The Cluster service: membership.
@@ -177,7 +185,9 @@ impl Maintenance {
     /// The status of the member at `endpoint` (one of the client's endpoints).
     pub async fn status_at(&self, endpoint: &str) -> Result<StatusResponse> {
         let service = self.service_at(endpoint)?;
-        let response = MaintenanceClient::new(service).status(StatusRequest {}).await?;
+        let response = MaintenanceClient::new(service)
+            .status(StatusRequest {})
+            .await?;
         Ok(response.into_inner())
     }
 

@@ -28,7 +28,8 @@ impl TlsOptions {
     /// Reads the optional CA bundle, client certificate and key files, as etcdctl's
     /// `--cacert`, `--cert` and `--key`.
     pub fn from_files(ca: Option<&str>, cert: Option<&str>, key: Option<&str>) -> Result<Self> {
-        let read = |path: &str| std::fs::read(path).map_err(|e| Error::Tls(format!("open {path}: {e}")));
+        let read =
+            |path: &str| std::fs::read(path).map_err(|e| Error::Tls(format!("open {path}: {e}")));
         let mut tls = TlsOptions::new();
         if let Some(ca) = ca {
             tls.ca = Some(read(ca)?);
@@ -66,7 +67,9 @@ impl TlsOptions {
     }
 
     /// tonic's configuration and, when verification is skipped, the verifier that does so.
-    pub(crate) fn to_tonic(&self) -> Result<(ClientTlsConfig, Option<Arc<dyn ServerCertVerifier>>)> {
+    pub(crate) fn to_tonic(
+        &self,
+    ) -> Result<(ClientTlsConfig, Option<Arc<dyn ServerCertVerifier>>)> {
         let mut config = ClientTlsConfig::new();
         if let Some(ca) = &self.ca {
             config = config.ca_certificate(Certificate::from_pem(ca));

@@ -33,13 +33,25 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct GlobalFlags {
     /// gRPC endpoints
-    #[arg(long, global = true, env = "ETCDCTL_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    #[arg(
+        long,
+        global = true,
+        env = "ETCDCTL_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
     pub endpoints: Vec<String>,
     /// enable client-side debug logging
     #[arg(long, global = true, env = "ETCDCTL_DEBUG", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
     pub debug: bool,
     /// set the output format (fields, json, protobuf, simple, table)
-    #[arg(short = 'w', long, global = true, env = "ETCDCTL_WRITE_OUT", default_value = "simple")]
+    #[arg(
+        short = 'w',
+        long,
+        global = true,
+        env = "ETCDCTL_WRITE_OUT",
+        default_value = "simple"
+    )]
     pub write_out: String,
     /// print byte strings as hex encoded strings
     #[arg(long, global = true, env = "ETCDCTL_HEX", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
@@ -280,7 +292,6 @@ pub struct WatchArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
     pub prev_kv: bool,
     /// key or prefix, range end, then after `--` a command to run on each event
-    #[arg(trailing_var_arg = true, allow_hyphen_values = false)]
     pub args: Vec<String>,
 }
 
@@ -346,8 +357,7 @@ pub struct LockArgs {
     /// timeout for session
     #[arg(long, default_value = "10", value_parser = parse_i64)]
     pub ttl: i64,
-    /// the lock name, then a command to run while holding it
-    #[arg(trailing_var_arg = true)]
+    /// the lock name, then (after `--` when it has flags) a command to run while holding it
     pub args: Vec<String>,
 }
 

@@ -100,7 +100,11 @@ pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -191,7 +195,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("time: missing unit in duration {}", quote(text.as_bytes()))),
+            "" => {
+                return Err(format!(
+                    "time: missing unit in duration {}",
+                    quote(text.as_bytes())
+                ))
+            }
             unit => {
                 return Err(format!(
                     "time: unknown unit {} in duration {}",
@@ -211,7 +220,10 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
     match text {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("strconv.ParseBool: parsing {}: invalid syntax", quote(text.as_bytes()))),
+        _ => Err(format!(
+            "strconv.ParseBool: parsing {}: invalid syntax",
+            quote(text.as_bytes())
+        )),
     }
 }
 
@@ -219,19 +231,33 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
 pub fn parse_int(text: &str, base: u32) -> Result<i64, String> {
     let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(base)) {
-        return Err(format!("strconv.ParseInt: parsing {}: invalid syntax", quote(text.as_bytes())));
+        return Err(format!(
+            "strconv.ParseInt: parsing {}: invalid syntax",
+            quote(text.as_bytes())
+        ));
     }
-    i64::from_str_radix(text.strip_prefix('+').unwrap_or(text), base)
-        .map_err(|_| format!("strconv.ParseInt: parsing {}: value out of range", quote(text.as_bytes())))
+    i64::from_str_radix(text.strip_prefix('+').unwrap_or(text), base).map_err(|_| {
+        format!(
+            "strconv.ParseInt: parsing {}: value out of range",
+            quote(text.as_bytes())
+        )
+    })
 }
 
 /// Go's `strconv.ParseUint(text, base, 64)`, with its error text.
 pub fn parse_uint(text: &str, base: u32) -> Result<u64, String> {
     if text.is_empty() || !text.chars().all(|c| c.is_digit(base)) {
-        return Err(format!("strconv.ParseUint: parsing {}: invalid syntax", quote(text.as_bytes())));
+        return Err(format!(
+            "strconv.ParseUint: parsing {}: invalid syntax",
+            quote(text.as_bytes())
+        ));
     }
-    u64::from_str_radix(text, base)
-        .map_err(|_| format!("strconv.ParseUint: parsing {}: value out of range", quote(text.as_bytes())))
+    u64::from_str_radix(text, base).map_err(|_| {
+        format!(
+            "strconv.ParseUint: parsing {}: value out of range",
+            quote(text.as_bytes())
+        )
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod context;
 mod exit;
 mod go;
 mod output;
+mod retry_log;
 
 use std::process::ExitCode;
 
@@ -48,7 +49,9 @@ fn main() -> ExitCode {
 /// from cobra and once from etcdctl), exit 1; help and version go to stdout, exit 0.
 fn usage_error(err: clap::Error) -> ExitCode {
     match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = err.print();
             return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 ExitCode::from(code::ERROR as u8)
@@ -72,7 +75,10 @@ fn usage_error(err: clap::Error) -> ExitCode {
             let arg = invalid(ContextKind::InvalidArg);
             let arg = arg.split('=').next().unwrap_or_default().to_owned();
             if let Some(short) = arg.strip_prefix('-').filter(|s| !s.starts_with('-')) {
-                format!("unknown shorthand flag: '{}' in {arg}", short.chars().next().unwrap_or(' '))
+                format!(
+                    "unknown shorthand flag: '{}' in {arg}",
+                    short.chars().next().unwrap_or(' ')
+                )
             } else {
                 format!("unknown flag: {arg}")
             }
@@ -85,18 +91,31 @@ fn usage_error(err: clap::Error) -> ExitCode {
         }
         ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
             let arg = invalid(ContextKind::InvalidArg);
-            let flag = arg.split([' ', '=']).next().unwrap_or_default().to_owned();
+            let flag = arg
+                .split([' ', '=', '['])
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             let value = invalid(ContextKind::InvalidValue);
             let reason = std::error::Error::source(&err)
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "invalid value".to_owned());
-            format!("invalid argument {} for \"{flag}\" flag: {reason}", go::quote(value.as_bytes()))
+            format!(
+                "invalid argument {} for \"{flag}\" flag: {reason}",
+                go::quote(value.as_bytes())
+            )
         }
         ErrorKind::MissingRequiredArgument | ErrorKind::MissingSubcommand => {
             let _ = err.print();
             return ExitCode::from(code::ERROR as u8);
         }
-        _ => err.to_string().trim_start_matches("error: ").lines().next().unwrap_or_default().to_owned(),
+        _ => err
+            .to_string()
+            .trim_start_matches("error: ")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
     };
     eprintln!("Error: {message}\n");
     eprintln!("Error: {message}");

@@ -80,10 +80,13 @@ impl<'s> Election<'s> {
         let response = client.kv().txn(request).await?;
         let mut revision = response.header.as_ref().map_or(0, |h| h.revision);
         if !response.succeeded {
-            let existing = response.responses.into_iter().find_map(|r| match r.response {
-                Some(Response::ResponseRange(range)) => range.kvs.into_iter().next(),
-                _ => None,
-            });
+            let existing = response
+                .responses
+                .into_iter()
+                .find_map(|r| match r.response {
+                    Some(Response::ResponseRange(range)) => range.kvs.into_iter().next(),
+                    _ => None,
+                });
             if let Some(kv) = existing {
                 revision = kv.create_revision;
                 self.leader = Some((key.clone(), revision));
@@ -227,7 +230,11 @@ async fn observe(
             more: false,
             count: 1,
         };
-        if tx.send(Ok(announce(leader.clone(), header.clone()))).await.is_err() {
+        if tx
+            .send(Ok(announce(leader.clone(), header.clone())))
+            .await
+            .is_err()
+        {
             return Ok(());
         }
         // Follow this leader's key until it is deleted.

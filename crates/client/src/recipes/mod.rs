@@ -102,5 +102,7 @@ async fn wait_delete(client: &Client, key: &[u8], revision: i64) -> Result<()> {
             return Ok(());
         }
     }
-    Err(Error::WatchCanceled("watch ended before the key was deleted".into()))
+    Err(Error::WatchCanceled(
+        "watch ended before the key was deleted".into(),
+    ))
 }

@@ -37,7 +37,11 @@ impl<'s> Mutex<'s> {
     /// A mutex on `name` (keys `name/<lease>`), not yet locked.
     pub fn new(session: &'s Session, name: &str) -> Mutex<'s> {
         let prefix = format!("{name}/").into_bytes();
-        let key = [prefix.as_slice(), format!("{:x}", session.lease()).as_bytes()].concat();
+        let key = [
+            prefix.as_slice(),
+            format!("{:x}", session.lease()).as_bytes(),
+        ]
+        .concat();
         Mutex {
             session,
             prefix,
@@ -81,7 +85,10 @@ impl<'s> Mutex<'s> {
             self.revision = mine.first().map_or(self.revision, |kv| kv.create_revision);
         }
         let owner = ranges.next().unwrap_or_default();
-        if owner.first().is_none_or(|kv| kv.create_revision == self.revision) {
+        if owner
+            .first()
+            .is_none_or(|kv| kv.create_revision == self.revision)
+        {
             self.header = Some(header);
             return Ok(());
         }

@@ -6,7 +6,7 @@ use std::future::Future;
 use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxcd_api::etcdserverpb::request_op::Request;
 use oxcd_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, TxnResponse, TxnRequest,
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, TxnResponse,
 };
 
 use super::mutex::op;
@@ -55,7 +55,11 @@ impl Stm {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn run<F, Fut>(client: &Client, isolation: Isolation, mut apply: F) -> Result<TxnResponse>
+    pub async fn run<F, Fut>(
+        client: &Client,
+        isolation: Isolation,
+        mut apply: F,
+    ) -> Result<TxnResponse>
     where
         F: FnMut(Stm) -> Fut,
         Fut: Future<Output = Result<Stm>>,

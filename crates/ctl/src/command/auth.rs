@@ -9,7 +9,7 @@ use oxcd_client::{prefix_end, Client};
 
 use crate::cli::{AuthCommand, PermissionArgs, RoleCommand, UserCommand};
 use crate::context::{emit, Ctx};
-use crate::exit::{code, CmdResult, Exit};
+use crate::exit::{code, error_text, CmdResult, Exit};
 
 fn bad_args(message: impl Into<String>) -> Exit {
     Exit::new(code::BAD_ARGS, message)
@@ -19,7 +19,9 @@ pub async fn auth(ctx: &Ctx, command: AuthCommand) -> CmdResult {
     match command {
         AuthCommand::Enable(a) => {
             if !a.args.is_empty() {
-                return Err(bad_args("auth enable command does not accept any arguments"));
+                return Err(bad_args(
+                    "auth enable command does not accept any arguments",
+                ));
             }
             let client = ctx.client().await?;
             // As etcdctl: create the root role on the way if it is missing.
@@ -27,8 +29,16 @@ pub async fn auth(ctx: &Ctx, command: AuthCommand) -> CmdResult {
                 match client.auth().auth_enable(AuthEnableRequest {}).await {
                     Ok(_) => break,
                     Err(e) if e.etcd() == Some(EtcdError::RootRoleNotExist) => {
-                        ctx.request(client.auth().role_add(AuthRoleAddRequest { name: "root".into() }))
-                            .await?;
+                        let endpoint = ctx.flags.endpoints.first().cloned().unwrap_or_default();
+                        let text = format!(
+                            "rpc error: code = FailedPrecondition desc = {}",
+                            error_text(&e)
+                        );
+                        crate::retry_log::warn_failed_request(&endpoint, &text);
+                        ctx.request(client.auth().role_add(AuthRoleAddRequest {
+                            name: "root".into(),
+                        }))
+                        .await?;
                         ctx.request(client.auth().user_grant_role(AuthUserGrantRoleRequest {
                             user: "root".into(),
                             role: "root".into(),
@@ -43,10 +53,13 @@ pub async fn auth(ctx: &Ctx, command: AuthCommand) -> CmdResult {
         }
         AuthCommand::Disable(a) => {
             if !a.args.is_empty() {
-                return Err(bad_args("auth disable command does not accept any arguments"));
+                return Err(bad_args(
+                    "auth disable command does not accept any arguments",
+                ));
             }
             let client = ctx.client().await?;
-            ctx.request(client.auth().auth_disable(AuthDisableRequest {})).await?;
+            ctx.request(client.auth().auth_disable(AuthDisableRequest {}))
+                .await?;
             println!("Authentication Disabled");
             Ok(())
         }
@@ -62,7 +75,11 @@ fn read_password(name: &str, interactive: bool) -> Result<String, Exit> {
         line.trim_end_matches(['\n', '\r']).to_owned()
     };
     if !interactive {
-        return Ok(read_line().split_whitespace().next().unwrap_or_default().to_owned());
+        return Ok(read_line()
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned());
     }
     print!("Password of {name}: ");
     let first = read_line();
@@ -82,9 +99,16 @@ fn read_password(name: &str, interactive: bool) -> Result<String, Exit> {
 pub async fn user(ctx: &Ctx, command: UserCommand) -> CmdResult {
     let printer = ctx.printer()?;
     match command {
-        UserCommand::Add { interactive, new_user_password, no_password, args } => {
+        UserCommand::Add {
+            interactive,
+            new_user_password,
+            no_password,
+            args,
+        } => {
             let [arg] = args.as_slice() else {
-                return Err(bad_args("user add command requires user name as its argument"));
+                return Err(bad_args(
+                    "user add command requires user name as its argument",
+                ));
             };
             let (name, password) = if no_password {
                 (arg.clone(), String::new())
@@ -110,25 +134,47 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> CmdResult {
         }
         UserCommand::Delete(a) => {
             let [name] = a.args.as_slice() else {
-                return Err(bad_args("user delete command requires user name as its argument"));
+                return Err(bad_args(
+                    "user delete command requires user name as its argument",
+                ));
             };
             let client = ctx.client().await?;
-            let r = ctx.request(client.auth().user_delete(AuthUserDeleteRequest { name: name.clone() })).await?;
+            let r = ctx
+                .request(
+                    client
+                        .auth()
+                        .user_delete(AuthUserDeleteRequest { name: name.clone() }),
+                )
+                .await?;
             emit(printer.auth(format!("User {name} deleted\n"), &r.header, &r))
         }
         UserCommand::Get { detail, args } => {
             let [name] = args.as_slice() else {
-                return Err(bad_args("user get command requires user name as its argument"));
+                return Err(bad_args(
+                    "user get command requires user name as its argument",
+                ));
             };
             let client = ctx.client().await?;
-            let r = ctx.request(client.auth().user_get(AuthUserGetRequest { name: name.clone() })).await?;
+            let r = ctx
+                .request(
+                    client
+                        .auth()
+                        .user_get(AuthUserGetRequest { name: name.clone() }),
+                )
+                .await?;
             if !detail {
                 return emit(printer.user_get(name, &r));
             }
             println!("User: {name}");
             for role in &r.roles {
                 println!();
-                let role_response = ctx.request(client.auth().role_get(AuthRoleGetRequest { role: role.clone() })).await?;
+                let role_response = ctx
+                    .request(
+                        client
+                            .auth()
+                            .role_get(AuthRoleGetRequest { role: role.clone() }),
+                    )
+                    .await?;
                 emit(printer.role_get(role, &role_response))?;
             }
             Ok(())
@@ -138,12 +184,16 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> CmdResult {
                 return Err(bad_args("user list command requires no arguments"));
             }
             let client = ctx.client().await?;
-            let r = ctx.request(client.auth().user_list(AuthUserListRequest {})).await?;
+            let r = ctx
+                .request(client.auth().user_list(AuthUserListRequest {}))
+                .await?;
             emit(printer.names("Users", "users", &r.users, &r.header, &r))
         }
         UserCommand::Passwd { interactive, args } => {
             let [name] = args.as_slice() else {
-                return Err(bad_args("user passwd command requires user name as its argument"));
+                return Err(bad_args(
+                    "user passwd command requires user name as its argument",
+                ));
             };
             let password = read_password(name, interactive)?;
             let client = ctx.client().await?;
@@ -152,26 +202,46 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> CmdResult {
                 password,
                 ..Default::default()
             };
-            let r = ctx.request(client.auth().user_change_password(request)).await?;
+            let r = ctx
+                .request(client.auth().user_change_password(request))
+                .await?;
             emit(printer.auth("Password updated\n".into(), &r.header, &r))
         }
         UserCommand::GrantRole(a) => {
             let [user, role] = a.args.as_slice() else {
-                return Err(bad_args("user grant command requires user name and role name as its argument"));
+                return Err(bad_args(
+                    "user grant command requires user name and role name as its argument",
+                ));
             };
             let client = ctx.client().await?;
-            let request = AuthUserGrantRoleRequest { user: user.clone(), role: role.clone() };
+            let request = AuthUserGrantRoleRequest {
+                user: user.clone(),
+                role: role.clone(),
+            };
             let r = ctx.request(client.auth().user_grant_role(request)).await?;
-            emit(printer.auth(format!("Role {role} is granted to user {user}\n"), &r.header, &r))
+            emit(printer.auth(
+                format!("Role {role} is granted to user {user}\n"),
+                &r.header,
+                &r,
+            ))
         }
         UserCommand::RevokeRole(a) => {
             let [user, role] = a.args.as_slice() else {
-                return Err(bad_args("user revoke-role requires user name and role name as its argument"));
+                return Err(bad_args(
+                    "user revoke-role requires user name and role name as its argument",
+                ));
             };
             let client = ctx.client().await?;
-            let request = AuthUserRevokeRoleRequest { name: user.clone(), role: role.clone() };
+            let request = AuthUserRevokeRoleRequest {
+                name: user.clone(),
+                role: role.clone(),
+            };
             let r = ctx.request(client.auth().user_revoke_role(request)).await?;
-            emit(printer.auth(format!("Role {role} is revoked from user {user}\n"), &r.header, &r))
+            emit(printer.auth(
+                format!("Role {role} is revoked from user {user}\n"),
+                &r.header,
+                &r,
+            ))
         }
     }
 }
@@ -184,7 +254,11 @@ fn perm_range(a: &PermissionArgs, args: &[String]) -> Result<(Vec<u8>, Vec<u8>),
         if a.prefix && a.from_key {
             return Err(exclusive());
         }
-        let end = if a.prefix || a.from_key { vec![0] } else { Vec::new() };
+        let end = if a.prefix || a.from_key {
+            vec![0]
+        } else {
+            Vec::new()
+        };
         return Ok((vec![0], end));
     }
     let end = match (args.get(1), a.prefix, a.from_key) {
@@ -192,8 +266,12 @@ fn perm_range(a: &PermissionArgs, args: &[String]) -> Result<(Vec<u8>, Vec<u8>),
         (None, true, false) => prefix_end(&key),
         (None, false, true) => vec![0],
         (None, false, false) => Vec::new(),
-        (Some(_), true, _) => return Err(bad_args("unexpected endkey argument with --prefix flag")),
-        (Some(_), _, true) => return Err(bad_args("unexpected endkey argument with --from-key flag")),
+        (Some(_), true, _) => {
+            return Err(bad_args("unexpected endkey argument with --prefix flag"))
+        }
+        (Some(_), _, true) => {
+            return Err(bad_args("unexpected endkey argument with --from-key flag"))
+        }
         (Some(end), false, false) => end.as_bytes().to_vec(),
     };
     Ok((key, end))
@@ -203,26 +281,46 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> CmdResult {
     let printer = ctx.printer()?;
     let one = |args: &[String], verb: &str| match args {
         [name] => Ok(name.clone()),
-        _ => Err(bad_args(format!("role {verb} command requires role name as its argument"))),
+        _ => Err(bad_args(format!(
+            "role {verb} command requires role name as its argument"
+        ))),
     };
     let client: Client;
     match command {
         RoleCommand::Add(a) => {
             let name = one(&a.args, "add")?;
             client = ctx.client().await?;
-            let r = ctx.request(client.auth().role_add(AuthRoleAddRequest { name: name.clone() })).await?;
+            let r = ctx
+                .request(
+                    client
+                        .auth()
+                        .role_add(AuthRoleAddRequest { name: name.clone() }),
+                )
+                .await?;
             emit(printer.auth(format!("Role {name} created\n"), &r.header, &r))
         }
         RoleCommand::Delete(a) => {
             let role = one(&a.args, "delete")?;
             client = ctx.client().await?;
-            let r = ctx.request(client.auth().role_delete(AuthRoleDeleteRequest { role: role.clone() })).await?;
+            let r = ctx
+                .request(
+                    client
+                        .auth()
+                        .role_delete(AuthRoleDeleteRequest { role: role.clone() }),
+                )
+                .await?;
             emit(printer.auth(format!("Role {role} deleted\n"), &r.header, &r))
         }
         RoleCommand::Get(a) => {
             let role = one(&a.args, "get")?;
             client = ctx.client().await?;
-            let r = ctx.request(client.auth().role_get(AuthRoleGetRequest { role: role.clone() })).await?;
+            let r = ctx
+                .request(
+                    client
+                        .auth()
+                        .role_get(AuthRoleGetRequest { role: role.clone() }),
+                )
+                .await?;
             emit(printer.role_get(&role, &r))
         }
         RoleCommand::List(a) => {
@@ -230,7 +328,9 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> CmdResult {
                 return Err(bad_args("role list command requires no arguments"));
             }
             client = ctx.client().await?;
-            let r = ctx.request(client.auth().role_list(AuthRoleListRequest {})).await?;
+            let r = ctx
+                .request(client.auth().role_list(AuthRoleListRequest {}))
+                .await?;
             emit(printer.names("Roles", "roles", &r.roles, &r.header, &r))
         }
         RoleCommand::GrantPermission(a) => {
@@ -247,9 +347,15 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> CmdResult {
             client = ctx.client().await?;
             let request = AuthRoleGrantPermissionRequest {
                 name: a.args[0].clone(),
-                perm: Some(Permission { perm_type, key, range_end }),
+                perm: Some(Permission {
+                    perm_type,
+                    key,
+                    range_end,
+                }),
             };
-            let r = ctx.request(client.auth().role_grant_permission(request)).await?;
+            let r = ctx
+                .request(client.auth().role_grant_permission(request))
+                .await?;
             emit(printer.auth(format!("Role {} updated\n", a.args[0]), &r.header, &r))
         }
         RoleCommand::RevokePermission(a) => {
@@ -263,12 +369,16 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> CmdResult {
                 key: key.clone(),
                 range_end: range_end.clone(),
             };
-            let r = ctx.request(client.auth().role_revoke_permission(request)).await?;
+            let r = ctx
+                .request(client.auth().role_revoke_permission(request))
+                .await?;
             let (role, key_text) = (&a.args[0], &a.args[1]);
             let simple = if range_end.is_empty() {
                 format!("Permission of key {key_text} is revoked from role {role}\n")
             } else if range_end == [0] {
-                format!("Permission of range [{key_text}, <open ended> is revoked from role {role}\n")
+                format!(
+                    "Permission of range [{key_text}, <open ended> is revoked from role {role}\n"
+                )
             } else {
                 format!(
                     "Permission of range [{key_text}, {}) is revoked from role {role}\n",

@@ -42,13 +42,19 @@ pub async fn lock(ctx: &Ctx, a: LockArgs) -> CmdResult {
         let revision = mutex.header().map_or(0, |h| h.revision);
         let status = std::process::Command::new(&a.args[1])
             .args(&a.args[2..])
-            .env("ETCD_LOCK_KEY", String::from_utf8_lossy(mutex.key()).as_ref())
+            .env(
+                "ETCD_LOCK_KEY",
+                String::from_utf8_lossy(mutex.key()).as_ref(),
+            )
             .env("ETCD_LOCK_REV", revision.to_string())
             .status();
         let unlocked = mutex.unlock().await;
         return match status {
             Ok(s) if s.success() => unlocked.map_err(failed),
-            Ok(s) => Err(Exit::new(code::ERROR, format!("exit status {}", s.code().unwrap_or(-1)))),
+            Ok(s) => Err(Exit::new(
+                code::ERROR,
+                format!("exit status {}", s.code().unwrap_or(-1)),
+            )),
             Err(e) => Err(Exit::new(code::ERROR, e.to_string())),
         };
     }
@@ -87,7 +93,10 @@ pub async fn elect(ctx: &Ctx, a: ElectArgs) -> CmdResult {
         }
     };
     if proposal.is_none() && !a.listen {
-        return Err(Exit::new(code::BAD_ARGS, "no proposal argument but -l not set"));
+        return Err(Exit::new(
+            code::BAD_ARGS,
+            "no proposal argument but -l not set",
+        ));
     }
     if proposal.is_some() && a.listen {
         return Err(Exit::new(code::BAD_ARGS, "proposal given but -l is set"));

@@ -18,7 +18,9 @@ pub async fn endpoints(ctx: &Ctx, cluster: bool) -> Result<Vec<String>, Exit> {
     }
     let client = ctx.client().await?;
     let members = ctx
-        .request(client.cluster().member_list(MemberListRequest { linearizable: false }))
+        .request(client.cluster().member_list(MemberListRequest {
+            linearizable: false,
+        }))
         .await
         .map_err(|e| {
             let message = e.message.unwrap_or_default();
@@ -99,7 +101,10 @@ async fn status(ctx: &Ctx, cluster: bool) -> CmdResult {
             Ok(status) => list.push((ep, status)),
             Err(e) => {
                 failed = true;
-                eprintln!("Failed to get the status of endpoint {ep} ({})", e.message.unwrap_or_default());
+                eprintln!(
+                    "Failed to get the status of endpoint {ep} ({})",
+                    e.message.unwrap_or_default()
+                );
             }
         }
     }

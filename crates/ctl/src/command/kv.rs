@@ -68,7 +68,12 @@ pub fn get_request(a: &GetArgs) -> Result<RangeRequest, Exit> {
         "ASCEND" => SortOrder::Ascend,
         "DESCEND" => SortOrder::Descend,
         "" => SortOrder::None,
-        _ => return Err(Exit::new(code::BAD_FEATURE, format!("bad sort order {}", a.order))),
+        _ => {
+            return Err(Exit::new(
+                code::BAD_FEATURE,
+                format!("bad sort order {}", a.order),
+            ))
+        }
     };
     let target = match a.sort_by.to_uppercase().as_str() {
         "CREATE" => SortTarget::Create,
@@ -76,7 +81,12 @@ pub fn get_request(a: &GetArgs) -> Result<RangeRequest, Exit> {
         "MODIFY" => SortTarget::Mod,
         "VALUE" => SortTarget::Value,
         "VERSION" => SortTarget::Version,
-        _ => return Err(Exit::new(code::BAD_FEATURE, format!("bad sort target {}", a.sort_by))),
+        _ => {
+            return Err(Exit::new(
+                code::BAD_FEATURE,
+                format!("bad sort target {}", a.sort_by),
+            ))
+        }
     };
     // clientv3 drops an ascending order by key: the server returns keys in that order.
     let order = if target == SortTarget::Key && order == SortOrder::Ascend {
@@ -84,7 +94,12 @@ pub fn get_request(a: &GetArgs) -> Result<RangeRequest, Exit> {
     } else {
         order
     };
-    let (key, range_end) = key_range(&a.args[0], a.args.get(1).map(String::as_str), a.prefix, a.from_key);
+    let (key, range_end) = key_range(
+        &a.args[0],
+        a.args.get(1).map(String::as_str),
+        a.prefix,
+        a.from_key,
+    );
     Ok(RangeRequest {
         key,
         range_end,
@@ -99,7 +114,10 @@ pub fn get_request(a: &GetArgs) -> Result<RangeRequest, Exit> {
 }
 
 /// The request of `put ARGS`; the value may come from stdin (`stdin` reads it).
-pub fn put_request(a: &PutArgs, stdin: impl FnOnce() -> Option<String>) -> Result<PutRequest, Exit> {
+pub fn put_request(
+    a: &PutArgs,
+    stdin: impl FnOnce() -> Option<String>,
+) -> Result<PutRequest, Exit> {
     let needs = "put command needs 1 argument and input from stdin or 2 arguments";
     let Some(key) = a.args.first() else {
         return Err(bad_args(needs));
@@ -114,11 +132,12 @@ pub fn put_request(a: &PutArgs, stdin: impl FnOnce() -> Option<String>) -> Resul
     } else if let Some(value) = a.args.get(1) {
         value.clone()
     } else {
-        stdin().filter(|v| !v.is_empty()).ok_or_else(|| bad_args(needs))?
+        stdin()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| bad_args(needs))?
     };
-    let lease = go::parse_int(&a.lease, 16).map_err(|e| {
-        bad_args(format!("bad lease ID ({e}), expecting ID in Hex"))
-    })?;
+    let lease = go::parse_int(&a.lease, 16)
+        .map_err(|e| bad_args(format!("bad lease ID ({e}), expecting ID in Hex")))?;
     Ok(PutRequest {
         key: key.as_bytes().to_vec(),
         value: value.into_bytes(),
@@ -142,7 +161,12 @@ pub fn del_request(a: &DelArgs) -> Result<DeleteRangeRequest, Exit> {
     if a.args.len() > 1 && (a.prefix || a.from_key) {
         return Err(bad_args(TOO_MANY_WITH_PREFIX));
     }
-    let (key, range_end) = key_range(&a.args[0], a.args.get(1).map(String::as_str), a.prefix, a.from_key);
+    let (key, range_end) = key_range(
+        &a.args[0],
+        a.args.get(1).map(String::as_str),
+        a.prefix,
+        a.from_key,
+    );
     Ok(DeleteRangeRequest {
         key,
         range_end,
@@ -157,7 +181,9 @@ pub async fn get(ctx: &Ctx, a: GetArgs) -> CmdResult {
     let response = ctx.request(client.kv().range(request)).await?;
     if a.print_value_only {
         if printer.format != crate::output::Format::Simple {
-            return Err(bad_args("print-value-only is only for `--write-out=simple`"));
+            return Err(bad_args(
+                "print-value-only is only for `--write-out=simple`",
+            ));
         }
         printer.value_only = true;
     }

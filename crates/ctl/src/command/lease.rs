@@ -8,7 +8,10 @@ use crate::output::Format;
 
 fn lease_id(arg: &str) -> Result<i64, Exit> {
     go::parse_int(arg, 16).map_err(|e| {
-        Exit::new(code::BAD_ARGS, format!("bad lease ID arg ({e}), expecting ID in Hex"))
+        Exit::new(
+            code::BAD_ARGS,
+            format!("bad lease ID arg ({e}), expecting ID in Hex"),
+        )
     })
 }
 
@@ -44,7 +47,10 @@ pub async fn lease(ctx: &Ctx, command: LeaseCommand) -> CmdResult {
             emit(printer.revoke(id, &response))
         }
         LeaseCommand::Timetolive { keys, args } => {
-            let id = lease_id(&one_arg(&args, "lease timetolive command needs lease ID as argument")?)?;
+            let id = lease_id(&one_arg(
+                &args,
+                "lease timetolive command needs lease ID as argument",
+            )?)?;
             let printer = ctx.printer()?;
             let client = ctx.client().await?;
             let response = ctx
@@ -55,11 +61,16 @@ pub async fn lease(ctx: &Ctx, command: LeaseCommand) -> CmdResult {
         LeaseCommand::List => {
             let printer = ctx.printer()?;
             let client = ctx.client().await?;
-            let response = ctx.request_with(code::BAD_CONNECTION, client.lease().leases()).await?;
+            let response = ctx
+                .request_with(code::BAD_CONNECTION, client.lease().leases())
+                .await?;
             emit(printer.leases(&response))
         }
         LeaseCommand::KeepAlive { once, args } => {
-            let id = lease_id(&one_arg(&args, "lease keep-alive command needs lease ID as argument")?)?;
+            let id = lease_id(&one_arg(
+                &args,
+                "lease keep-alive command needs lease ID as argument",
+            )?)?;
             let printer = ctx.printer()?;
             let client = ctx.client().await?;
             if once {
@@ -67,7 +78,10 @@ pub async fn lease(ctx: &Ctx, command: LeaseCommand) -> CmdResult {
                     .request_with(code::BAD_CONNECTION, client.lease().keep_alive_once(id))
                     .await?;
                 if response.ttl <= 0 {
-                    return Err(Exit::new(code::BAD_CONNECTION, "etcdserver: requested lease not found"));
+                    return Err(Exit::new(
+                        code::BAD_CONNECTION,
+                        "etcdserver: requested lease not found",
+                    ));
                 }
                 return emit(printer.keep_alive(&response));
             }
@@ -90,4 +104,3 @@ fn wrap(exit: Exit, what: &str) -> Exit {
         None => exit,
     }
 }
-

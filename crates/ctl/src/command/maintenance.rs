@@ -13,10 +13,14 @@ use crate::cli::{AlarmCommand, CompactionArgs, DefragArgs, PositionalArgs, Snaps
 use crate::context::{emit, Ctx};
 use crate::exit::{code, CmdResult, Exit};
 use crate::go;
+use crate::retry_log;
 
 pub async fn compaction(ctx: &Ctx, a: CompactionArgs) -> CmdResult {
     let [rev] = a.args.as_slice() else {
-        return Err(Exit::new(code::BAD_ARGS, "compaction command needs 1 argument"));
+        return Err(Exit::new(
+            code::BAD_ARGS,
+            "compaction command needs 1 argument",
+        ));
     };
     let revision = go::parse_int(rev, 10).map_err(|e| Exit::new(code::ERROR, e))?;
     ctx.printer()?;
@@ -57,7 +61,10 @@ pub async fn defrag(ctx: &Ctx, a: DefragArgs) -> CmdResult {
         match result {
             Ok(_) => println!("Finished defragmenting etcd member[{ep}]"),
             Err(e) => {
-                eprintln!("Failed to defragment etcd member[{ep}] ({})", e.message.unwrap_or_default());
+                eprintln!(
+                    "Failed to defragment etcd member[{ep}] ({})",
+                    e.message.unwrap_or_default()
+                );
                 failures += 1;
             }
         }
@@ -75,7 +82,10 @@ pub async fn alarm(ctx: &Ctx, command: AlarmCommand) -> CmdResult {
     };
     if !args.is_empty() {
         let verb = if disarm { "disarm" } else { "list" };
-        return Err(Exit::new(code::BAD_ARGS, format!("alarm {verb} command accepts no arguments")));
+        return Err(Exit::new(
+            code::BAD_ARGS,
+            format!("alarm {verb} command accepts no arguments"),
+        ));
     }
     let printer = ctx.printer()?;
     let client = ctx.client().await?;
@@ -104,7 +114,10 @@ pub async fn alarm(ctx: &Ctx, command: AlarmCommand) -> CmdResult {
 
 pub async fn move_leader(ctx: &Ctx, a: PositionalArgs) -> CmdResult {
     let [target] = a.args.as_slice() else {
-        return Err(Exit::new(code::BAD_ARGS, "move-leader command needs 1 argument"));
+        return Err(Exit::new(
+            code::BAD_ARGS,
+            "move-leader command needs 1 argument",
+        ));
     };
     let target = go::parse_uint(target, 16).map_err(|e| Exit::new(code::BAD_ARGS, e))?;
     let printer = ctx.printer()?;
@@ -114,20 +127,28 @@ pub async fn move_leader(ctx: &Ctx, a: PositionalArgs) -> CmdResult {
         let member = status.header.as_ref().map_or(0, |h| h.member_id);
         if member == status.leader {
             let request = MoveLeaderRequest { target_id: target };
-            let response = ctx.request(client.maintenance().move_leader(request)).await?;
+            let response = ctx
+                .request(client.maintenance().move_leader(request))
+                .await?;
             return emit(printer.move_leader(status.leader, target, &response));
         }
     }
     Err(Exit::new(
         code::BAD_ARGS,
-        format!("no leader endpoint given at [{}]", ctx.flags.endpoints.join(" ")),
+        format!(
+            "no leader endpoint given at [{}]",
+            ctx.flags.endpoints.join(" ")
+        ),
     ))
 }
 
 pub async fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> CmdResult {
     let SnapshotCommand::Save(a) = command;
     let [path] = a.args.as_slice() else {
-        return Err(Exit::new(code::BAD_ARGS, "snapshot save expects one argument"));
+        return Err(Exit::new(
+            code::BAD_ARGS,
+            "snapshot save expects one argument",
+        ));
     };
     let [ep] = ctx.flags.endpoints.as_slice() else {
         return Err(Exit::new(
@@ -142,12 +163,33 @@ pub async fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> CmdResult {
     let client = ctx.client().await?;
     let interrupted = |e: String| Exit::new(code::INTERRUPTED, e);
     let partial = format!("{path}.part");
-    let mut file = std::fs::File::create(&partial).map_err(|e| interrupted(format!("could not open {partial} ({e})")))?;
+    let mut file = std::fs::File::create(&partial)
+        .map_err(|e| interrupted(format!("could not open {partial} ({e})")))?;
+    let quoted = |s: &str| go::json_string(s);
+    retry_log::info(
+        "snapshot/v3_snapshot.go:119",
+        "created temporary db file",
+        &[("path", quoted(&partial))],
+        true,
+    );
+    let started = std::time::Instant::now();
     let mut stream = client
         .maintenance()
         .snapshot_at(ep)
         .await
         .map_err(|e| Exit::request(code::INTERRUPTED, &e))?;
+    retry_log::info(
+        "clientv3/maintenance.go:200",
+        "opened snapshot stream; downloading",
+        &[],
+        false,
+    );
+    retry_log::info(
+        "snapshot/v3_snapshot.go:127",
+        "fetching snapshot",
+        &[("endpoint", quoted(ep))],
+        true,
+    );
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
@@ -159,7 +201,8 @@ pub async fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> CmdResult {
     let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Exit::request(code::INTERRUPTED, &e))?;
-        file.write_all(&chunk.blob).map_err(|e| interrupted(e.to_string()))?;
+        file.write_all(&chunk.blob)
+            .map_err(|e| interrupted(e.to_string()))?;
         received += chunk.blob.len() as u64;
         if let Some(bar) = &bar {
             bar.set_length(received + chunk.remaining_bytes);
@@ -169,8 +212,30 @@ pub async fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> CmdResult {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    retry_log::info(
+        "clientv3/maintenance.go:208",
+        "completed snapshot read; closing",
+        &[],
+        false,
+    );
     file.sync_all().map_err(|e| interrupted(e.to_string()))?;
+    retry_log::info(
+        "snapshot/v3_snapshot.go:142",
+        "fetched snapshot",
+        &[
+            ("endpoint", quoted(ep)),
+            ("size", quoted(&go::human_bytes(received))),
+            ("took", format!("{:.9}", started.elapsed().as_secs_f64())),
+        ],
+        true,
+    );
     std::fs::rename(&partial, path).map_err(|e| interrupted(e.to_string()))?;
+    retry_log::info(
+        "snapshot/v3_snapshot.go:152",
+        "saved",
+        &[("path", quoted(path))],
+        true,
+    );
     println!("Snapshot saved at {path}");
     Ok(())
 }

@@ -13,13 +13,20 @@ fn member_id(args: &[String]) -> Result<u64, Exit> {
         return Err(Exit::new(code::BAD_ARGS, "member ID is not provided"));
     };
     go::parse_uint(arg, 16).map_err(|e| {
-        Exit::new(code::BAD_ARGS, format!("bad member ID arg ({e}), expecting ID in Hex"))
+        Exit::new(
+            code::BAD_ARGS,
+            format!("bad member ID arg ({e}), expecting ID in Hex"),
+        )
     })
 }
 
 pub async fn member(ctx: &Ctx, command: MemberCommand) -> CmdResult {
     match command {
-        MemberCommand::Add { peer_urls, learner, args } => {
+        MemberCommand::Add {
+            peer_urls,
+            learner,
+            args,
+        } => {
             let Some(name) = args.first().cloned() else {
                 return Err(Exit::new(code::BAD_ARGS, "member name not provided"));
             };
@@ -52,7 +59,9 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> CmdResult {
             let id = member_id(&a.args)?;
             let printer = ctx.printer()?;
             let client = ctx.client().await?;
-            let r = ctx.request(client.cluster().member_remove(MemberRemoveRequest { id })).await?;
+            let r = ctx
+                .request(client.cluster().member_remove(MemberRemoveRequest { id }))
+                .await?;
             emit(printer.member_change("removed from", id, &r.header, &r.members, &r))
         }
         MemberCommand::Update { peer_urls, args } => {
@@ -73,7 +82,9 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> CmdResult {
             let printer = ctx.printer()?;
             let client = ctx.client().await?;
             let r = ctx
-                .request(client.cluster().member_list(MemberListRequest { linearizable: false }))
+                .request(client.cluster().member_list(MemberListRequest {
+                    linearizable: false,
+                }))
                 .await?;
             emit(printer.member_list(&r))
         }
@@ -81,7 +92,9 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> CmdResult {
             let id = member_id(&a.args)?;
             let printer = ctx.printer()?;
             let client = ctx.client().await?;
-            let r = ctx.request(client.cluster().member_promote(MemberPromoteRequest { id })).await?;
+            let r = ctx
+                .request(client.cluster().member_promote(MemberPromoteRequest { id }))
+                .await?;
             emit(printer.member_change("promoted in", id, &r.header, &r.members, &r))
         }
     }
@@ -93,13 +106,23 @@ fn print_member_env(name: &str, peer_urls: &str, r: &MemberAddResponse) {
     let mut conf = Vec::new();
     for m in &r.members {
         for url in &m.peer_ur_ls {
-            let member_name = if m.id == new_id { name } else { m.name.as_str() };
+            let member_name = if m.id == new_id {
+                name
+            } else {
+                m.name.as_str()
+            };
             conf.push(format!("{member_name}={url}"));
         }
     }
     println!();
     println!("ETCD_NAME={}", go::quote(name.as_bytes()));
-    println!("ETCD_INITIAL_CLUSTER={}", go::quote(conf.join(",").as_bytes()));
-    println!("ETCD_INITIAL_ADVERTISE_PEER_URLS={}", go::quote(peer_urls.as_bytes()));
+    println!(
+        "ETCD_INITIAL_CLUSTER={}",
+        go::quote(conf.join(",").as_bytes())
+    );
+    println!(
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS={}",
+        go::quote(peer_urls.as_bytes())
+    );
     println!("ETCD_INITIAL_CLUSTER_STATE=\"existing\"");
 }

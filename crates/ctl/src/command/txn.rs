@@ -17,7 +17,10 @@ use crate::go;
 
 pub async fn txn(ctx: &Ctx, a: TxnArgs) -> CmdResult {
     if !a.args.is_empty() {
-        return Err(Exit::new(code::BAD_ARGS, "txn command does not accept argument"));
+        return Err(Exit::new(
+            code::BAD_ARGS,
+            "txn command does not accept argument",
+        ));
     }
     let printer = ctx.printer()?;
     let client = ctx.client().await?;
@@ -92,14 +95,28 @@ fn parse_compare(line: &str) -> Result<Compare, String> {
         "<" => CompareResult::Less,
         _ => return Err(format!("malformed comparison: {line} (unknown op {op})")),
     };
-    let number = || value.parse::<i64>().map_err(|_| format!("invalid txn compare request: {line}"));
+    let number = || {
+        value
+            .parse::<i64>()
+            .map_err(|_| format!("invalid txn compare request: {line}"))
+    };
     let (target, union) = match target {
         "ver" | "version" => (CompareTarget::Version, TargetUnion::Version(number()?)),
-        "c" | "create" => (CompareTarget::Create, TargetUnion::CreateRevision(number()?)),
+        "c" | "create" => (
+            CompareTarget::Create,
+            TargetUnion::CreateRevision(number()?),
+        ),
         "m" | "mod" => (CompareTarget::Mod, TargetUnion::ModRevision(number()?)),
-        "val" | "value" => (CompareTarget::Value, TargetUnion::Value(value.clone().into_bytes())),
+        "val" | "value" => (
+            CompareTarget::Value,
+            TargetUnion::Value(value.clone().into_bytes()),
+        ),
         "lease" => (CompareTarget::Lease, TargetUnion::Lease(number()?)),
-        other => return Err(format!("malformed comparison: {line} (unknown target {other})")),
+        other => {
+            return Err(format!(
+                "malformed comparison: {line} (unknown target {other})"
+            ))
+        }
     };
     Ok(Compare {
         result: result as i32,
@@ -155,7 +172,10 @@ impl Scanner<'_> {
 
     fn word(&mut self) -> Option<String> {
         self.skip_space();
-        let end = self.rest.find(char::is_whitespace).unwrap_or(self.rest.len());
+        let end = self
+            .rest
+            .find(char::is_whitespace)
+            .unwrap_or(self.rest.len());
         if end == 0 {
             return None;
         }
@@ -219,7 +239,9 @@ mod tests {
         assert_eq!(c.key, b"key1");
         assert_eq!(c.result, CompareResult::Greater as i32);
         assert_eq!(c.target_union, Some(TargetUnion::ModRevision(0)));
-        assert!(parse_compare("nonsense").unwrap_err().starts_with("malformed comparison"));
+        assert!(parse_compare("nonsense")
+            .unwrap_err()
+            .starts_with("malformed comparison"));
         assert_eq!(
             parse_compare(r#"foo("k") = "1""#).unwrap_err(),
             r#"malformed comparison: foo("k") = "1" (unknown target foo)"#

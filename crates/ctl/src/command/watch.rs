@@ -15,7 +15,7 @@ use crate::output::Printer;
 
 const BAD_ARGS_NUM: &str = "bad number of arguments";
 const BAD_ARGS_SEPARATOR: &str = "bad number of arguments (found separator --, but no commands)";
-const BAD_ARGS_ENV: &str = "bad number of arguments (found key in ETCDCTL_WATCH_KEY, but also in arguments)";
+const BAD_ARGS_ENV: &str = "bad number of arguments (found conflicting environment key)";
 
 /// What to watch: key, optional range end, options.
 struct Target {
@@ -32,7 +32,10 @@ pub async fn watch(ctx: &Ctx, a: WatchArgs) -> CmdResult {
     if env_key.is_empty() && !env_range.is_empty() {
         return Err(Exit::new(
             code::BAD_ARGS,
-            format!("ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END={}", go::quote(env_range.as_bytes())),
+            format!(
+                "ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END={}",
+                go::quote(env_range.as_bytes())
+            ),
         ));
     }
     if a.interactive {
@@ -59,11 +62,15 @@ pub async fn watch(ctx: &Ctx, a: WatchArgs) -> CmdResult {
             args.push(env_range);
         }
     }
-    let target = target(&args, a.prefix, a.rev, a.prev_kv).map_err(|e| Exit::new(code::BAD_ARGS, e))?;
+    let target =
+        target(&args, a.prefix, a.rev, a.prev_kv).map_err(|e| Exit::new(code::BAD_ARGS, e))?;
     let printer = ctx.printer()?;
     let client = ctx.client().await?;
     print_watch(&client, &printer, &target, &exec).await?;
-    Err(Exit::new(code::INTERRUPTED, "watch is canceled by the server"))
+    Err(Exit::new(
+        code::INTERRUPTED,
+        "watch is canceled by the server",
+    ))
 }
 
 fn target(args: &[String], prefix: bool, rev: i64, prev_kv: bool) -> Result<Target, String> {
@@ -92,10 +99,17 @@ async fn print_watch(client: &Client, printer: &Printer, t: &Target, exec: &[Str
             prefix_end(&key)
         }
     } else {
-        t.range_end.clone().map(String::into_bytes).unwrap_or_default()
+        t.range_end
+            .clone()
+            .map(String::into_bytes)
+            .unwrap_or_default()
     };
     let request = WatchCreateRequest {
-        key: if t.prefix && key.is_empty() { vec![0] } else { key },
+        key: if t.prefix && key.is_empty() {
+            vec![0]
+        } else {
+            key
+        },
         range_end,
         start_revision: t.rev,
         prev_kv: t.prev_kv,
@@ -116,7 +130,10 @@ async fn print_watch(client: &Client, printer: &Printer, t: &Target, exec: &[Str
             eprintln!("watch was canceled ({})", cancel_text(&response));
         }
         if is_progress_notify(&response) {
-            println!("progress notify: {}", response.header.as_ref().map_or(0, |h| h.revision));
+            println!(
+                "progress notify: {}",
+                response.header.as_ref().map_or(0, |h| h.revision)
+            );
         }
         emit(printer.watch(&response))?;
         if !exec.is_empty() {
@@ -148,7 +165,10 @@ fn cancel_text(r: &WatchResponse) -> String {
     if oxcd_api::EtcdError::from_message(&r.cancel_reason).is_some() {
         r.cancel_reason.clone()
     } else {
-        format!("rpc error: code = FailedPrecondition desc = {}", r.cancel_reason)
+        format!(
+            "rpc error: code = FailedPrecondition desc = {}",
+            r.cancel_reason
+        )
     }
 }
 
@@ -160,7 +180,10 @@ fn run_for_events(r: &WatchResponse, exec: &[String]) -> CmdResult {
         let status = std::process::Command::new(&exec[0])
             .args(&exec[1..])
             .env("ETCD_WATCH_REVISION", revision.to_string())
-            .env("ETCD_WATCH_EVENT_TYPE", go::quote(crate::output::event_type(event.r#type).as_bytes()))
+            .env(
+                "ETCD_WATCH_EVENT_TYPE",
+                go::quote(crate::output::event_type(event.r#type).as_bytes()),
+            )
             .env("ETCD_WATCH_KEY", go::quote(&kv.key))
             .env("ETCD_WATCH_VALUE", go::quote(&kv.value))
             .status();
@@ -226,7 +249,11 @@ async fn interactive(ctx: &Ctx, env_key: &str, env_range: &str) -> CmdResult {
     ))
 }
 
-fn parse_interactive(args: &[String], env_key: &str, env_range: &str) -> Result<(Target, Vec<String>), String> {
+fn parse_interactive(
+    args: &[String],
+    env_key: &str,
+    env_range: &str,
+) -> Result<(Target, Vec<String>), String> {
     let (mut prefix, mut rev, mut prev_kv) = (false, 0, false);
     let mut positional = Vec::new();
     let mut exec = Vec::new();

@@ -171,12 +171,12 @@ pub fn txn(r: &TxnResponse) -> String {
         .iter()
         .map(|op| {
             let inner = match &op.response {
-                Some(Response::ResponseRange(x)) => Obj::new().raw("response_range", range(x)),
-                Some(Response::ResponsePut(x)) => Obj::new().raw("response_put", put(x)),
+                Some(Response::ResponseRange(x)) => Obj::new().raw("ResponseRange", range(x)),
+                Some(Response::ResponsePut(x)) => Obj::new().raw("ResponsePut", put(x)),
                 Some(Response::ResponseDeleteRange(x)) => {
-                    Obj::new().raw("response_delete_range", delete(x))
+                    Obj::new().raw("ResponseDeleteRange", delete(x))
                 }
-                Some(Response::ResponseTxn(x)) => Obj::new().raw("response_txn", txn(x)),
+                Some(Response::ResponseTxn(x)) => Obj::new().raw("ResponseTxn", txn(x)),
                 None => return Obj::new().end(),
             };
             Obj::new().raw("Response", inner.end()).end()

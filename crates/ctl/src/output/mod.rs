@@ -93,7 +93,13 @@ impl Printer {
 
     /// Renders an RPC response in the formats every RPC shares (json, protobuf); simple
     /// and fields come from the callers; table is refused.
-    fn rpc<M: Message>(&self, m: &M, json: impl FnOnce() -> String, simple: impl FnOnce() -> String, fields: impl FnOnce() -> String) -> Rendered {
+    fn rpc<M: Message>(
+        &self,
+        m: &M,
+        json: impl FnOnce() -> String,
+        simple: impl FnOnce() -> String,
+        fields: impl FnOnce() -> String,
+    ) -> Rendered {
         match self.format {
             Format::Simple => text(simple()),
             Format::Json => text(json() + "\n"),
@@ -141,61 +147,85 @@ impl Printer {
     }
 
     pub fn get(&self, r: &RangeResponse) -> Rendered {
-        self.rpc(r, || json::range(r), || {
-            let mut s = String::new();
-            self.simple_get(&mut s, r);
-            s
-        }, || {
-            let mut s = String::new();
-            fields::range(&mut s, r);
-            s
-        })
+        self.rpc(
+            r,
+            || json::range(r),
+            || {
+                let mut s = String::new();
+                self.simple_get(&mut s, r);
+                s
+            },
+            || {
+                let mut s = String::new();
+                fields::range(&mut s, r);
+                s
+            },
+        )
     }
 
     pub fn put(&self, r: &PutResponse) -> Rendered {
-        self.rpc(r, || json::put(r), || {
-            let mut s = String::new();
-            self.simple_put(&mut s, r);
-            s
-        }, || {
-            let mut s = String::new();
-            fields::put(&mut s, r);
-            s
-        })
+        self.rpc(
+            r,
+            || json::put(r),
+            || {
+                let mut s = String::new();
+                self.simple_put(&mut s, r);
+                s
+            },
+            || {
+                let mut s = String::new();
+                fields::put(&mut s, r);
+                s
+            },
+        )
     }
 
     pub fn del(&self, r: &DeleteRangeResponse) -> Rendered {
-        self.rpc(r, || json::delete(r), || {
-            let mut s = String::new();
-            self.simple_del(&mut s, r);
-            s
-        }, || {
-            let mut s = String::new();
-            fields::delete(&mut s, r);
-            s
-        })
+        self.rpc(
+            r,
+            || json::delete(r),
+            || {
+                let mut s = String::new();
+                self.simple_del(&mut s, r);
+                s
+            },
+            || {
+                let mut s = String::new();
+                fields::delete(&mut s, r);
+                s
+            },
+        )
     }
 
     pub fn txn(&self, r: &TxnResponse) -> Rendered {
-        self.rpc(r, || json::txn(r), || {
-            let mut s = String::from(if r.succeeded { "SUCCESS\n" } else { "FAILURE\n" });
-            for op in &r.responses {
-                s.push('\n');
-                match &op.response {
-                    Some(Response::ResponseRange(x)) => self.simple_get(&mut s, x),
-                    Some(Response::ResponsePut(x)) => self.simple_put(&mut s, x),
-                    Some(Response::ResponseDeleteRange(x)) => self.simple_del(&mut s, x),
-                    other => {
-                        let _ = writeln!(s, "unexpected response {other:?}");
+        self.rpc(
+            r,
+            || json::txn(r),
+            || {
+                let mut s = String::from(if r.succeeded {
+                    "SUCCESS\n"
+                } else {
+                    "FAILURE\n"
+                });
+                for op in &r.responses {
+                    s.push('\n');
+                    match &op.response {
+                        Some(Response::ResponseRange(x)) => self.simple_get(&mut s, x),
+                        Some(Response::ResponsePut(x)) => self.simple_put(&mut s, x),
+                        Some(Response::ResponseDeleteRange(x)) => self.simple_del(&mut s, x),
+                        other => {
+                            let _ = writeln!(s, "unexpected response {other:?}");
+                        }
                     }
                 }
-            }
-            s
-        }, || {
-            let mut s = String::new();
-            fields::txn(&mut s, r);
-            s
-        })
+                s
+            },
+            || {
+                let mut s = String::new();
+                fields::txn(&mut s, r);
+                s
+            },
+        )
     }
 
     pub fn watch(&self, r: &WatchResponse) -> Rendered {
@@ -208,29 +238,37 @@ impl Printer {
             created: r.created,
             ..Default::default()
         };
-        self.rpc(&wire, || json::watch(r), || {
-            let mut s = String::new();
-            for e in &r.events {
-                let _ = writeln!(s, "{}", event_type(e.r#type));
-                if let Some(prev) = &e.prev_kv {
-                    self.kv(&mut s, prev);
+        self.rpc(
+            &wire,
+            || json::watch(r),
+            || {
+                let mut s = String::new();
+                for e in &r.events {
+                    let _ = writeln!(s, "{}", event_type(e.r#type));
+                    if let Some(prev) = &e.prev_kv {
+                        self.kv(&mut s, prev);
+                    }
+                    if let Some(kv) = &e.kv {
+                        self.kv(&mut s, kv);
+                    }
                 }
-                if let Some(kv) = &e.kv {
-                    self.kv(&mut s, kv);
-                }
-            }
-            s
-        }, || {
-            let mut s = String::new();
-            fields::watch(&mut s, r);
-            s
-        })
+                s
+            },
+            || {
+                let mut s = String::new();
+                fields::watch(&mut s, r);
+                s
+            },
+        )
     }
 
     pub fn grant(&self, r: &LeaseGrantResponse) -> Rendered {
         let header = r.header.clone().unwrap_or_default();
         match self.format {
-            Format::Simple => text(format!("lease {:016x} granted with TTL({}s)\n", r.id, r.ttl)),
+            Format::Simple => text(format!(
+                "lease {:016x} granted with TTL({}s)\n",
+                r.id, r.ttl
+            )),
             Format::Json => text(
                 json::header_fields(&header)
                     .int("ID", r.id)
@@ -245,33 +283,45 @@ impl Printer {
                 let _ = writeln!(s, "\"ID\" : {}\n\"TTL\" : {}", r.id, r.ttl);
                 text(s)
             }
-            _ => Err(self.unsupported_type("clientv3.LeaseGrantResponse")),
+            _ => self.lease_wrapper(&r.header),
         }
     }
 
-    /// clientv3 wrapper types have no protobuf form: etcdctl refuses them by Go type.
-    fn unsupported_type(&self, go_type: &str) -> Exit {
-        if self.format == Format::Protobuf {
-            Exit::new(code::BAD_FEATURE, format!("marshal unsupported for type {go_type}"))
-        } else {
-            self.unsupported()
+    /// clientv3's lease answers embed the response header, whose `Marshal` Go promotes: in
+    /// protobuf they print the header alone. Table is refused.
+    fn lease_wrapper(&self, header: &Option<ResponseHeader>) -> Rendered {
+        match self.format {
+            Format::Protobuf => Ok(header.clone().unwrap_or_default().encode_to_vec()),
+            _ => Err(self.unsupported()),
         }
     }
 
     pub fn revoke(&self, id: i64, r: &LeaseRevokeResponse) -> Rendered {
-        self.rpc(r, || json::header_only(&r.header), || format!("lease {id:016x} revoked\n"), || {
-            let mut s = String::new();
-            fields::header(&mut s, &r.header);
-            s
-        })
+        self.rpc(
+            r,
+            || json::header_only(&r.header),
+            || format!("lease {id:016x} revoked\n"),
+            || {
+                let mut s = String::new();
+                fields::header(&mut s, &r.header);
+                s
+            },
+        )
     }
 
     pub fn keep_alive(&self, r: &LeaseKeepAliveResponse) -> Rendered {
         let header = r.header.clone().unwrap_or_default();
         match self.format {
-            Format::Simple => text(format!("lease {:016x} keepalived with TTL({})\n", r.id, r.ttl)),
+            Format::Simple => text(format!(
+                "lease {:016x} keepalived with TTL({})\n",
+                r.id, r.ttl
+            )),
             Format::Json => text(
-                json::header_fields(&header).int("ID", r.id).int("TTL", r.ttl).end() + "\n",
+                json::header_fields(&header)
+                    .int("ID", r.id)
+                    .int("TTL", r.ttl)
+                    .end()
+                    + "\n",
             ),
             Format::Fields => {
                 let mut s = String::new();
@@ -279,7 +329,7 @@ impl Printer {
                 let _ = writeln!(s, "\"ID\" : {}\n\"TTL\" : {}", r.id, r.ttl);
                 text(s)
             }
-            _ => Err(self.unsupported_type("clientv3.LeaseKeepAliveResponse")),
+            _ => self.lease_wrapper(&r.header),
         }
     }
 
@@ -315,7 +365,7 @@ impl Printer {
                         .int("id", r.id)
                         .int("ttl", r.ttl)
                         .int("granted-ttl", r.granted_ttl)
-                        .raw("keys", json::list(keys))
+                        .list_or_null("keys", keys)
                         .end()
                         + "\n",
                 )
@@ -333,7 +383,7 @@ impl Printer {
                 }
                 text(s)
             }
-            _ => Err(self.unsupported_type("*clientv3.LeaseTimeToLiveResponse")),
+            _ => self.lease_wrapper(&r.header),
         }
     }
 
@@ -368,7 +418,7 @@ impl Printer {
                 }
                 text(s)
             }
-            _ => Err(self.unsupported_type("*clientv3.LeaseLeasesResponse")),
+            _ => self.lease_wrapper(&r.header),
         }
     }
 
@@ -383,7 +433,12 @@ impl Printer {
         let cluster = r.header.as_ref().map_or(0, |h| h.cluster_id);
         let id = r.member.as_ref().map_or(0, |m| m.id);
         self.refuse_fields()?;
-        self.rpc(r, json, || format!("Member {id:16x} added to cluster {cluster:16x}\n"), String::new)
+        self.rpc(
+            r,
+            json,
+            || format!("Member {id:16x} added to cluster {cluster:16x}\n"),
+            String::new,
+        )
     }
 
     /// etcdctl's fields printer has no form for some answers and refuses them.
@@ -395,7 +450,14 @@ impl Printer {
         }
     }
 
-    pub fn member_change(&self, verb: &str, id: u64, header: &Option<ResponseHeader>, members: &[Member], m: &impl Message) -> Rendered {
+    pub fn member_change(
+        &self,
+        verb: &str,
+        id: u64,
+        header: &Option<ResponseHeader>,
+        members: &[Member],
+        m: &impl Message,
+    ) -> Rendered {
         let cluster = header.as_ref().map_or(0, |h| h.cluster_id);
         let json = || {
             json::Obj::new()
@@ -404,26 +466,43 @@ impl Printer {
                 .end()
         };
         self.refuse_fields()?;
-        self.rpc(m, json, || format!("Member {id:16x} {verb} cluster {cluster:16x}\n"), String::new)
+        self.rpc(
+            m,
+            json,
+            || format!("Member {id:16x} {verb} cluster {cluster:16x}\n"),
+            String::new,
+        )
     }
 
     pub fn member_list(&self, r: &MemberListResponse) -> Rendered {
         let rows = member_rows(r);
         match self.format {
             Format::Table => text(table::render(
-                &["ID", "Status", "Name", "Peer Addrs", "Client Addrs", "Is Learner"],
+                &[
+                    "ID",
+                    "Status",
+                    "Name",
+                    "Peer Addrs",
+                    "Client Addrs",
+                    "Is Learner",
+                ],
                 &rows,
             )),
-            _ => self.rpc(r, || {
-                json::Obj::new()
-                    .obj_omit("header", json::header(&r.header))
-                    .list_omit("members", json::members(&r.members))
-                    .end()
-            }, || rows.iter().map(|row| row.join(", ") + "\n").collect(), || {
-                let mut s = String::new();
-                fields::member_list(&mut s, r);
-                s
-            }),
+            _ => self.rpc(
+                r,
+                || {
+                    json::Obj::new()
+                        .obj_omit("header", json::header(&r.header))
+                        .list_omit("members", json::members(&r.members))
+                        .end()
+                },
+                || rows.iter().map(|row| row.join(", ") + "\n").collect(),
+                || {
+                    let mut s = String::new();
+                    fields::member_list(&mut s, r);
+                    s
+                },
+            ),
         }
     }
 
@@ -434,9 +513,17 @@ impl Printer {
                 let mut err = String::new();
                 for h in list {
                     if h.error.is_empty() {
-                        let _ = writeln!(err, "{} is healthy: successfully committed proposal: took = {}", h.endpoint, h.took);
+                        let _ = writeln!(
+                            err,
+                            "{} is healthy: successfully committed proposal: took = {}",
+                            h.endpoint, h.took
+                        );
                     } else {
-                        let _ = writeln!(err, "{} is unhealthy: failed to commit proposal: {}", h.endpoint, h.error);
+                        let _ = writeln!(
+                            err,
+                            "{} is unhealthy: failed to commit proposal: {}",
+                            h.endpoint, h.error
+                        );
                     }
                 }
                 Ok((Vec::new(), err))
@@ -469,9 +556,19 @@ impl Printer {
             Format::Table => {
                 let rows: Vec<Vec<String>> = list
                     .iter()
-                    .map(|h| vec![h.endpoint.clone(), h.health.to_string(), h.took.clone(), h.error.clone()])
+                    .map(|h| {
+                        vec![
+                            h.endpoint.clone(),
+                            h.health.to_string(),
+                            h.took.clone(),
+                            h.error.clone(),
+                        ]
+                    })
                     .collect();
-                Ok((table::render(&["endpoint", "health", "took", "error"], &rows).into_bytes(), String::new()))
+                Ok((
+                    table::render(&["endpoint", "health", "took", "error"], &rows).into_bytes(),
+                    String::new(),
+                ))
             }
             Format::Protobuf => Err(self.unsupported()),
         }
@@ -499,13 +596,29 @@ impl Printer {
         match self.format {
             Format::Simple => text(rows.iter().map(|row| row.join(", ") + "\n").collect()),
             Format::Table => text(table::render(
-                &["endpoint", "ID", "version", "db size", "is leader", "is learner", "raft term", "raft index", "raft applied index", "errors"],
+                &[
+                    "endpoint",
+                    "ID",
+                    "version",
+                    "db size",
+                    "is leader",
+                    "is learner",
+                    "raft term",
+                    "raft index",
+                    "raft applied index",
+                    "errors",
+                ],
                 &rows,
             )),
             Format::Json => {
                 let items = list
                     .iter()
-                    .map(|(ep, s)| json::Obj::new().str("Endpoint", ep).raw("Status", json::status(s)).end())
+                    .map(|(ep, s)| {
+                        json::Obj::new()
+                            .str("Endpoint", ep)
+                            .raw("Status", json::status(s))
+                            .end()
+                    })
                     .collect();
                 text(json::list(items) + "\n")
             }
@@ -519,14 +632,22 @@ impl Printer {
     }
 
     pub fn endpoint_hash_kv(&self, list: &[(String, HashKvResponse)]) -> Rendered {
-        let rows: Vec<Vec<String>> = list.iter().map(|(ep, h)| vec![ep.clone(), h.hash.to_string()]).collect();
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|(ep, h)| vec![ep.clone(), h.hash.to_string()])
+            .collect();
         match self.format {
             Format::Simple => text(rows.iter().map(|row| row.join(", ") + "\n").collect()),
             Format::Table => text(table::render(&["endpoint", "hash"], &rows)),
             Format::Json => {
                 let items = list
                     .iter()
-                    .map(|(ep, h)| json::Obj::new().str("Endpoint", ep).raw("HashKV", json::hash_kv(h)).end())
+                    .map(|(ep, h)| {
+                        json::Obj::new()
+                            .str("Endpoint", ep)
+                            .raw("HashKV", json::hash_kv(h))
+                            .end()
+                    })
                     .collect();
                 text(json::list(items) + "\n")
             }
@@ -541,7 +662,9 @@ impl Printer {
 
     pub fn move_leader(&self, leader: u64, target: u64, r: &MoveLeaderResponse) -> Rendered {
         match self.format {
-            Format::Simple => text(format!("Leadership transferred from {leader:x} to {target:x}\n")),
+            Format::Simple => text(format!(
+                "Leadership transferred from {leader:x} to {target:x}\n"
+            )),
             Format::Json => text(json::header_only(&r.header) + "\n"),
             Format::Protobuf => Ok(r.encode_to_vec()),
             _ => Err(self.unsupported()),
@@ -553,41 +676,61 @@ impl Printer {
             let alarms = r
                 .alarms
                 .iter()
-                .map(|a| json::Obj::new().int_omit("memberID", a.member_id).int_omit("alarm", a.alarm).end())
+                .map(|a| {
+                    json::Obj::new()
+                        .int_omit("memberID", a.member_id)
+                        .int_omit("alarm", a.alarm)
+                        .end()
+                })
                 .collect();
             json::Obj::new()
                 .obj_omit("header", json::header(&r.header))
                 .list_omit("alarms", alarms)
                 .end()
         };
-        self.rpc(r, json, || {
-            r.alarms
-                .iter()
-                .map(|a| {
-                    let mut s = String::new();
-                    if a.member_id != 0 {
-                        let _ = write!(s, "memberID:{} ", a.member_id);
-                    }
-                    if a.alarm != 0 {
-                        let _ = write!(s, "alarm:{} ", alarm_name(a.alarm));
-                    }
-                    s + "\n"
-                })
-                .collect()
-        }, || {
-            let mut s = String::new();
-            fields::alarm(&mut s, r);
-            s
-        })
+        self.rpc(
+            r,
+            json,
+            || {
+                r.alarms
+                    .iter()
+                    .map(|a| {
+                        let mut s = String::new();
+                        if a.member_id != 0 {
+                            let _ = write!(s, "memberID:{} ", a.member_id);
+                        }
+                        if a.alarm != 0 {
+                            let _ = write!(s, "alarm:{} ", alarm_name(a.alarm));
+                        }
+                        s + "\n"
+                    })
+                    .collect()
+            },
+            || {
+                let mut s = String::new();
+                fields::alarm(&mut s, r);
+                s
+            },
+        )
     }
 
     /// An auth answer: the simple line, or the header in the other formats.
-    pub fn auth(&self, simple: String, header: &Option<ResponseHeader>, m: &impl Message) -> Rendered {
-        self.rpc(m, || json::header_only(header), || simple, || {
-            let mut s = String::new();
-            fields::header(&mut s, header);
-            s
-        })
+    pub fn auth(
+        &self,
+        simple: String,
+        header: &Option<ResponseHeader>,
+        m: &impl Message,
+    ) -> Rendered {
+        self.rpc(
+            m,
+            || json::header_only(header),
+            || simple,
+            || {
+                let mut s = String::new();
+                fields::header(&mut s, header);
+                s
+            },
+        )
     }
 
     pub fn role_get(&self, role: &str, r: &AuthRoleGetResponse) -> Rendered {
@@ -608,49 +751,72 @@ impl Printer {
                 .list_omit("perm", perms)
                 .end()
         };
-        self.rpc(r, json, || {
-            let mut s = format!("Role {role}\nKV Read:\n");
-            let print = |s: &mut String, p: &oxcd_api::authpb::Permission| {
-                let key = String::from_utf8_lossy(&p.key);
-                if p.range_end.is_empty() {
-                    let _ = writeln!(s, "\t{key}");
-                    return;
+        self.rpc(
+            r,
+            json,
+            || {
+                let mut s = format!("Role {role}\nKV Read:\n");
+                let print = |s: &mut String, p: &oxcd_api::authpb::Permission| {
+                    let key = String::from_utf8_lossy(&p.key);
+                    if p.range_end.is_empty() {
+                        let _ = writeln!(s, "\t{key}");
+                        return;
+                    }
+                    let end = String::from_utf8_lossy(&p.range_end);
+                    if p.range_end == [0] {
+                        let _ = write!(s, "\t[{key}, <open ended>");
+                    } else {
+                        let _ = write!(s, "\t[{key}, {end})");
+                    }
+                    if oxcd_client::prefix_end(&p.key) == p.range_end {
+                        let _ = write!(s, " (prefix {key})");
+                    }
+                    s.push('\n');
+                };
+                // READ = 0, WRITE = 1, READWRITE = 2.
+                for p in r
+                    .perm
+                    .iter()
+                    .filter(|p| p.perm_type == 0 || p.perm_type == 2)
+                {
+                    print(&mut s, p);
                 }
-                let end = String::from_utf8_lossy(&p.range_end);
-                if p.range_end == [0] {
-                    let _ = write!(s, "\t[{key}, <open ended>");
-                } else {
-                    let _ = write!(s, "\t[{key}, {end})");
+                s.push_str("KV Write:\n");
+                for p in r
+                    .perm
+                    .iter()
+                    .filter(|p| p.perm_type == 1 || p.perm_type == 2)
+                {
+                    print(&mut s, p);
                 }
-                if oxcd_client::prefix_end(&p.key) == p.range_end {
-                    let _ = write!(s, " (prefix {key})");
+                s
+            },
+            || {
+                let mut s = String::new();
+                fields::header(&mut s, &r.header);
+                for p in &r.perm {
+                    let name = ["READ", "WRITE", "READWRITE"]
+                        .get(p.perm_type as usize)
+                        .copied()
+                        .unwrap_or("UNKNOWN");
+                    let _ = writeln!(s, "\"PermType\" :  {name}");
+                    let _ = writeln!(s, "\"Key\" : {}", go::quote(&p.key));
+                    let _ = writeln!(s, "\"RangeEnd\" : {}", go::quote(&p.range_end));
                 }
-                s.push('\n');
-            };
-            // READ = 0, WRITE = 1, READWRITE = 2.
-            for p in r.perm.iter().filter(|p| p.perm_type == 0 || p.perm_type == 2) {
-                print(&mut s, p);
-            }
-            s.push_str("KV Write:\n");
-            for p in r.perm.iter().filter(|p| p.perm_type == 1 || p.perm_type == 2) {
-                print(&mut s, p);
-            }
-            s
-        }, || {
-            let mut s = String::new();
-            fields::header(&mut s, &r.header);
-            for p in &r.perm {
-                let name = ["READ", "WRITE", "READWRITE"].get(p.perm_type as usize).copied().unwrap_or("UNKNOWN");
-                let _ = writeln!(s, "\"PermType\" :  {name}");
-                let _ = writeln!(s, "\"Key\" : {}", go::quote(&p.key));
-                let _ = writeln!(s, "\"RangeEnd\" : {}", go::quote(&p.range_end));
-            }
-            s
-        })
+                s
+            },
+        )
     }
 
     /// `role list` / `user list`: one name per line, or `"Roles" : "a" "b"` in fields.
-    pub fn names(&self, field: &str, json_field: &str, names: &[String], header: &Option<ResponseHeader>, m: &impl Message) -> Rendered {
+    pub fn names(
+        &self,
+        field: &str,
+        json_field: &str,
+        names: &[String],
+        header: &Option<ResponseHeader>,
+        m: &impl Message,
+    ) -> Rendered {
         let json = || {
             json::Obj::new()
                 .obj_omit("header", json::header(header))
@@ -660,19 +826,24 @@ impl Printer {
         if field != "Roles" {
             self.refuse_fields()?;
         }
-        self.rpc(m, json, || names.iter().map(|n| format!("{n}\n")).collect(), || {
-            let mut s = String::new();
-            fields::header(&mut s, header);
-            if field == "Roles" {
-                s.push_str("\"Roles\" :");
-                for n in names {
-                    s.push(' ');
-                    s.push_str(&go::quote(n.as_bytes()));
+        self.rpc(
+            m,
+            json,
+            || names.iter().map(|n| format!("{n}\n")).collect(),
+            || {
+                let mut s = String::new();
+                fields::header(&mut s, header);
+                if field == "Roles" {
+                    s.push_str("\"Roles\" :");
+                    for n in names {
+                        s.push(' ');
+                        s.push_str(&go::quote(n.as_bytes()));
+                    }
+                    s.push('\n');
                 }
-                s.push('\n');
-            }
-            s
-        })
+                s
+            },
+        )
     }
 
     pub fn user_get(&self, user: &str, r: &AuthUserGetResponse) -> Rendered {
@@ -683,14 +854,19 @@ impl Printer {
                 .end()
         };
         self.refuse_fields()?;
-        self.rpc(r, json, || {
-            let mut s = format!("User: {user}\nRoles:");
-            for role in &r.roles {
-                s.push(' ');
-                s.push_str(role);
-            }
-            s + "\n"
-        }, String::new)
+        self.rpc(
+            r,
+            json,
+            || {
+                let mut s = format!("User: {user}\nRoles:");
+                for role in &r.roles {
+                    s.push(' ');
+                    s.push_str(role);
+                }
+                s + "\n"
+            },
+            String::new,
+        )
     }
 }
 
@@ -701,7 +877,12 @@ fn member_rows(r: &MemberListResponse) -> Vec<Vec<String>> {
         .map(|m| {
             vec![
                 format!("{:x}", m.id),
-                if m.name.is_empty() { "unstarted" } else { "started" }.to_owned(),
+                if m.name.is_empty() {
+                    "unstarted"
+                } else {
+                    "started"
+                }
+                .to_owned(),
                 m.name.clone(),
                 m.peer_ur_ls.join(","),
                 m.client_ur_ls.join(","),

@@ -24,7 +24,12 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     for (h, w) in header.iter().zip(&widths) {
         let pad = w - width(h);
         let left = pad / 2;
-        out.push_str(&format!(" {}{}{} |", " ".repeat(left), h, " ".repeat(pad - left)));
+        out.push_str(&format!(
+            " {}{}{} |",
+            " ".repeat(left),
+            h,
+            " ".repeat(pad - left)
+        ));
     }
     out.push('\n');
     out.push_str(&line);
