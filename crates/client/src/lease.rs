@@ -89,6 +89,7 @@ impl Lease {
 
     /// Keeps a lease alive until the returned handle is dropped or the lease is gone,
     /// renewing it every third of its TTL and moving to another endpoint when one fails.
+    /// The renewals run as a task: call it inside a tokio runtime.
     ///
     /// ```no_run
     /// # async fn example(client: oxcd_client::Client) -> oxcd_client::Result<()> {

@@ -190,7 +190,7 @@ async fn observe(
 ) -> Result<()> {
     loop {
         let first = client.kv().range(edge_of_prefix(prefix, true, 0)).await?;
-        let mut header = first.header.clone().unwrap_or_default();
+        let mut header = first.header.unwrap_or_default();
         let leader = match first.kvs.into_iter().next() {
             Some(kv) => kv,
             None => {
@@ -230,11 +230,7 @@ async fn observe(
             more: false,
             count: 1,
         };
-        if tx
-            .send(Ok(announce(leader.clone(), header.clone())))
-            .await
-            .is_err()
-        {
+        if tx.send(Ok(announce(leader.clone(), header))).await.is_err() {
             return Ok(());
         }
         // Follow this leader's key until it is deleted.
@@ -248,13 +244,13 @@ async fn observe(
             .await?;
         'leader: while let Some(response) = watch.message().await {
             let response = response?;
-            let header = response.header.clone().unwrap_or_default();
+            let header = response.header.unwrap_or_default();
             for event in response.events {
                 if event.r#type == EventType::Delete as i32 {
                     break 'leader;
                 }
                 if let Some(kv) = event.kv {
-                    if tx.send(Ok(announce(kv, header.clone()))).await.is_err() {
+                    if tx.send(Ok(announce(kv, header))).await.is_err() {
                         return Ok(());
                     }
                 }

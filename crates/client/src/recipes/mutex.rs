@@ -73,7 +73,7 @@ impl<'s> Mutex<'s> {
             ],
         };
         let response = client.kv().txn(request).await?;
-        let header = response.header.clone().unwrap_or_default();
+        let header = response.header.unwrap_or_default();
         self.revision = header.revision;
         let mut ranges = response.responses.into_iter().map(|r| match r.response {
             Some(Response::ResponseRange(range)) => range.kvs,

@@ -9,7 +9,7 @@ use oxcd_api::mvccpb::KeyValue;
 use crate::go::quote;
 
 pub fn header(out: &mut String, h: &Option<ResponseHeader>) {
-    let h = h.clone().unwrap_or_default();
+    let h = (*h).unwrap_or_default();
     let _ = writeln!(out, "\"ClusterID\" : {}", h.cluster_id);
     let _ = writeln!(out, "\"MemberID\" : {}", h.member_id);
     let _ = writeln!(out, "\"Revision\" : {}", h.revision);

@@ -192,10 +192,7 @@ pub fn txn(r: &TxnResponse) -> String {
 /// clientv3's `WatchResponse`: Go field names, no omitempty.
 pub fn watch(r: &WatchResponse) -> String {
     Obj::new()
-        .raw(
-            "Header",
-            header_fields(&r.header.clone().unwrap_or_default()).end(),
-        )
+        .raw("Header", header_fields(&r.header.unwrap_or_default()).end())
         .list_or_null("Events", r.events.iter().map(event).collect())
         .int("CompactRevision", r.compact_revision)
         .bool("Canceled", r.canceled)

@@ -231,7 +231,7 @@ impl Printer {
     pub fn watch(&self, r: &WatchResponse) -> Rendered {
         // The protobuf form carries only what clientv3's WatchResponse keeps.
         let wire = WatchResponse {
-            header: Some(r.header.clone().unwrap_or_default()),
+            header: Some(r.header.unwrap_or_default()),
             events: r.events.clone(),
             compact_revision: r.compact_revision,
             canceled: r.canceled,
@@ -263,7 +263,7 @@ impl Printer {
     }
 
     pub fn grant(&self, r: &LeaseGrantResponse) -> Rendered {
-        let header = r.header.clone().unwrap_or_default();
+        let header = r.header.unwrap_or_default();
         match self.format {
             Format::Simple => text(format!(
                 "lease {:016x} granted with TTL({}s)\n",
@@ -291,7 +291,7 @@ impl Printer {
     /// protobuf they print the header alone. Table is refused.
     fn lease_wrapper(&self, header: &Option<ResponseHeader>) -> Rendered {
         match self.format {
-            Format::Protobuf => Ok(header.clone().unwrap_or_default().encode_to_vec()),
+            Format::Protobuf => Ok((*header).unwrap_or_default().encode_to_vec()),
             _ => Err(self.unsupported()),
         }
     }
@@ -310,7 +310,7 @@ impl Printer {
     }
 
     pub fn keep_alive(&self, r: &LeaseKeepAliveResponse) -> Rendered {
-        let header = r.header.clone().unwrap_or_default();
+        let header = r.header.unwrap_or_default();
         match self.format {
             Format::Simple => text(format!(
                 "lease {:016x} keepalived with TTL({})\n",
@@ -334,7 +334,7 @@ impl Printer {
     }
 
     pub fn time_to_live(&self, r: &LeaseTimeToLiveResponse, keys: bool) -> Rendered {
-        let header = r.header.clone().unwrap_or_default();
+        let header = r.header.unwrap_or_default();
         match self.format {
             Format::Simple => {
                 if r.granted_ttl == 0 && r.ttl == -1 {
@@ -388,7 +388,7 @@ impl Printer {
     }
 
     pub fn leases(&self, r: &LeaseLeasesResponse) -> Rendered {
-        let header = r.header.clone().unwrap_or_default();
+        let header = r.header.unwrap_or_default();
         match self.format {
             Format::Simple => {
                 let mut s = format!("found {} leases\n", r.leases.len());
