@@ -195,6 +195,32 @@ pub fn start(
     )))
 }
 
+/// Lays out a new member of a new cluster in `cfg`'s data dir without starting it, as the
+/// first start would: the founding members in the backend, the WAL, the bootstrap snapshot.
+/// The backend may already hold data (`oxcdutl snapshot restore` loads a snapshot first);
+/// it must hold no Raft position of another cluster. A later `oxcd --data-dir` restarts it.
+pub fn initialize(cfg: &ServerConfig) -> Result<(), ServerError> {
+    let wal_dir = cfg.wal_dir();
+    if Wal::exists(&wal_dir) {
+        return Err(ServerError::Startup(format!(
+            "wal-dir {:?} exists",
+            wal_dir.display()
+        )));
+    }
+    let snap_dir = cfg.snap_dir();
+    for dir in [&wal_dir, &snap_dir] {
+        fs::create_dir_all(dir)
+            .map_err(|e| ServerError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let backend = Backend::open(cfg.backend_path(), BackendConfig::default())?;
+    let kv = KvStore::open(backend)?;
+    let snapshotter = Snapshotter::new(&snap_dir)?;
+    let (wal, _, _) = bootstrap_new(cfg, None, &wal_dir, &snapshotter, &MemStorage::new(), &kv)?;
+    drop(wal);
+    kv.force_commit()?;
+    Ok(())
+}
+
 /// A member joining an existing cluster learns who it is from a running member.
 pub struct JoinInfo {
     pub member_id: u64,

@@ -26,6 +26,8 @@
 //! the past or read too slowly catch up from the backend on a background thread.
 
 mod backend;
+mod backup;
+pub mod bbolt;
 mod mvcc;
 mod snap;
 mod wal;
@@ -34,6 +36,9 @@ mod watch;
 pub use backend::{
     schema, Backend, BackendConfig, Dump, Error as BackendError, WriteBatch, SNAPSHOT_MAGIC,
     SNAPSHOT_VERSION,
+};
+pub use backup::{
+    Error as BackupError, EtcdSnapshot, RestoreOptions, Restored, SnapshotFile, SnapshotStatus,
 };
 pub use mvcc::{
     Batch, CompactionWait, Error as MvccError, HashKv, KvStore, PieceLimits, RangeCursor,
