@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use oxcd_server::config::{self, Invocation};
 
 fn main() -> ExitCode {
+    #[cfg(feature = "failpoints")]
+    let _failpoints = failpoints();
     let cfg = match config::parse() {
         Ok(Invocation::Serve(cfg)) => cfg,
         Ok(Invocation::PrintHelp(text)) | Ok(Invocation::PrintVersion(text)) => {
@@ -44,4 +46,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Failpoint builds: arms the failpoints named in `FAILPOINTS` (the `fail` crate's syntax,
+/// e.g. `raft_before_save=3*off->panic`), and makes any panic end the process at once, as a
+/// crash would: nothing after the failpoint runs, in any thread.
+#[cfg(feature = "failpoints")]
+fn failpoints() -> fail::FailScenario<'static> {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+    fail::FailScenario::setup()
 }

@@ -49,6 +49,8 @@ pub struct Limits {
     pub max_learners: usize,
     /// Backend size past which writes raise NOSPACE (`--quota-backend-bytes`); `None` = no quota.
     pub quota_bytes: Option<u64>,
+    /// Whether the disk is nearly full; writes then raise NOSPACE too.
+    pub disk_space: crate::disk_space::DiskSpace,
 }
 
 /// The running member, as request handlers see it.
@@ -117,28 +119,33 @@ impl EtcdServer {
         }
     }
 
-    /// Refuses a write that would grow the backend past its quota, raising the NOSPACE alarm
-    /// the first time, as etcd's quota servers do. `cost` is the request's encoded size.
+    /// Refuses a write that would grow the backend past its quota, or that the disk may not
+    /// have room for, raising the NOSPACE alarm the first time, as etcd's quota servers do.
+    /// `cost` is the request's encoded size.
     pub async fn check_quota(&self, cost: usize) -> Result<(), ServerError> {
         if self.alarms.no_space() {
             return Err(EtcdError::NoSpace.into());
         }
-        let Some(quota) = self.limits.quota_bytes else {
-            return Ok(());
-        };
-        let size = self
-            .kv
-            .backend()
-            .size()
-            .map_err(|e| ServerError::Storage(e.to_string()))?;
-        if size + cost as u64 <= quota {
-            return Ok(());
+        if self.limits.disk_space.is_low() {
+            tracing::warn!("free disk space is below the reserve; raising the NOSPACE alarm");
+        } else {
+            let Some(quota) = self.limits.quota_bytes else {
+                return Ok(());
+            };
+            let size = self
+                .kv
+                .backend()
+                .size()
+                .map_err(|e| ServerError::Storage(e.to_string()))?;
+            if size + cost as u64 <= quota {
+                return Ok(());
+            }
+            tracing::warn!(
+                quota,
+                size,
+                "backend quota exceeded; raising the NOSPACE alarm"
+            );
         }
-        tracing::warn!(
-            quota,
-            size,
-            "backend quota exceeded; raising the NOSPACE alarm"
-        );
         let alarm = InternalRaftRequest {
             alarm: Some(AlarmRequest {
                 action: alarm_request::AlarmAction::Activate as i32,

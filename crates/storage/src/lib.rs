@@ -45,5 +45,8 @@ pub use mvcc::{
     RangeOptions, RangeResult, Revision, Txn,
 };
 pub use snap::{Error as SnapError, Snapshotter};
-pub use wal::{Error as WalError, Wal, WalContents, WalOptions, WalSnapshot};
+pub use wal::{
+    Error as WalError, Wal, WalContents, WalOptions, WalSnapshot,
+    SEGMENT_SIZE_BYTES as WAL_SEGMENT_SIZE_BYTES,
+};
 pub use watch::{WatchError, WatchResponse, WatchStream, WatchableStore, INVALID_WATCH_ID};

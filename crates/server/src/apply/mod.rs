@@ -113,21 +113,18 @@ impl Applier {
             let mut events = Vec::new();
             let mut batch = match self.kv.begin_batch() {
                 Ok(batch) => batch,
-                Err(e) => panic!("failed to begin a backend transaction: {e}"),
+                Err(e) => self.backend_failed("failed to begin tx", &e),
             };
             for entry in entries.iter().filter(|e| e.index > consistent_index) {
                 if let Some(answer) = self.apply_entry(&mut batch, entry, &mut events) {
                     answers.push(answer);
                 }
             }
-            if let Err(e) = batch
-                .set_consistent_index(last_index, last_term)
-                .map_err(ServerError::from)
-            {
-                panic!("failed to record the consistent index: {e}");
+            if let Err(e) = batch.set_consistent_index(last_index, last_term) {
+                self.backend_failed("failed to commit tx", &e);
             }
             if let Err(e) = batch.commit() {
-                panic!("failed to commit applied entries to the backend: {e}");
+                self.backend_failed("failed to commit tx", &e);
             }
             if let Some(sink) = &self.events {
                 if !events.is_empty() {
@@ -147,15 +144,11 @@ impl Applier {
             if last_index - last_snapshot > self.snapshot_count {
                 // The snapshot says "state up to here is in the backend": make that true on
                 // disk before the WAL behind it is released.
-                match self.kv.force_commit() {
-                    Ok(()) => {
-                        last_snapshot = last_index;
-                        let _ = self.raft.send(RaftInput::Snapshot { index: last_index });
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "failed to make the backend durable for a snapshot")
-                    }
+                if let Err(e) = self.kv.force_commit() {
+                    self.backend_failed("failed to commit tx", &e);
                 }
+                last_snapshot = last_index;
+                let _ = self.raft.send(RaftInput::Snapshot { index: last_index });
             }
         }
     }
@@ -186,6 +179,11 @@ impl Applier {
                 };
                 let id = req.header.as_ref().map_or(req.id, |h| h.id);
                 let result = self.dispatch(batch, req, events);
+                if let Err(ServerError::Storage(e)) = &result {
+                    // Other members applied this entry; answering it with an error here
+                    // would let this member's state part from theirs.
+                    self.backend_failed("failed to apply request", e);
+                }
                 Some((id, result))
             }
         }
@@ -245,6 +243,12 @@ impl Applier {
         })
     }
 
+    /// The backend cannot take this batch: stop before anything of it is acknowledged. The
+    /// WAL holds the entries; a restart applies them from the last committed batch on.
+    fn backend_failed(&self, message: &str, error: &dyn std::fmt::Display) -> ! {
+        crate::fatal::exit(message, self.kv.backend().path(), error)
+    }
+
     /// Moves the applied index forward to `index` (never back), waking linearizable reads.
     fn advance_applied(&self, index: u64) {
         self.applied.send_if_modified(|applied| {
@@ -259,6 +263,7 @@ impl Applier {
     /// skipped as already applied.
     fn restore_snapshot(&self, path: &std::path::Path, index: u64) {
         tracing::info!("snapshot-index" = index, path = %path.display(), "restoring mvcc store from a snapshot");
+        fail::fail_point!("raft_before_apply_snap");
         let restored = std::fs::File::open(path)
             .map_err(|e| e.to_string())
             .and_then(|file| {
@@ -267,19 +272,16 @@ impl Applier {
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = restored {
-            panic!(
-                "failed to restore the backend from the snapshot at {}: {e}",
-                path.display()
-            );
+            crate::fatal::exit("failed to restore mvcc store", path, &e);
         }
         if let Err(e) = self.alarms.reload(self.kv.backend()) {
-            panic!("failed to reload alarms after a snapshot: {e}");
+            self.backend_failed("failed to restore alarm store", &e);
         }
         if let Err(e) = self.membership.reload(self.kv.backend()) {
-            panic!("failed to reload members after a snapshot: {e}");
+            self.backend_failed("failed to restore members", &e);
         }
         if let Err(e) = self.lessor.reload(&self.kv) {
-            panic!("failed to reload leases after a snapshot: {e}");
+            self.backend_failed("failed to restore lease store", &e);
         }
         if let Err(e) = self.v2.reload(self.kv.backend()) {
             panic!("failed to reload the v2 store after a snapshot: {e}");
@@ -287,6 +289,7 @@ impl Applier {
         if let Some(sink) = &self.events {
             sink.restored();
         }
+        fail::fail_point!("raft_after_apply_snap");
         let _ = std::fs::remove_file(path);
         let (consistent_index, _) = self.kv.consistent_index();
         self.advance_applied(consistent_index);
@@ -343,7 +346,7 @@ impl Applier {
             },
         };
         if let Err(e) = result {
-            panic!("failed to record a membership change: {e}");
+            self.backend_failed("failed to record a membership change", &e);
         }
         if let Err(e) = self.mirror_conf_change(batch, cc.get_change_type(), id) {
             panic!("failed to record a membership change in the v2 store: {e}");
@@ -440,6 +443,7 @@ impl Applier {
             }));
         }
         if let Some(checkpoints) = req.lease_checkpoint {
+            fail::fail_point!("lease_before_checkpoint");
             for c in &checkpoints.checkpoints {
                 self.lessor.checkpoint(batch.raw(), c.id, c.remaining_ttl)?;
             }
