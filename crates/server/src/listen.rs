@@ -1,98 +1,160 @@
-//! Listeners for client and peer URLs: TCP, optionally wrapped in TLS, served with axum
-//! (HTTP/1 and HTTP/2 on one port, so gRPC and HTTP share it as in etcd).
+//! Listeners for client and peer URLs: TCP or unix sockets (`unix://`, `unixs://`, whose
+//! path is the URL's `host:port`, as etcd's), optionally wrapped in TLS, each connection
+//! served by hyper with HTTP/1 and HTTP/2 on one port, so gRPC and HTTP share it as in etcd.
+//!
+//! Every connection is handshaken in its own task, so a client that stalls in its TLS
+//! handshake holds up no one else (etcd's tlsListener does the same with goroutines).
 
 use std::io;
-use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::EtcdUrl;
+use crate::config::{EtcdUrl, Scheme};
 
-/// Binds `url`'s address, with etcd's message when it cannot.
-pub async fn bind(url: &EtcdUrl) -> io::Result<TcpListener> {
-    TcpListener::bind(&url.authority)
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("listen tcp {}: bind: {e}", url.authority)))
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long to wait before accepting again after `accept` failed (say, out of descriptors).
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// A bound listener of either kind.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
 }
 
-/// A TCP listener whose connections are TLS, handshaken before they are handed to axum.
-pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
+/// HTTP/2 settings for every connection of a listener.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// Streams one connection may have open at once (`--max-concurrent-streams`).
+    pub max_concurrent_streams: u32,
 }
 
-impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
-        TlsListener {
-            tcp,
-            acceptor: TlsAcceptor::from(config),
+impl Default for ServeOptions {
+    /// etcd's default: no limit (`math.MaxUint32`), where hyper alone would allow 200.
+    fn default() -> Self {
+        ServeOptions {
+            max_concurrent_streams: u32::MAX,
         }
     }
 }
 
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (stream, addr) = match self.tcp.accept().await {
-                Ok(conn) => {
-                    let _ = conn.0.set_nodelay(true);
-                    conn
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            // A client that never finishes its handshake must not hold up the others.
-            match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                self.acceptor.accept(stream),
-            )
-            .await
-            {
-                Ok(Ok(tls)) => return (tls, addr),
-                Ok(Err(e)) => {
-                    tracing::warn!("remote-addr" = %addr, error = %e, "rejected connection: TLS handshake failed")
-                }
-                Err(_) => {
-                    tracing::warn!("remote-addr" = %addr, "rejected connection: TLS handshake timed out")
-                }
+/// Binds `url`'s address, with etcd's message when it cannot. A unix socket's file is
+/// removed first if it exists, as etcd does.
+pub async fn bind(url: &EtcdUrl) -> io::Result<Listener> {
+    let bind_error =
+        |e: io::Error| io::Error::new(e.kind(), format!("listen tcp {}: bind: {e}", url.authority));
+    match url.scheme {
+        Scheme::Unix | Scheme::Unixs => {
+            let path = Path::new(&url.authority);
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(bind_error(e)),
             }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
-}
-
-/// Serves `router` on `tcp`, in TLS when `tls` is given, until the process ends.
-pub fn spawn_serve(tcp: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, router: axum::Router) {
-    tokio::spawn(async move {
-        let result = match tls {
-            Some(config) => axum::serve(TlsListener::new(tcp, config), router).await,
-            // Without TCP_NODELAY, Nagle's algorithm holds small responses (watch events,
-            // unary answers) back by up to tens of milliseconds.
-            None => {
-                use axum::serve::ListenerExt;
-                axum::serve(
-                    tcp.tap_io(|t| {
-                        let _ = t.set_nodelay(true);
-                    }),
-                    router,
+            UnixListener::bind(path).map(Listener::Unix).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("listen unix {}: bind: {e}", url.authority),
                 )
-                .await
+            })
+        }
+        Scheme::Http | Scheme::Https => TcpListener::bind(&url.authority)
+            .await
+            .map(Listener::Tcp)
+            .map_err(bind_error),
+    }
+}
+
+/// Serves `router` on `listener`, in TLS when `tls` is given, until the process ends.
+pub fn spawn_serve(
+    listener: Listener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    router: axum::Router,
+    opts: ServeOptions,
+) {
+    let acceptor = tls.map(TlsAcceptor::from);
+    tokio::spawn(async move {
+        loop {
+            let accepted = match &listener {
+                Listener::Tcp(tcp) => tcp.accept().await.map(|(stream, addr)| {
+                    // Without TCP_NODELAY, Nagle's algorithm holds small responses (watch
+                    // events, unary answers) back by up to tens of milliseconds.
+                    let _ = stream.set_nodelay(true);
+                    let conn = handle(
+                        stream,
+                        addr.to_string(),
+                        acceptor.clone(),
+                        router.clone(),
+                        opts,
+                    );
+                    tokio::spawn(conn);
+                }),
+                Listener::Unix(unix) => unix.accept().await.map(|(stream, _)| {
+                    let conn = handle(
+                        stream,
+                        "unix".into(),
+                        acceptor.clone(),
+                        router.clone(),
+                        opts,
+                    );
+                    tokio::spawn(conn);
+                }),
+            };
+            if let Err(e) = accepted {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_RETRY).await;
             }
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "listener stopped");
         }
     });
+}
+
+/// Handshakes (with TLS) and serves one connection.
+async fn handle<I>(
+    io: I,
+    remote: String,
+    acceptor: Option<TlsAcceptor>,
+    router: axum::Router,
+    opts: ServeOptions,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(acceptor) = acceptor else {
+        return serve_connection(io, router, opts).await;
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => serve_connection(tls, router, opts).await,
+        Ok(Err(e)) => {
+            tracing::warn!("remote-addr" = %remote, error = %crate::tls::describe_error(&e), "rejected connection")
+        }
+        Err(_) => {
+            tracing::warn!("remote-addr" = %remote, error = "TLS handshake timeout", "rejected connection")
+        }
+    }
+}
+
+async fn serve_connection<I>(io: I, router: axum::Router, opts: ServeOptions)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_concurrent_streams(opts.max_concurrent_streams)
+        .enable_connect_protocol();
+    let service = TowerToHyperService::new(router);
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .await
+    {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }

@@ -26,6 +26,7 @@ use crate::error::ServerError;
 use crate::id::IdGenerator;
 use crate::lease::{LeaseForwarder, Lessor};
 use crate::membership::Membership;
+use crate::quota::{Quota, Refused};
 use crate::raft::{ProposalResult, RaftInput, RaftStatus};
 use crate::wait::Wait;
 
@@ -73,6 +74,8 @@ pub struct EtcdServer {
     /// The index of the last applied entry.
     applied: watch::Receiver<u64>,
     ids: IdGenerator,
+    /// `limits.quota_bytes` and what the backend was last measured at.
+    quota: Quota,
 }
 
 impl EtcdServer {
@@ -92,6 +95,7 @@ impl EtcdServer {
         wait: Arc<Wait<ProposalResult>>,
         applied: watch::Receiver<u64>,
     ) -> EtcdServer {
+        let quota = Quota::new(limits.quota_bytes);
         EtcdServer {
             member_id,
             cluster_id,
@@ -107,6 +111,7 @@ impl EtcdServer {
             wait,
             applied,
             ids: IdGenerator::new(member_id),
+            quota,
         }
     }
 
@@ -116,17 +121,11 @@ impl EtcdServer {
         if self.alarms.no_space() {
             return Err(EtcdError::NoSpace.into());
         }
-        let Some(quota) = self.limits.quota_bytes else {
-            return Ok(());
+        let (size, quota) = match self.quota.admits(self.kv.backend(), cost as u64).await {
+            Ok(()) => return Ok(()),
+            Err(Refused::Storage(e)) => return Err(ServerError::Storage(e)),
+            Err(Refused::Full { size, limit }) => (size, limit),
         };
-        let size = self
-            .kv
-            .backend()
-            .size()
-            .map_err(|e| ServerError::Storage(e.to_string()))?;
-        if size + cost as u64 <= quota {
-            return Ok(());
-        }
         tracing::warn!(
             quota,
             size,

@@ -64,7 +64,9 @@ pub fn range(
         rev: req.revision,
         limit,
         count_only: req.count_only,
-        keys_only: req.keys_only,
+        // Sorting by value needs the values even when they are not returned: etcd reads
+        // them, sorts, and drops them afterwards.
+        keys_only: req.keys_only && sort_target != SortTarget::Value,
     };
     let RangeResult {
         mut kvs,
