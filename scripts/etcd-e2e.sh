@@ -25,18 +25,16 @@ declare -A LISTS=(
   # clusters: membership, quorum reads, peer TLS
   [issue5]='^TestCtlV3(MemberAdd|MemberAddNoTLS|MemberAddForLearner|MemberAddPeerTLS|MemberListPeerTLS|MemberRemove|MemberRemoveNoTLS|MemberRemovePeerTLS|MemberUpdate|MemberUpdateNoTLS|MemberUpdatePeerTLS|GetQuorum|PutPeerTLS|GetPeerTLS|DelPeerTLS|WatchPeerTLS|LeaseRevokePeerTLS)$|^TestEtcdMultiPeer$'
 )
-# issue 2's list but TestCtlV3EndpointHashKV: that test's Go client dials HashKV with the
-# URL itself as the HTTP/2 :authority ("http://localhost:20000"), which grpc-go servers accept
-# and the h2 crate (under hyper/tonic) rejects as malformed with a stream reset. Every other
-# client sends host:port; `etcdctl endpoint hashkv` works (tests/tests/kv_etcdctl.rs).
-LISTS[issue2-ci]='^TestCtlV3(Put|PutNoTLS|PutTimeout|PutIgnoreValue|Get|GetNoTLS|GetTimeout|GetFormat|GetRev|GetKeysOnly|Del|DelNoTLS|DelTimeout|TxnInteractiveSuccess|TxnInteractiveSuccessNoTLS|TxnInteractiveFail|Compact|CompactPhysical|EndpointStatus|EndpointHealth|MemberList|MemberListNoTLS)$'
+# clients dialing endpoints one by one (the whole URL as :authority), TLS and transport
+# flags, backend quota, L4 gateway
+LISTS[issue9]='^TestCtlV3(Defrag|EndpointHashKV|MoveLeaderScenarios|Alarm|GetRevokedCRL)$|^TestEtcd(PeerCNAuth|PeerNameAuth|UnixPeers)$|^TestGateway$'
 # issue 11, the v2 API: every TestCtlV2* but the four TestCtlV2Backup* (etcdctl backup reads
 # etcd's own data dir; out of scope), and every TestV2Curl* but two that need what oxcd's
 # listeners lack: TestV2CurlClientBoth (http and https on one port) and
 # TestCtlV2AuthWithCommonName (v2 users named by a client certificate's common name).
 LISTS[issue11]='^TestCtlV2(Set|SetQuorum|SetClientTLS|SetPeerTLS|SetTLS|Mk|MkQuorum|MkTLS|Rm|RmTLS|Ls|LsQuorum|LsTLS|Watch|WatchTLS|GetRoleUser|UserListUsername|UserListRoot|RoleList|ClusterHealth)$|^TestV2Curl(NoTLS|AutoTLS|AllTLS|PeerTLS|ClientTLS|Issue5182)$'
 # The lists CI runs (scripts/test.sh): add an issue's name once oxcd passes its list.
-CI_LISTS=(issue2-ci issue3 issue4 issue5)
+CI_LISTS=(issue2 issue3 issue4 issue5 issue9)
 # Lists CI runs each in a suite process of its own: TestCtlV2* set ETCDCTL_API=2 in the
 # suite's environment, which must never reach a v3 test.
 CI_APART_LISTS=(issue11)

@@ -52,6 +52,16 @@ pub fn etcdctl(endpoints: &str, args: &[&str]) -> CtlOutput {
 ///
 /// Panics if etcdctl cannot be started or runs longer than 30 s.
 pub fn etcdctl_stdin(endpoints: &str, args: &[&str], stdin: &str) -> CtlOutput {
+    run(endpoints, args, stdin, CTL_TIMEOUT)
+}
+
+/// Runs etcdctl as [`etcdctl`] does, for commands that take longer than 30 s (`check
+/// perf`); panics if it runs longer than `timeout`.
+pub fn etcdctl_timeout(endpoints: &str, args: &[&str], timeout: Duration) -> CtlOutput {
+    run(endpoints, args, "", timeout)
+}
+
+fn run(endpoints: &str, args: &[&str], stdin: &str, timeout: Duration) -> CtlOutput {
     let bin = etcdctl_bin();
     let mut child = Command::new(&bin)
         .arg(format!("--endpoints={endpoints}"))
@@ -79,13 +89,13 @@ pub fn etcdctl_stdin(endpoints: &str, args: &[&str], stdin: &str) -> CtlOutput {
     std::thread::spawn(move || {
         let _ = done_tx.send(child.wait());
     });
-    let status = match done_rx.recv_timeout(CTL_TIMEOUT) {
+    let status = match done_rx.recv_timeout(timeout) {
         Ok(status) => status.expect("wait for etcdctl"),
         Err(_) => {
             // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet
             // (the waiting thread is still blocked in wait).
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("etcdctl {args:?} against {endpoints} ran longer than {CTL_TIMEOUT:?}");
+            panic!("etcdctl {args:?} against {endpoints} ran longer than {timeout:?}");
         }
     };
     let _ = feeder.join();

@@ -51,7 +51,7 @@ pub mod workload;
 
 pub use binaries::{etcdctl_bin, real_etcd_bin, server_bin, testing_real_etcd};
 pub use cluster::{fixture, wait_for_membership, Cluster, ClusterBuilder, MemberInfo, PeerTls};
-pub use ctl::{etcdctl, etcdctl_stdin, CtlOutput};
+pub use ctl::{etcdctl, etcdctl_stdin, etcdctl_timeout, CtlOutput};
 pub use deadline::{start_timeout, wait_until};
 pub use diff::line_diff;
 pub use member::{Member, MemberBuilder};

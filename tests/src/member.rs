@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::binaries::server_bin;
+use crate::cluster::fixture;
 use crate::ctl::{etcdctl, CtlOutput};
 use crate::deadline::start_timeout;
 use crate::ports::free_port;
@@ -34,6 +35,8 @@ pub struct MemberBuilder {
     peer_port: Option<u16>,
     advertise_peer_port: Option<u16>,
     peer_scheme: String,
+    client_tls: bool,
+    in_temp_dir: bool,
     learner: bool,
     initial_cluster: Option<String>,
     initial_cluster_state: String,
@@ -74,6 +77,21 @@ impl MemberBuilder {
     /// [`MemberBuilder::args`].
     pub fn peer_scheme(mut self, scheme: &str) -> Self {
         self.peer_scheme = scheme.to_owned();
+        self
+    }
+
+    /// Serve client URLs over `https` with the fixture certificates (`server.crt`, CA
+    /// `ca.crt`) and `--client-cert-auth`; [`Member::etcdctl`] then presents the same
+    /// certificate.
+    pub fn client_tls(mut self, on: bool) -> Self {
+        self.client_tls = on;
+        self
+    }
+
+    /// Run the server in its temp dir, so relative paths in its flags (`unix://` socket
+    /// names are paths relative to the working directory) land there.
+    pub fn in_temp_dir(mut self) -> Self {
+        self.in_temp_dir = true;
         self
     }
 
@@ -145,6 +163,8 @@ impl MemberBuilder {
             peer_port,
             advertise_peer_port: self.advertise_peer_port.unwrap_or(peer_port),
             peer_scheme: self.peer_scheme,
+            client_tls: self.client_tls,
+            in_temp_dir: self.in_temp_dir,
             learner: self.learner,
             data_dir,
             log_path,
@@ -172,6 +192,15 @@ impl MemberBuilder {
                 format!("--initial-cluster-state={}", self.initial_cluster_state),
                 format!("--initial-cluster-token={}", self.token),
             ];
+            if member.client_tls {
+                let file = |name: &str| fixture(name).display().to_string();
+                member.argv.extend([
+                    format!("--cert-file={}", file("server.crt")),
+                    format!("--key-file={}", file("server.key.insecure")),
+                    format!("--trusted-ca-file={}", file("ca.crt")),
+                    "--client-cert-auth".to_owned(),
+                ]);
+            }
         }
         member.argv.extend(self.args);
         member.spawn_process();
@@ -200,6 +229,10 @@ pub struct Member {
     /// The peer port in `--initial-advertise-peer-urls`: `peer_port`, or a proxy's.
     advertise_peer_port: u16,
     peer_scheme: String,
+    /// Client URLs are `https` with certificates (see [`MemberBuilder::client_tls`]).
+    client_tls: bool,
+    /// The server's working directory is its temp dir.
+    in_temp_dir: bool,
     /// A learner is ready when it serves serializable reads.
     learner: bool,
     data_dir: PathBuf,
@@ -224,6 +257,8 @@ impl Member {
             peer_port: None,
             advertise_peer_port: None,
             peer_scheme: "http".to_owned(),
+            client_tls: false,
+            in_temp_dir: false,
             learner: false,
             initial_cluster: None,
             initial_cluster_state: "new".to_owned(),
@@ -260,9 +295,24 @@ impl Member {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    /// `http://127.0.0.1:PORT` of the client port.
+    /// `http://127.0.0.1:PORT` of the client port (`https` with client TLS).
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.client_tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The etcdctl flags that present the fixture client certificate and trust the fixture
+    /// CA, when the member serves client TLS; none otherwise.
+    pub fn ctl_tls_args(&self) -> Vec<String> {
+        if !self.client_tls {
+            return Vec::new();
+        }
+        let file = |name: &str| fixture(name).display().to_string();
+        vec![
+            format!("--cacert={}", file("ca.crt")),
+            format!("--cert={}", file("server.crt")),
+            format!("--key={}", file("server.key.insecure")),
+        ]
     }
 
     /// `SCHEME://127.0.0.1:PORT` of the peer port the member listens on.
@@ -287,6 +337,12 @@ impl Member {
         self.learner = learner;
     }
 
+    /// The member's temp dir (data dir, log, and its working directory with
+    /// [`MemberBuilder::in_temp_dir`]); `None` once kept.
+    pub fn temp_dir(&self) -> Option<&Path> {
+        self.dir.as_ref().map(TempDir::path)
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
@@ -305,9 +361,19 @@ impl Member {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Runs etcdctl against this member.
+    /// Runs etcdctl against this member (over TLS with its certificate when it serves
+    /// client TLS).
     pub fn etcdctl(&self, args: &[&str]) -> CtlOutput {
-        etcdctl(&self.endpoint(), args)
+        if !self.client_tls {
+            return etcdctl(&self.endpoint(), args);
+        }
+        let tls = self.ctl_tls_args();
+        let all: Vec<&str> = tls
+            .iter()
+            .map(String::as_str)
+            .chain(args.iter().copied())
+            .collect();
+        etcdctl(&self.client_url(), &all)
     }
 
     /// True while the process has not exited (a paused process counts as running).
@@ -338,10 +404,10 @@ impl Member {
                 const TIMEOUTS: [&str; 2] = ["--dial-timeout=1s", "--command-timeout=2s"];
                 let health = if self.learner {
                     let probe = [&TIMEOUTS[..], &["get", "health", "--consistency=s"]].concat();
-                    etcdctl(&self.endpoint(), &probe)
+                    self.etcdctl(&probe)
                 } else {
                     let probe = [&TIMEOUTS[..], &["endpoint", "health"]].concat();
-                    etcdctl(&self.endpoint(), &probe)
+                    self.etcdctl(&probe)
                 };
                 if health.success() {
                     return;
@@ -480,6 +546,11 @@ impl Member {
 
         let mut command = Command::new(&self.bin);
         command.args(&self.argv);
+        if self.in_temp_dir {
+            if let Some(dir) = &self.dir {
+                command.current_dir(dir.path());
+            }
+        }
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("ETCD_") {
                 command.env_remove(key);

@@ -169,6 +169,16 @@ async fn range_sort() {
         .unwrap();
     assert_eq!(values(r.kvs()), ["3"]);
     assert!(r.more());
+    // Values not returned still order the keys (`etcdctl get --keys-only --sort-by=VALUE`).
+    let r = c
+        .get(
+            "s/",
+            Some(sorted(SortTarget::Value, SortOrder::Ascend).with_keys_only()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(keys(r.kvs()), ["s/a", "s/c", "s/b"]);
+    assert_eq!(values(r.kvs()), ["", "", ""]);
 }
 
 #[tokio::test]

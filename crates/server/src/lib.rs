@@ -27,8 +27,10 @@ pub mod listen;
 pub mod logging;
 pub mod membership;
 pub mod peer;
+pub mod quota;
 pub mod raft;
 pub mod server;
+pub mod tcp_gateway;
 pub mod tls;
 pub mod v2;
 pub mod wait;
@@ -116,9 +118,18 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             .max_decoding_message_size(usize::MAX),
     )
     .into_axum_router();
-    for tcp in peer_listeners {
-        listen::spawn_serve(tcp, peer_server_tls.clone(), peer_router.clone());
+    for (listener, url) in peer_listeners.into_iter().zip(&cfg.listen_peer_urls) {
+        // As etcd, an http:// (unix://) URL is served in plain text even with certificates.
+        listen::spawn_serve(
+            listener,
+            peer_server_tls.clone().filter(|_| url.scheme.is_tls()),
+            peer_router.clone(),
+            listen::ServeOptions::default(),
+        );
     }
+    let client_serve = listen::ServeOptions {
+        max_concurrent_streams: cfg.flags.max_concurrent_streams,
+    };
 
     let client_tls_config = match &client_tls {
         Some(info) => Some(Arc::new(
@@ -157,7 +168,8 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         } else {
             services.grpc_service()
         };
-        listen::spawn_serve(tcp, client_tls_config.clone(), service);
+        let tls = client_tls_config.clone().filter(|_| url.scheme.is_tls());
+        listen::spawn_serve(tcp, tls, service, client_serve);
         tracing::info!(address = %url, "ready to serve client requests");
     }
     for (tcp, url) in client_http_listeners
@@ -165,12 +177,17 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         .zip(&cfg.listen_client_http_urls)
     {
         let tls = client_tls_config.clone().filter(|_| url.scheme.is_tls());
-        listen::spawn_serve(tcp, tls, services.http_router(url.scheme.is_tls()));
+        listen::spawn_serve(
+            tcp,
+            tls,
+            services.http_router(url.scheme.is_tls()),
+            client_serve,
+        );
         tracing::info!(address = %url, "ready to serve client HTTP requests");
     }
     for (tcp, url) in metrics_listeners.into_iter().zip(&cfg.listen_metrics_urls) {
         let tls = client_tls_config.clone().filter(|_| url.scheme.is_tls());
-        listen::spawn_serve(tcp, tls, services.metrics_router());
+        listen::spawn_serve(tcp, tls, services.metrics_router(), client_serve);
         tracing::info!(address = %url, "serving metrics");
     }
 

@@ -3,8 +3,15 @@
 use std::process::ExitCode;
 
 use oxcd_server::config::{self, Invocation};
+use oxcd_server::tcp_gateway::GatewayArgs;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
+    // `oxcd gateway ...`: etcd's L4 gateway instead of a member.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "gateway") {
+        return gateway();
+    }
     #[cfg(feature = "failpoints")]
     let _failpoints = failpoints();
     let cfg = match config::parse() {
@@ -59,4 +66,33 @@ fn failpoints() -> fail::FailScenario<'static> {
         std::process::abort();
     }));
     fail::FailScenario::setup()
+}
+
+fn gateway() -> ExitCode {
+    use clap::Parser as _;
+    let args = match GatewayArgs::try_parse_from(std::env::args_os().skip(1)) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(oxcd_server::logging::layer(
+            config::LoggerKind::Zap,
+            config::LogLevel::Info,
+            std::io::stderr,
+        ))
+        .try_init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(oxcd_server::tcp_gateway::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -26,6 +26,7 @@ use crate::error::ServerError;
 use crate::id::IdGenerator;
 use crate::lease::{LeaseForwarder, Lessor};
 use crate::membership::Membership;
+use crate::quota::{Quota, Refused};
 use crate::raft::{ProposalResult, RaftInput, RaftStatus};
 use crate::v2::V2Store;
 use crate::wait::Wait;
@@ -80,6 +81,8 @@ pub struct EtcdServer {
     /// The index of the last applied entry.
     applied: watch::Receiver<u64>,
     ids: IdGenerator,
+    /// `limits.quota_bytes` and what the backend was last measured at.
+    quota: Quota,
 }
 
 impl EtcdServer {
@@ -100,6 +103,7 @@ impl EtcdServer {
         wait: Arc<Wait<ProposalResult>>,
         applied: watch::Receiver<u64>,
     ) -> EtcdServer {
+        let quota = Quota::new(limits.quota_bytes);
         EtcdServer {
             member_id,
             cluster_id,
@@ -116,6 +120,7 @@ impl EtcdServer {
             wait,
             applied,
             ids: IdGenerator::new(member_id),
+            quota,
         }
     }
 
@@ -129,22 +134,15 @@ impl EtcdServer {
         if self.limits.disk_space.is_low() {
             tracing::warn!("free disk space is below the reserve; raising the NOSPACE alarm");
         } else {
-            let Some(quota) = self.limits.quota_bytes else {
-                return Ok(());
-            };
-            let size = self
-                .kv
-                .backend()
-                .size()
-                .map_err(|e| ServerError::Storage(e.to_string()))?;
-            if size + cost as u64 <= quota {
-                return Ok(());
+            match self.quota.admits(self.kv.backend(), cost as u64).await {
+                Ok(()) => return Ok(()),
+                Err(Refused::Storage(e)) => return Err(ServerError::Storage(e)),
+                Err(Refused::Full { size, limit }) => tracing::warn!(
+                    quota = limit,
+                    size,
+                    "backend quota exceeded; raising the NOSPACE alarm"
+                ),
             }
-            tracing::warn!(
-                quota,
-                size,
-                "backend quota exceeded; raising the NOSPACE alarm"
-            );
         }
         let alarm = InternalRaftRequest {
             alarm: Some(AlarmRequest {

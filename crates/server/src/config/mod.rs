@@ -200,6 +200,20 @@ pub struct TlsFiles {
     pub client_cert_auth: bool,
     /// Generate a self-signed certificate when no cert/key is given.
     pub auto_tls: bool,
+    /// Certificate revocation list (DER or PEM); a presented certificate it lists is refused.
+    pub crl_file: Option<PathBuf>,
+    /// What a presented certificate must carry besides a trusted signature.
+    pub allowed: Option<AllowedCert>,
+}
+
+/// A rule on the certificate the other end presents (`--peer-cert-allowed-cn`,
+/// `--peer-cert-allowed-hostname`, `--client-cert-allowed-hostname`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowedCert {
+    /// The subject's common name must be this.
+    CommonName(String),
+    /// The certificate must be valid for this host name or IP address.
+    Hostname(String),
 }
 
 impl TlsFiles {
@@ -265,6 +279,8 @@ pub struct ServerConfig {
     pub watch_progress_notify_interval: Duration,
     pub client_tls: TlsFiles,
     pub peer_tls: TlsFiles,
+    /// `--cipher-suites`, Go's names, checked; empty means rustls' defaults.
+    pub cipher_suites: Vec<String>,
     /// Lifetime of self-signed certificates, in years.
     pub self_signed_cert_validity_years: u32,
     pub logger: LoggerKind,
@@ -375,24 +391,41 @@ fn parse_compaction(mode: &str, retention: &str) -> Result<AutoCompaction, Confi
     }
 }
 
-fn tls_files(
-    cert: &str,
-    key: &str,
-    ca: &str,
+/// One side's TLS flags, as given.
+struct TlsFlags<'a> {
+    cert: &'a str,
+    key: &'a str,
+    ca: &'a str,
     auth: bool,
     auto: bool,
-) -> Result<TlsFiles, ConfigError> {
-    if cert.is_empty() != key.is_empty() {
+    crl: &'a str,
+    allowed_cn: &'a str,
+    allowed_hostname: &'a str,
+}
+
+fn tls_files(t: TlsFlags<'_>) -> Result<TlsFiles, ConfigError> {
+    if t.cert.is_empty() != t.key.is_empty() {
         return Err(ConfigError::Invalid(format!(
-            "KeyFile and CertFile must both be present[key: {key}, cert: {cert}]"
+            "KeyFile and CertFile must both be present[key: {}, cert: {}]",
+            t.key, t.cert
         )));
     }
+    let allowed = match (t.allowed_cn, t.allowed_hostname) {
+        ("", "") => None,
+        (cn, "") => Some(AllowedCert::CommonName(cn.to_owned())),
+        ("", host) => Some(AllowedCert::Hostname(host.to_owned())),
+        (cn, host) => return Err(ConfigError::Invalid(format!(
+            "AllowedCN and AllowedHostname are mutually exclusive (cn={cn:?}, hostname={host:?})"
+        ))),
+    };
     Ok(TlsFiles {
-        cert_file: optional_path(cert),
-        key_file: optional_path(key),
-        trusted_ca_file: optional_path(ca),
-        client_cert_auth: auth,
-        auto_tls: auto,
+        cert_file: optional_path(t.cert),
+        key_file: optional_path(t.key),
+        trusted_ca_file: optional_path(t.ca),
+        client_cert_auth: t.auth,
+        auto_tls: t.auto,
+        crl_file: optional_path(t.crl),
+        allowed,
     })
 }
 
@@ -529,20 +562,37 @@ impl ServerConfig {
             }
         };
 
-        let client_tls = tls_files(
-            &f.cert_file,
-            &f.key_file,
-            &f.trusted_ca_file,
-            f.client_cert_auth,
-            f.auto_tls,
-        )?;
-        let peer_tls = tls_files(
-            &f.peer_cert_file,
-            &f.peer_key_file,
-            &f.peer_trusted_ca_file,
-            f.peer_client_cert_auth,
-            f.peer_auto_tls,
-        )?;
+        let client_tls = tls_files(TlsFlags {
+            cert: &f.cert_file,
+            key: &f.key_file,
+            ca: &f.trusted_ca_file,
+            auth: f.client_cert_auth,
+            auto: f.auto_tls,
+            crl: &f.client_crl_file,
+            allowed_cn: "",
+            allowed_hostname: &f.client_cert_allowed_hostname,
+        })?;
+        let peer_tls = tls_files(TlsFlags {
+            cert: &f.peer_cert_file,
+            key: &f.peer_key_file,
+            ca: &f.peer_trusted_ca_file,
+            auth: f.peer_client_cert_auth,
+            auto: f.peer_auto_tls,
+            crl: &f.peer_crl_file,
+            allowed_cn: &f.peer_cert_allowed_cn,
+            allowed_hostname: &f.peer_cert_allowed_hostname,
+        })?;
+        let cipher_suites: Vec<String> = f
+            .cipher_suites
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        warnings.extend(
+            crate::tls::cipher_suites::validate(&cipher_suites)
+                .map_err(|e| ConfigError::value("cipher-suites", &f.cipher_suites, e))?,
+        );
         if let Some(u) = listen_client_urls
             .iter()
             .chain(&listen_client_http_urls)
@@ -629,6 +679,7 @@ impl ServerConfig {
             watch_progress_notify_interval: f.experimental_watch_progress_notify_interval.0,
             client_tls,
             peer_tls,
+            cipher_suites,
             self_signed_cert_validity_years: f.self_signed_cert_validity,
             logger,
             log_level,

@@ -53,6 +53,8 @@ pub struct HttpServices {
     metrics: PrometheusHandle,
     quota_bytes: Option<u64>,
     max_body: usize,
+    /// `--max-concurrent-streams`: gateway calls open at once on one listener.
+    max_streams: u32,
     /// `--enable-grpc-gateway`.
     gateway: bool,
     /// `--enable-v2`.
@@ -80,6 +82,7 @@ impl HttpServices {
             metrics,
             quota_bytes: cfg.quota_backend_bytes,
             max_body: cfg.max_recv_msg_size().saturating_mul(JSON_OVER_PROTO),
+            max_streams: cfg.flags.max_concurrent_streams,
             gateway: cfg.flags.enable_grpc_gateway,
             v2: cfg.enable_v2,
             cors: access::Allowed::parse(&cfg.flags.cors),
@@ -135,7 +138,10 @@ impl HttpServices {
         if !self.gateway {
             return routes;
         }
-        routes.merge(gateway::Gateway::new(self.grpc_router.clone(), self.max_body).router())
+        routes.merge(
+            gateway::Gateway::new(self.grpc_router.clone(), self.max_body, self.max_streams)
+                .router(),
+        )
     }
 
     fn metrics_and_health(&self) -> axum::Router {

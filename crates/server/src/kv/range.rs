@@ -74,7 +74,8 @@ pub fn range_capped(
         rev: req.revision,
         limit,
         count_only: req.count_only,
-        // Sorting by value needs the values, even when the answer leaves them out.
+        // Sorting by value needs the values even when they are not returned: etcd reads
+        // them, sorts, and drops them afterwards.
         keys_only: req.keys_only && sort_target != SortTarget::Value,
         max_bytes,
     };

@@ -14,7 +14,7 @@ use oxcd_storage::KvStore;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use raft::eraftpb::MessageType;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
@@ -251,16 +251,25 @@ async fn run_peer(
 ) {
     let mut url_index = 0;
     let mut was_active = false;
+    // Each new reason a dial fails is logged once (a refused TLS handshake, say).
+    let mut last_dial_error = String::new();
     loop {
         let url = &urls[url_index % urls.len()];
         url_index += 1;
         let channel = match dial(url, ctx.tls.clone()).await {
-            Ok(channel) => channel,
+            Ok(channel) => {
+                last_dial_error.clear();
+                channel
+            }
             Err(e) => {
+                let why = error_chain(&e);
                 if was_active {
-                    tracing::warn!("remote-peer-id" = format!("{id:x}"), error = %e, "lost the connection to a peer");
+                    tracing::warn!("remote-peer-id" = format!("{id:x}"), error = %why, "lost the connection to a peer");
                     was_active = false;
+                } else if why != last_dial_error {
+                    tracing::warn!("remote-peer-id" = format!("{id:x}"), "remote-peer-url" = %url, error = %why, "failed to dial remote peer");
                 }
+                last_dial_error = why;
                 // Messages queued while the peer is unreachable are stale; raft resends.
                 while queue.try_recv().is_ok() {}
                 tokio::time::sleep(RECONNECT_DELAY).await;
@@ -304,44 +313,67 @@ async fn run_peer(
     }
 }
 
-/// Connects to a peer URL, in TLS when `tls` is given (tonic's own TLS cannot skip
+/// An error with its sources ("transport error: ...: invalid peer certificate: ...").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        match inner.downcast_ref::<std::io::Error>() {
+            Some(io) => text = format!("{text}: {}", crate::tls::describe_error(io)),
+            None => text = format!("{text}: {inner}"),
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// A connection to a peer: TCP or a unix socket, in TLS or not.
+trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> PeerIo for T {}
+
+/// Connects to a peer URL (`http`, `https`, `unix` or `unixs`, whose socket path is the
+/// URL's `host:port`), in TLS when `tls` is given (tonic's own TLS cannot skip
 /// verification for etcd's self-signed auto TLS, so the handshake is done here).
 pub(super) async fn dial(
     url: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Channel, tonic::transport::Error> {
-    let authority = url
-        .split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .trim_end_matches('/')
-        .to_string();
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.trim_end_matches('/').to_string();
+    let unix = scheme == "unix" || scheme == "unixs";
     let endpoint = Endpoint::from_shared(format!("http://{authority}"))?
         .connect_timeout(DIAL_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5));
-    match tls {
-        None => endpoint.connect().await,
-        Some(config) => {
-            let connector = tokio_rustls::TlsConnector::from(config);
-            endpoint
-                .connect_with_connector(tower::service_fn(move |uri: Uri| {
-                    let connector = connector.clone();
-                    async move {
-                        let host = uri.host().unwrap_or("localhost").to_string();
-                        let port = uri.port_u16().unwrap_or(2380);
-                        let tcp = TcpStream::connect((host.as_str(), port)).await?;
-                        tcp.set_nodelay(true)?;
-                        let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| {
-                            std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
-                        })?;
-                        let tls = connector.connect(name, tcp).await?;
-                        Ok::<_, std::io::Error>(TokioIo::new(tls))
-                    }
-                }))
-                .await
-        }
+    if tls.is_none() && !unix {
+        return endpoint.connect().await;
     }
+    let connector = tls.map(tokio_rustls::TlsConnector::from);
+    endpoint
+        .connect_with_connector(tower::service_fn(move |uri: Uri| {
+            let connector = connector.clone();
+            let path = authority.clone();
+            async move {
+                let host = uri.host().unwrap_or("localhost").to_string();
+                let io: Box<dyn PeerIo> = if unix {
+                    Box::new(UnixStream::connect(&path).await?)
+                } else {
+                    let tcp =
+                        TcpStream::connect((host.as_str(), uri.port_u16().unwrap_or(2380))).await?;
+                    tcp.set_nodelay(true)?;
+                    Box::new(tcp)
+                };
+                let Some(connector) = connector else {
+                    return Ok::<_, std::io::Error>(TokioIo::new(io));
+                };
+                let name = rustls::pki_types::ServerName::try_from(host)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let tls: Box<dyn PeerIo> = Box::new(connector.connect(name, io).await?);
+                Ok(TokioIo::new(tls))
+            }
+        }))
+        .await
 }
 
 /// Asks the running members listed in `--initial-cluster` who this member is, for a member

@@ -158,7 +158,8 @@ impl Backend {
     pub fn open(path: impl AsRef<Path>, cfg: BackendConfig) -> Result<Backend> {
         let path = path.as_ref().to_path_buf();
         defrag::remove_leftover(&path)?;
-        let db = Database::builder()
+        let fresh = !path.exists();
+        let mut db = Database::builder()
             .set_cache_size(cfg.cache_size)
             .create(&path)?;
         let txn = db.begin_write()?;
@@ -166,6 +167,11 @@ impl Backend {
             txn.open_table(table)?;
         }
         txn.commit()?;
+        if fresh {
+            // redb starts a file with a 1 MiB region; compacted, an empty store takes a few
+            // pages, as a fresh bolt file does, and small backend quotas mean what they say.
+            db.compact()?;
+        }
 
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let inner = Arc::new(Inner {
@@ -268,6 +274,16 @@ impl Backend {
         let stats = txn.stats()?;
         txn.abort()?;
         Ok(stats.allocated_pages() * stats.page_size() as u64)
+    }
+
+    /// Bytes of the pages the tables' trees hold (leaf and branch pages): what the data
+    /// takes, without the free pages and the pages freed by commits not yet durable, which
+    /// [`Backend::size_in_use`] counts. Walks every tree; waits for the write lock.
+    pub fn size_of_data(&self) -> Result<u64> {
+        let txn = self.db().begin_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
+        Ok((stats.leaf_pages() + stats.branch_pages()) * stats.page_size() as u64)
     }
 
     /// The file's path.

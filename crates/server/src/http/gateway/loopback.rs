@@ -6,10 +6,19 @@
 //! gRPC framing: each message is a 1-byte compressed flag (always 0 here), a 4-byte
 //! big-endian length and the protobuf bytes. The call's outcome is `grpc-status` (and
 //! `grpc-message`) in the trailers, or in the headers of a response that has no body.
+//!
+//! etcd's gateway reaches its gRPC server over one client connection per listener, so
+//! `--max-concurrent-streams` caps the gateway's calls in flight (a watch holds its stream
+//! for as long as it runs) and further calls wait for a stream to end. A semaphore holds
+//! that cap here: a call takes a permit before it starts and gives it back when its
+//! [`ResponseStream`] is dropped.
+
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use http_body_util::BodyExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status};
 use tower::ServiceExt as _;
 
@@ -31,11 +40,17 @@ pub fn frame(message: &[u8]) -> Bytes {
 #[derive(Clone)]
 pub struct Loopback {
     grpc: axum::Router,
+    /// One permit per call that may be in flight (`--max-concurrent-streams`).
+    streams: Arc<Semaphore>,
 }
 
 impl Loopback {
-    pub fn new(grpc: axum::Router) -> Loopback {
-        Loopback { grpc }
+    pub fn new(grpc: axum::Router, max_streams: u32) -> Loopback {
+        let permits = (max_streams as usize).min(Semaphore::MAX_PERMITS);
+        Loopback {
+            grpc,
+            streams: Arc::new(Semaphore::new(permits)),
+        }
     }
 
     /// Starts a call of `path` (`/etcdserverpb.KV/Range`) whose request stream is `body`
@@ -61,6 +76,12 @@ impl Loopback {
         );
         headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
 
+        let permit = self
+            .streams
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("gateway is shutting down"))?;
         let resp = match self.grpc.clone().oneshot(req).await {
             Ok(resp) => resp,
             Err(never) => match never {},
@@ -74,11 +95,11 @@ impl Loopback {
         // A response with grpc-status in its headers is trailers-only: the call is over.
         if let Some(status) = Status::from_header_map(resp.headers()) {
             return match status.code() {
-                Code::Ok => Ok(ResponseStream::finished(resp.into_body())),
+                Code::Ok => Ok(ResponseStream::finished(resp.into_body(), permit)),
                 _ => Err(status),
             };
         }
-        Ok(ResponseStream::new(resp.into_body()))
+        Ok(ResponseStream::new(resp.into_body(), permit))
     }
 }
 
@@ -88,22 +109,24 @@ pub struct ResponseStream {
     buf: BytesMut,
     /// Set once the status has been read (or the body ended).
     done: bool,
+    /// The call's stream, held until the response is dropped.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl ResponseStream {
-    fn new(body: Body) -> ResponseStream {
+    fn new(body: Body, permit: OwnedSemaphorePermit) -> ResponseStream {
         ResponseStream {
             body,
             buf: BytesMut::new(),
             done: false,
+            _permit: permit,
         }
     }
 
-    fn finished(body: Body) -> ResponseStream {
+    fn finished(body: Body, permit: OwnedSemaphorePermit) -> ResponseStream {
         ResponseStream {
-            body,
-            buf: BytesMut::new(),
             done: true,
+            ..ResponseStream::new(body, permit)
         }
     }
 

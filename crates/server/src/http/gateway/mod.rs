@@ -60,10 +60,11 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway calling `grpc` (the router serving the client gRPC services). `max_body`
     /// bounds a JSON request; JSON with base64 bytes is about 4/3 of the protobuf, so give it
-    /// comfortably more than the gRPC receive limit.
-    pub fn new(grpc: axum::Router, max_body: usize) -> Gateway {
+    /// comfortably more than the gRPC receive limit. At most `max_streams` calls run at
+    /// once; more wait (see [`Loopback`]).
+    pub fn new(grpc: axum::Router, max_body: usize, max_streams: u32) -> Gateway {
         Gateway {
-            loopback: Loopback::new(grpc),
+            loopback: Loopback::new(grpc, max_streams),
             max_body,
         }
     }
