@@ -112,17 +112,15 @@ fn restart_and_snapshot_catch_up_keep_the_v2_store() {
     oxcd_only!();
     let _lock = cluster_lock();
     let mut cluster = Cluster::start_with(3, |b| {
-        b.args([
-            "--enable-v2",
-            "--snapshot-count=20",
-            "--experimental-snapshot-catchup-entries=5",
-        ])
+        b.args(["--enable-v2", "--snapshot-count=1000"])
     });
     let addr = cluster.member(0).endpoint();
     put(&addr, "/before", "value=1");
     cluster.member_mut(2).stop();
-    for i in 0..100 {
-        put(&addr, &format!("/dir/k{i}"), &format!("value={i}"));
+    // More entries than a leader keeps for slow followers after a snapshot (5000) plus the
+    // snapshot interval, so the stopped member can only catch up from a snapshot.
+    for i in 0..7000 {
+        put(&addr, &format!("/dir/k{}", i % 100), &format!("value={i}"));
     }
     put(&addr, "/ttl/long", "value=v&ttl=3600");
     let want = get(&addr, "/v2/keys/?recursive=true&sorted=true");
@@ -184,7 +182,7 @@ fn etcdctl_v2_member_add_update_remove() {
     assert!(ok && list.lines().count() == 4, "{list}");
     let id = list
         .lines()
-        .find(|l| l.contains("peerURLs=http://127.0.0.1:1 "))
+        .find(|l| l.contains("peerURLs=http://127.0.0.1:1 ") || l.ends_with("peerURLs=http://127.0.0.1:1"))
         .and_then(|l| l.split(['[', ':']).next())
         .expect("the added member is listed")
         .to_owned();
@@ -193,7 +191,7 @@ fn etcdctl_v2_member_add_update_remove() {
     let (ok, out) = ctl2(&cluster, &["member", "remove", &id]);
     assert!(ok && out.contains("Removed member"), "{out}");
     let (ok, out) = ctl2(&cluster, &["member", "remove", &id]);
-    assert!(!ok && out.contains("410"), "{out}");
+    assert!(!ok && out.contains("Couldn't find a member"), "{out}");
     let (ok, out) = ctl2(&cluster, &["cluster-health"]);
     assert!(ok && out.contains("cluster is healthy"), "{out}");
 }
