@@ -18,7 +18,12 @@ fn put(addr: &str, key: &str, body: &str) -> Response {
         &[("Content-Type", "application/x-www-form-urlencoded")],
         body.as_bytes(),
     );
-    assert!(r.status < 300, "PUT {key} {body}: {} {}", r.status, r.text());
+    assert!(
+        r.status < 300,
+        "PUT {key} {body}: {} {}",
+        r.status,
+        r.text()
+    );
     r
 }
 
@@ -34,13 +39,18 @@ fn index(r: &Response) -> u64 {
 /// `action key index`, read from the member's history with one `waitIndex` watch per event.
 fn events(member: &Member, from: u64, end: &str) -> Vec<String> {
     let addr = member.endpoint();
-    wait_until("the end marker reaches the member", Duration::from_secs(20), || {
-        (get(&addr, &format!("/v2/keys{end}")).status == 200).then_some(())
-    });
+    wait_until(
+        "the end marker reaches the member",
+        Duration::from_secs(20),
+        || (get(&addr, &format!("/v2/keys{end}")).status == 200).then_some(()),
+    );
     let mut out = Vec::new();
     let mut next = from;
     loop {
-        let r = get(&addr, &format!("/v2/keys/ttl?wait=true&recursive=true&waitIndex={next}"));
+        let r = get(
+            &addr,
+            &format!("/v2/keys/ttl?wait=true&recursive=true&waitIndex={next}"),
+        );
         let v = r.json();
         let at = v["node"]["modifiedIndex"].as_u64().unwrap();
         let key = v["node"]["key"].as_str().unwrap().to_owned();
@@ -63,7 +73,7 @@ fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
     let _lock = cluster_lock();
     let mut cluster = Cluster::start_with(3, |b| b.arg("--enable-v2"));
     let first = cluster.member(0).endpoint();
-    let start = index(&put(&first, "/ttl/dir", "dir=true&ttl=1")) ;
+    let start = index(&put(&first, "/ttl/dir", "dir=true&ttl=1"));
     put(&first, "/ttl/dir/child", "value=c");
     let mut keys = vec!["/ttl/dir".to_owned()];
     for i in 0..5 {
@@ -73,7 +83,11 @@ fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
     }
     put(&first, "/ttl/keep", "value=v");
     for m in cluster.members() {
-        wait_until("keys expire on every member", Duration::from_secs(15), || (all_gone(m, &keys)).then_some(()));
+        wait_until(
+            "keys expire on every member",
+            Duration::from_secs(15),
+            || (all_gone(m, &keys)).then_some(()),
+        );
     }
     put(&first, "/ttl/end1", "value=e");
     let expected = events(cluster.member(0), start, "/ttl/end1");
@@ -83,7 +97,12 @@ fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
         "{expected:?}"
     );
     for m in cluster.members() {
-        assert_eq!(events(m, start, "/ttl/end1"), expected, "events on {}", m.name());
+        assert_eq!(
+            events(m, start, "/ttl/end1"),
+            expected,
+            "events on {}",
+            m.name()
+        );
     }
 
     // Keys set just before the leader dies expire once, by the next leader's clock.
@@ -95,15 +114,28 @@ fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
     let later = vec!["/ttl/later0".to_owned(), "/ttl/later1".to_owned()];
     let alive: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     for &i in &alive {
-        wait_until("keys expire after the leader change", Duration::from_secs(20), || (all_gone(cluster.member(i), &later)).then_some(()));
+        wait_until(
+            "keys expire after the leader change",
+            Duration::from_secs(20),
+            || (all_gone(cluster.member(i), &later)).then_some(()),
+        );
     }
     put(&cluster.member(alive[0]).endpoint(), "/ttl/end2", "value=e");
     let expected = events(cluster.member(alive[0]), start, "/ttl/end2");
-    assert_eq!(expected.iter().filter(|e| e.starts_with("expire ")).count(), 2, "{expected:?}");
-    assert_eq!(events(cluster.member(alive[1]), start, "/ttl/end2"), expected);
+    assert_eq!(
+        expected.iter().filter(|e| e.starts_with("expire ")).count(),
+        2,
+        "{expected:?}"
+    );
+    assert_eq!(
+        events(cluster.member(alive[1]), start, "/ttl/end2"),
+        expected
+    );
     cluster.member_mut(leader).restart();
     let back = cluster.member(leader);
-    wait_until("the old leader catches up", Duration::from_secs(20), || (all_gone(back, &later)).then_some(()));
+    wait_until("the old leader catches up", Duration::from_secs(20), || {
+        (all_gone(back, &later)).then_some(())
+    });
     assert_eq!(events(back, start, "/ttl/end2"), expected);
 }
 
@@ -111,9 +143,7 @@ fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
 fn restart_and_snapshot_catch_up_keep_the_v2_store() {
     oxcd_only!();
     let _lock = cluster_lock();
-    let mut cluster = Cluster::start_with(3, |b| {
-        b.args(["--enable-v2", "--snapshot-count=1000"])
-    });
+    let mut cluster = Cluster::start_with(3, |b| b.args(["--enable-v2", "--snapshot-count=1000"]));
     let addr = cluster.member(0).endpoint();
     put(&addr, "/before", "value=1");
     cluster.member_mut(2).stop();
@@ -126,19 +156,27 @@ fn restart_and_snapshot_catch_up_keep_the_v2_store() {
     let want = get(&addr, "/v2/keys/?recursive=true&sorted=true");
     cluster.member_mut(2).restart();
     let lagging = cluster.member(2).endpoint();
-    wait_until("the stopped member catches up", Duration::from_secs(30), || (get(&lagging, "/v2/keys/ttl/long").status == 200).then_some(()));
+    wait_until(
+        "the stopped member catches up",
+        Duration::from_secs(30),
+        || (get(&lagging, "/v2/keys/ttl/long").status == 200).then_some(()),
+    );
     // Each restart publishes the member's attributes: one more v2 event, under /0.
     let deadline = Instant::now() + Duration::from_secs(5);
     let same = |r: &Response| {
         r.text().split("\"ttl\":").next() == want.text().split("\"ttl\":").next()
             && index(r) >= index(&want)
     };
-    while !same(&get(&lagging, "/v2/keys/?recursive=true&sorted=true")) && Instant::now() < deadline {
+    while !same(&get(&lagging, "/v2/keys/?recursive=true&sorted=true")) && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(same(&get(&lagging, "/v2/keys/?recursive=true&sorted=true")));
     assert!(
-        cluster.member(2).log_since_start().contains("restoring mvcc store from a snapshot"),
+        cluster
+            .member(2)
+            .log_since_start()
+            .contains("restoring mvcc store from a snapshot"),
         "the member caught up from the log, not from a snapshot"
     );
     // A whole-cluster restart keeps the store, its index and its history.
@@ -146,15 +184,28 @@ fn restart_and_snapshot_catch_up_keep_the_v2_store() {
         cluster.member_mut(i).restart();
     }
     let addr = cluster.member(1).endpoint();
-    wait_until("the cluster serves again", Duration::from_secs(20), || (get(&addr, "/v2/keys/before").status == 200).then_some(()));
+    wait_until("the cluster serves again", Duration::from_secs(20), || {
+        (get(&addr, "/v2/keys/before").status == 200).then_some(())
+    });
     let after = get(&addr, "/v2/keys/?recursive=true&sorted=true");
     assert!(index(&after) >= index(&want));
-    assert_eq!(after.text().split("\"ttl\":").next(), want.text().split("\"ttl\":").next());
+    assert_eq!(
+        after.text().split("\"ttl\":").next(),
+        want.text().split("\"ttl\":").next()
+    );
     let from_history = get(
         &addr,
-        &format!("/v2/keys/dir?wait=true&recursive=true&waitIndex={}", index(&want) - 20),
+        &format!(
+            "/v2/keys/dir?wait=true&recursive=true&waitIndex={}",
+            index(&want) - 20
+        ),
     );
-    assert_eq!(from_history.json()["node"]["key"], "/dir/k80", "{}", from_history.text());
+    assert_eq!(
+        from_history.json()["node"]["key"],
+        "/dir/k80",
+        "{}",
+        from_history.text()
+    );
 }
 
 fn ctl2(cluster: &Cluster, args: &[&str]) -> (bool, String) {
@@ -182,7 +233,9 @@ fn etcdctl_v2_member_add_update_remove() {
     assert!(ok && list.lines().count() == 4, "{list}");
     let id = list
         .lines()
-        .find(|l| l.contains("peerURLs=http://127.0.0.1:1 ") || l.ends_with("peerURLs=http://127.0.0.1:1"))
+        .find(|l| {
+            l.contains("peerURLs=http://127.0.0.1:1 ") || l.ends_with("peerURLs=http://127.0.0.1:1")
+        })
         .and_then(|l| l.split(['[', ':']).next())
         .expect("the added member is listed")
         .to_owned();

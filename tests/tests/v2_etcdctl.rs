@@ -129,7 +129,10 @@ fn exec_watch_runs_the_command_for_each_change() {
     let script = oxcd.data_dir().join("exec-watch.sh");
     std::fs::write(
         &script,
-        format!("#!/bin/sh\necho \"$ETCD_WATCH_ACTION $ETCD_WATCH_VALUE\" >> {}\n", out.display()),
+        format!(
+            "#!/bin/sh\necho \"$ETCD_WATCH_ACTION $ETCD_WATCH_VALUE\" >> {}\n",
+            out.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

@@ -183,7 +183,10 @@ mod tests {
 
     #[test]
     fn durations_read_as_go() {
-        assert_eq!(go_duration(Duration::new(155, 315_560_529)), "2m35.315560529s");
+        assert_eq!(
+            go_duration(Duration::new(155, 315_560_529)),
+            "2m35.315560529s"
+        );
         assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(go_duration(Duration::from_micros(1500)), "1.5ms");
