@@ -157,7 +157,7 @@ pub fn go_duration(d: Duration) -> String {
     let secs = nanos / 1_000_000_000;
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     let sub = nanos % 1_000_000_000;
-    let seconds = fraction(s as u128 * 1_000_000_000 + sub, 1_000_000_000);
+    let seconds = fraction(s * 1_000_000_000 + sub, 1_000_000_000);
     match (h, m) {
         (0, 0) => format!("{seconds}s"),
         (0, m) => format!("{m}m{seconds}s"),
