@@ -147,6 +147,17 @@ fn restart_and_snapshot_catch_up_keep_the_v2_store() {
     let addr = cluster.member(0).endpoint();
     put(&addr, "/before", "value=1");
     cluster.member_mut(2).stop();
+    // The stopped member may have led: writes resume once a new leader is elected.
+    wait_until("writes resume", Duration::from_secs(20), || {
+        let r = request(
+            &addr,
+            "PUT",
+            "/v2/keys/resumed",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            b"value=1",
+        );
+        (r.status < 300).then_some(())
+    });
     // More entries than a leader keeps for slow followers after a snapshot (5000) plus the
     // snapshot interval, so the stopped member can only catch up from a snapshot.
     for i in 0..7000 {
