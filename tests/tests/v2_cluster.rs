@@ -18,7 +18,12 @@ fn put(addr: &str, key: &str, body: &str) -> Response {
         &[("Content-Type", "application/x-www-form-urlencoded")],
         body.as_bytes(),
     );
-    assert!(r.status < 300, "PUT {key} {body}: {} {}", r.status, r.text());
+    assert!(
+        r.status < 300,
+        "PUT {key} {body}: {} {}",
+        r.status,
+        r.text()
+    );
     r
 }
 
@@ -30,24 +35,31 @@ fn index(r: &Response) -> u64 {
     r.header("x-etcd-index").unwrap().parse().unwrap()
 }
 
-/// Every event under `/ttl` from `from` on, as `action key index`, read from the member's
-/// history with one `waitIndex` watch per event.
-fn events(member: &Member, from: u64) -> Vec<String> {
+/// Every event under `/ttl` from `from` up to the write of `end` (a key under `/ttl`), as
+/// `action key index`, read from the member's history with one `waitIndex` watch per event.
+fn events(member: &Member, from: u64, end: &str) -> Vec<String> {
     let addr = member.endpoint();
-    let last = index(&get(&addr, "/v2/keys/"));
+    wait_until(
+        "the end marker reaches the member",
+        Duration::from_secs(20),
+        || (get(&addr, &format!("/v2/keys{end}")).status == 200).then_some(()),
+    );
     let mut out = Vec::new();
     let mut next = from;
-    while next <= last {
-        let r = get(&addr, &format!("/v2/keys/ttl?wait=true&recursive=true&waitIndex={next}"));
+    loop {
+        let r = get(
+            &addr,
+            &format!("/v2/keys/ttl?wait=true&recursive=true&waitIndex={next}"),
+        );
         let v = r.json();
         let at = v["node"]["modifiedIndex"].as_u64().unwrap();
-        out.push(format!("{} {} {at}", v["action"].as_str().unwrap(), v["node"]["key"].as_str().unwrap()));
-        next = at + 1;
-        if at >= last {
-            break;
+        let key = v["node"]["key"].as_str().unwrap().to_owned();
+        out.push(format!("{} {key} {at}", v["action"].as_str().unwrap()));
+        if key == end {
+            return out;
         }
+        next = at + 1;
     }
-    out
 }
 
 fn all_gone(member: &Member, keys: &[String]) -> bool {
@@ -61,7 +73,7 @@ fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
     let _lock = cluster_lock();
     let mut cluster = Cluster::start_with(3, |b| b.arg("--enable-v2"));
     let first = cluster.member(0).endpoint();
-    let start = index(&put(&first, "/ttl/dir", "dir=true&ttl=1")) ;
+    let start = index(&put(&first, "/ttl/dir", "dir=true&ttl=1"));
     put(&first, "/ttl/dir/child", "value=c");
     let mut keys = vec!["/ttl/dir".to_owned()];
     for i in 0..5 {
@@ -71,16 +83,26 @@ fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
     }
     put(&first, "/ttl/keep", "value=v");
     for m in cluster.members() {
-        wait_until("keys expire on every member", Duration::from_secs(15), || (all_gone(m, &keys)).then_some(()));
+        wait_until(
+            "keys expire on every member",
+            Duration::from_secs(15),
+            || (all_gone(m, &keys)).then_some(()),
+        );
     }
-    let expected = events(cluster.member(0), start);
+    put(&first, "/ttl/end1", "value=e");
+    let expected = events(cluster.member(0), start, "/ttl/end1");
     assert_eq!(
         expected.iter().filter(|e| e.starts_with("expire ")).count(),
         6,
         "{expected:?}"
     );
     for m in cluster.members() {
-        assert_eq!(events(m, start), expected, "events on {}", m.name());
+        assert_eq!(
+            events(m, start, "/ttl/end1"),
+            expected,
+            "events on {}",
+            m.name()
+        );
     }
 
     // Keys set just before the leader dies expire once, by the next leader's clock.
@@ -92,50 +114,80 @@ fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
     let later = vec!["/ttl/later0".to_owned(), "/ttl/later1".to_owned()];
     let alive: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     for &i in &alive {
-        wait_until("keys expire after the leader change", Duration::from_secs(20), || (all_gone(cluster.member(i), &later)).then_some(()));
+        wait_until(
+            "keys expire after the leader change",
+            Duration::from_secs(20),
+            || (all_gone(cluster.member(i), &later)).then_some(()),
+        );
     }
-    let expected = events(cluster.member(alive[0]), start);
-    assert_eq!(expected.iter().filter(|e| e.starts_with("expire ")).count(), 2, "{expected:?}");
-    assert_eq!(events(cluster.member(alive[1]), start), expected);
+    put(&cluster.member(alive[0]).endpoint(), "/ttl/end2", "value=e");
+    let expected = events(cluster.member(alive[0]), start, "/ttl/end2");
+    assert_eq!(
+        expected.iter().filter(|e| e.starts_with("expire ")).count(),
+        2,
+        "{expected:?}"
+    );
+    assert_eq!(
+        events(cluster.member(alive[1]), start, "/ttl/end2"),
+        expected
+    );
     cluster.member_mut(leader).restart();
     let back = cluster.member(leader);
-    wait_until("the old leader catches up", Duration::from_secs(20), || (all_gone(back, &later)).then_some(()));
-    assert_eq!(events(back, start), expected);
+    wait_until("the old leader catches up", Duration::from_secs(20), || {
+        (all_gone(back, &later)).then_some(())
+    });
+    assert_eq!(events(back, start, "/ttl/end2"), expected);
 }
 
 #[test]
 fn restart_and_snapshot_catch_up_keep_the_v2_store() {
     oxcd_only!();
     let _lock = cluster_lock();
-    let mut cluster = Cluster::start_with(3, |b| {
-        b.args([
-            "--enable-v2",
-            "--snapshot-count=20",
-            "--experimental-snapshot-catchup-entries=5",
-        ])
-    });
+    let mut cluster = Cluster::start_with(3, |b| b.args(["--enable-v2", "--snapshot-count=1000"]));
     let addr = cluster.member(0).endpoint();
     put(&addr, "/before", "value=1");
     cluster.member_mut(2).stop();
-    for i in 0..100 {
-        put(&addr, &format!("/dir/k{i}"), &format!("value={i}"));
+    // The stopped member may have led: writes resume once a new leader is elected.
+    wait_until("writes resume", Duration::from_secs(20), || {
+        let r = request(
+            &addr,
+            "PUT",
+            "/v2/keys/resumed",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            b"value=1",
+        );
+        (r.status < 300).then_some(())
+    });
+    // More entries than a leader keeps for slow followers after a snapshot (5000) plus the
+    // snapshot interval, so the stopped member can only catch up from a snapshot.
+    for i in 0..7000 {
+        put(&addr, &format!("/dir/k{}", i % 100), &format!("value={i}"));
     }
     put(&addr, "/ttl/long", "value=v&ttl=3600");
     let want = get(&addr, "/v2/keys/?recursive=true&sorted=true");
     cluster.member_mut(2).restart();
     let lagging = cluster.member(2).endpoint();
-    wait_until("the stopped member catches up", Duration::from_secs(30), || (get(&lagging, "/v2/keys/ttl/long").status == 200).then_some(()));
+    wait_until(
+        "the stopped member catches up",
+        Duration::from_secs(30),
+        || (get(&lagging, "/v2/keys/ttl/long").status == 200).then_some(()),
+    );
+    // Each restart publishes the member's attributes: one more v2 event, under /0.
     let deadline = Instant::now() + Duration::from_secs(5);
     let same = |r: &Response| {
         r.text().split("\"ttl\":").next() == want.text().split("\"ttl\":").next()
-            && index(r) == index(&want)
+            && index(r) >= index(&want)
     };
-    while !same(&get(&lagging, "/v2/keys/?recursive=true&sorted=true")) && Instant::now() < deadline {
+    while !same(&get(&lagging, "/v2/keys/?recursive=true&sorted=true")) && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(same(&get(&lagging, "/v2/keys/?recursive=true&sorted=true")));
     assert!(
-        cluster.member(2).log_since_start().contains("restoring mvcc store from a snapshot"),
+        cluster
+            .member(2)
+            .log_since_start()
+            .contains("restoring mvcc store from a snapshot"),
         "the member caught up from the log, not from a snapshot"
     );
     // A whole-cluster restart keeps the store, its index and its history.
@@ -143,10 +195,67 @@ fn restart_and_snapshot_catch_up_keep_the_v2_store() {
         cluster.member_mut(i).restart();
     }
     let addr = cluster.member(1).endpoint();
-    wait_until("the cluster serves again", Duration::from_secs(20), || (get(&addr, "/v2/keys/before").status == 200).then_some(()));
+    wait_until("the cluster serves again", Duration::from_secs(20), || {
+        (get(&addr, "/v2/keys/before").status == 200).then_some(())
+    });
     let after = get(&addr, "/v2/keys/?recursive=true&sorted=true");
-    assert_eq!(index(&after), index(&want));
-    assert_eq!(after.text().split("\"ttl\":").next(), want.text().split("\"ttl\":").next());
-    let from_history = get(&addr, &format!("/v2/keys/dir/k5?wait=true&waitIndex={}", index(&want) - 20));
-    assert_eq!(from_history.status, 200, "{}", from_history.text());
+    assert!(index(&after) >= index(&want));
+    assert_eq!(
+        after.text().split("\"ttl\":").next(),
+        want.text().split("\"ttl\":").next()
+    );
+    let from_history = get(
+        &addr,
+        &format!(
+            "/v2/keys/dir?wait=true&recursive=true&waitIndex={}",
+            index(&want) - 20
+        ),
+    );
+    assert_eq!(
+        from_history.json()["node"]["key"],
+        "/dir/k80",
+        "{}",
+        from_history.text()
+    );
+}
+
+fn ctl2(cluster: &Cluster, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(oxcd_e2e::etcdctl_bin())
+        .env("ETCDCTL_API", "2")
+        .arg(format!("--endpoints={}", cluster.member(0).client_url()))
+        .args(args)
+        .output()
+        .expect("run etcdctl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn etcdctl_v2_member_add_update_remove() {
+    let _lock = cluster_lock();
+    let cluster = Cluster::start_with(3, |b| b.arg("--enable-v2"));
+    let (ok, out) = ctl2(&cluster, &["member", "add", "extra", "http://127.0.0.1:1"]);
+    assert!(ok && out.contains("Added member named extra"), "{out}");
+    let (ok, list) = ctl2(&cluster, &["member", "list"]);
+    assert!(ok && list.lines().count() == 4, "{list}");
+    let id = list
+        .lines()
+        .find(|l| {
+            l.contains("peerURLs=http://127.0.0.1:1 ") || l.ends_with("peerURLs=http://127.0.0.1:1")
+        })
+        .and_then(|l| l.split(['[', ':']).next())
+        .expect("the added member is listed")
+        .to_owned();
+    let (ok, out) = ctl2(&cluster, &["member", "update", &id, "http://127.0.0.1:2"]);
+    assert!(ok && out.contains("Updated member"), "{out}");
+    let (ok, out) = ctl2(&cluster, &["member", "remove", &id]);
+    assert!(ok && out.contains("Removed member"), "{out}");
+    let (ok, out) = ctl2(&cluster, &["member", "remove", &id]);
+    assert!(!ok && out.contains("Couldn't find a member"), "{out}");
+    let (ok, out) = ctl2(&cluster, &["cluster-health"]);
+    assert!(ok && out.contains("cluster is healthy"), "{out}");
 }

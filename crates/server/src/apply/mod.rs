@@ -372,14 +372,19 @@ impl Applier {
         id: u64,
     ) -> Result<(), ServerError> {
         let member = self.membership.get(id);
-        self.v2.with_tree(batch.raw(), |tree| match (change, member) {
-            (ConfChangeType::RemoveNode, _) => tree.member_removed(id),
-            (_, Some(m)) if tree.get(&format!("/0/members/{id:x}/raftAttributes"), false).is_ok() => {
-                tree.member_updated(id, &m.peer_ur_ls, m.is_learner)
-            }
-            (_, Some(m)) => tree.member_added(id, &m.peer_ur_ls, m.is_learner),
-            (_, None) => {}
-        })
+        self.v2
+            .with_tree(batch.raw(), |tree| match (change, member) {
+                (ConfChangeType::RemoveNode, _) => tree.member_removed(id),
+                (_, Some(m))
+                    if tree
+                        .get(&format!("/0/members/{id:x}/raftAttributes"), false)
+                        .is_ok() =>
+                {
+                    tree.member_updated(id, &m.peer_ur_ls, m.is_learner)
+                }
+                (_, Some(m)) => tree.member_added(id, &m.peer_ur_ls, m.is_learner),
+                (_, None) => {}
+            })
     }
 
     /// Ends a write txn: its keys join or leave leases, its events wait for the commit.
@@ -471,7 +476,11 @@ impl Applier {
             let name = attributes.name.clone();
             if self.membership.get(attr.member_id).is_some() {
                 self.v2.with_tree(batch.raw(), |tree| {
-                    tree.member_attributes(attr.member_id, &attributes.name, &attributes.client_urls)
+                    tree.member_attributes(
+                        attr.member_id,
+                        &attributes.name,
+                        &attributes.client_urls,
+                    )
                 })?;
             }
             let known = self

@@ -34,9 +34,7 @@ pub fn apply(tree: &mut Tree, req: &Request) -> Option<V2Result> {
             ),
             None => tree.set(path, req.dir(), req.val(), expire, refresh),
         },
-        "DELETE" if compared => {
-            tree.compare_and_delete(path, req.prev_value(), req.prev_index())
-        }
+        "DELETE" if compared => tree.compare_and_delete(path, req.prev_value(), req.prev_index()),
         "DELETE" => tree.delete(path, req.dir(), req.recursive()),
         "QGET" => tree.get(path, req.recursive()),
         "SYNC" => {

@@ -105,10 +105,14 @@ impl Role {
         if self.role == ROOT {
             return true;
         }
-        self.permissions.kv.list(write).iter().any(|pat| match pat.strip_suffix('*') {
-            Some(prefix) => key.starts_with(prefix),
-            None => key == pat,
-        })
+        self.permissions
+            .kv
+            .list(write)
+            .iter()
+            .any(|pat| match pat.strip_suffix('*') {
+                Some(prefix) => key.starts_with(prefix),
+                None => key == pat,
+            })
     }
 
     /// Whether the role may read (or write) everything under `key`.
@@ -307,7 +311,10 @@ impl<'a> AuthStore<'a> {
             ));
         }
         user.password = hash(&user.password)?;
-        match self.put(&format!("/users/{}", user.user), Self::json(&user)?, false).await {
+        match self
+            .put(&format!("/users/{}", user.user), Self::json(&user)?, false)
+            .await
+        {
             Err(e) if is_code(&e, Code::NodeExist) => {
                 Err(auth_err(409, format!("User {} already exists.", user.user)))
             }
@@ -349,7 +356,10 @@ impl<'a> AuthStore<'a> {
 
     pub async fn delete_user(&self, name: &str) -> Result<(), AuthError> {
         if self.enabled() && name == ROOT {
-            return Err(auth_err(403, "Cannot delete root user while auth is enabled."));
+            return Err(auth_err(
+                403,
+                "Cannot delete root user while auth is enabled.",
+            ));
         }
         match self.delete(&format!("/users/{name}")).await {
             Err(e) if is_code(&e, Code::KeyNotFound) => {
@@ -361,9 +371,15 @@ impl<'a> AuthStore<'a> {
 
     pub async fn create_role(&self, role: &Role) -> Result<(), AuthError> {
         if role.role == ROOT {
-            return Err(auth_err(403, format!("Cannot modify role {}: is root role.", role.role)));
+            return Err(auth_err(
+                403,
+                format!("Cannot modify role {}: is root role.", role.role),
+            ));
         }
-        match self.put(&format!("/roles/{}", role.role), Self::json(role)?, false).await {
+        match self
+            .put(&format!("/roles/{}", role.role), Self::json(role)?, false)
+            .await
+        {
             Err(e) if is_code(&e, Code::NodeExist) => {
                 Err(auth_err(409, format!("Role {} already exists.", role.role)))
             }
@@ -373,7 +389,10 @@ impl<'a> AuthStore<'a> {
 
     pub async fn update_role(&self, role: &Role) -> Result<Role, AuthError> {
         if role.role == ROOT {
-            return Err(auth_err(403, format!("Cannot modify role {}: is root role.", role.role)));
+            return Err(auth_err(
+                403,
+                format!("Cannot modify role {}: is root role.", role.role),
+            ));
         }
         let old = match self.get_role(&role.role, true).await {
             Err(AuthError::Auth(404, _)) => {
@@ -383,7 +402,10 @@ impl<'a> AuthStore<'a> {
         };
         let merged = merge_role(&old, role)?;
         if merged == old {
-            return Err(auth_err(400, "Role not updated. Use grant/revoke to update the role."));
+            return Err(auth_err(
+                400,
+                "Role not updated. Use grant/revoke to update the role.",
+            ));
         }
         self.put(&format!("/roles/{}", role.role), Self::json(&merged)?, true)
             .await?;
@@ -392,7 +414,10 @@ impl<'a> AuthStore<'a> {
 
     pub async fn delete_role(&self, name: &str) -> Result<(), AuthError> {
         if name == ROOT {
-            return Err(auth_err(403, format!("Cannot modify role {name}: is root role.")));
+            return Err(auth_err(
+                403,
+                format!("Cannot modify role {name}: is root role."),
+            ));
         }
         match self.delete(&format!("/roles/{name}")).await {
             Err(e) if is_code(&e, Code::KeyNotFound) => {
@@ -432,9 +457,10 @@ impl<'a> AuthStore<'a> {
         let user = self.get_user(name, false).await.ok()?;
         let hash = user.password.clone();
         let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false);
         if !ok {
             tracing::warn!("user-name" = name, "incorrect password");
         }
@@ -457,7 +483,10 @@ fn merge_user(old: &User, new: &User) -> Result<User, AuthError> {
     if old.user != new.user {
         return Err(auth_err(
             409,
-            format!("Merging user data with conflicting usernames: {} {}", old.user, new.user),
+            format!(
+                "Merging user data with conflicting usernames: {} {}",
+                old.user, new.user
+            ),
         ));
     }
     let password = if new.password.is_empty() {
@@ -497,7 +526,10 @@ fn merge_role(old: &Role, new: &Role) -> Result<Role, AuthError> {
     if old.role != new.role {
         return Err(auth_err(
             409,
-            format!("Merging role with conflicting names: {} {}", old.role, new.role),
+            format!(
+                "Merging role with conflicting names: {} {}",
+                old.role, new.role
+            ),
         ));
     }
     let mut read: Vec<String> = old.permissions.kv.read().to_vec();
@@ -505,13 +537,19 @@ fn merge_role(old: &Role, new: &Role) -> Result<Role, AuthError> {
     if let Some(g) = &new.grant {
         for r in g.kv.read() {
             if read.contains(r) {
-                return Err(auth_err(409, format!("Granting duplicate read permission {r}")));
+                return Err(auth_err(
+                    409,
+                    format!("Granting duplicate read permission {r}"),
+                ));
             }
             read.push(r.clone());
         }
         for w in g.kv.write() {
             if write.contains(w) {
-                return Err(auth_err(409, format!("Granting duplicate write permission {w}")));
+                return Err(auth_err(
+                    409,
+                    format!("Granting duplicate write permission {w}"),
+                ));
             }
             write.push(w.clone());
         }
@@ -566,13 +604,30 @@ mod tests {
             roles: None,
             ..Default::default()
         };
-        assert_eq!(serde_json::to_string(&u).unwrap(), r#"{"user":"foo","roles":null}"#);
-        let r: Role = serde_json::from_str(r#"{"role":"foo", "permissions": {"kv": {"read": ["/foo/*"]}}}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&u).unwrap(),
+            r#"{"user":"foo","roles":null}"#
+        );
+        let r: Role =
+            serde_json::from_str(r#"{"role":"foo", "permissions": {"kv": {"read": ["/foo/*"]}}}"#)
+                .unwrap();
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
             r#"{"role":"foo","permissions":{"kv":{"read":["/foo/*"],"write":null}}}"#
         );
-        let e = merge_user(&User { user: "u".into(), roles: Some(vec!["a".into()]), ..Default::default() }, &User { user: "u".into(), grant: Some(vec!["a".into()]), ..Default::default() }).unwrap_err();
+        let e = merge_user(
+            &User {
+                user: "u".into(),
+                roles: Some(vec!["a".into()]),
+                ..Default::default()
+            },
+            &User {
+                user: "u".into(),
+                grant: Some(vec!["a".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(matches!(e, AuthError::Auth(409, m) if m.contains("duplicate")));
     }
 }

@@ -42,7 +42,11 @@ impl Stats {
             ("deleteSuccess", "deleteFail", Op::Delete),
             ("updateSuccess", "updateFail", Op::Update),
             ("createSuccess", "createFail", Op::Create),
-            ("compareAndSwapSuccess", "compareAndSwapFail", Op::CompareAndSwap),
+            (
+                "compareAndSwapSuccess",
+                "compareAndSwapFail",
+                Op::CompareAndSwap,
+            ),
             (
                 "compareAndDeleteSuccess",
                 "compareAndDeleteFail",

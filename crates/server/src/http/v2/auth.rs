@@ -48,7 +48,11 @@ pub async fn has_root_access(server: &EtcdServer, headers: &HeaderMap) -> bool {
 }
 
 /// `/v2/members`: reads are free, changes need root.
-pub async fn has_write_root_access(server: &EtcdServer, method: &Method, headers: &HeaderMap) -> bool {
+pub async fn has_write_root_access(
+    server: &EtcdServer,
+    method: &Method,
+    headers: &HeaderMap,
+) -> bool {
     if method == Method::GET || method == Method::HEAD {
         return true;
     }
@@ -90,7 +94,11 @@ pub async fn has_key_access(
             return true;
         }
     }
-    tracing::warn!("user-name" = user.user, key, "invalid access for user on key");
+    tracing::warn!(
+        "user-name" = user.user,
+        key,
+        "invalid access for user on key"
+    );
     false
 }
 
@@ -100,12 +108,16 @@ pub fn no_auth() -> Response {
 
 fn auth_error(e: AuthError) -> Response {
     match e {
-        AuthError::Auth(status, msg) => {
-            http_error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &msg)
-        }
+        AuthError::Auth(status, msg) => http_error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            &msg,
+        ),
         AuthError::V2(e) => super::keys::error_response(&e),
         AuthError::Internal(text) => {
-            tracing::warn!("internal-server-error" = text, "unexpected v2 response error");
+            tracing::warn!(
+                "internal-server-error" = text,
+                "unexpected v2 response error"
+            );
             http_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         }
     }
@@ -136,7 +148,11 @@ pub async fn users(State(server): State<Arc<EtcdServer>>, request: Request) -> R
     let Some(name) = subject(request.uri().path(), "users") else {
         return http_error(StatusCode::BAD_REQUEST, "Invalid path");
     };
-    let allowed = if name.is_empty() { "GET" } else { "GET,PUT,DELETE" };
+    let allowed = if name.is_empty() {
+        "GET"
+    } else {
+        "GET,PUT,DELETE"
+    };
     if !allowed.split(',').any(|m| m == request.method().as_str()) {
         return method_not_allowed_with(allowed);
     }
@@ -195,7 +211,10 @@ async fn for_user(
         }
         Method::PUT => {
             let Ok(user) = read_json::<User>(body).await else {
-                return Ok(http_error(StatusCode::BAD_REQUEST, "Invalid JSON in request body."));
+                return Ok(http_error(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid JSON in request body.",
+                ));
             };
             if user.user != name {
                 return Ok(http_error(
@@ -221,7 +240,11 @@ async fn for_user(
                 (store.update_user(user).await?, false)
             };
             out.password.clear();
-            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok(json_line(status, &out))
         }
         _ => {
@@ -236,7 +259,11 @@ pub async fn roles(State(server): State<Arc<EtcdServer>>, request: Request) -> R
     let Some(name) = subject(request.uri().path(), "roles") else {
         return http_error(StatusCode::BAD_REQUEST, "Invalid path");
     };
-    let allowed = if name.is_empty() { "GET" } else { "GET,PUT,DELETE" };
+    let allowed = if name.is_empty() {
+        "GET"
+    } else {
+        "GET,PUT,DELETE"
+    };
     if !allowed.split(',').any(|m| m == request.method().as_str()) {
         return method_not_allowed_with(allowed);
     }
@@ -273,10 +300,16 @@ async fn for_role(
 ) -> Result<Response, AuthError> {
     use crate::v2::auth::Permissions;
     match *method {
-        Method::GET => Ok(json_line(StatusCode::OK, &store.get_role(name, false).await?)),
+        Method::GET => Ok(json_line(
+            StatusCode::OK,
+            &store.get_role(name, false).await?,
+        )),
         Method::PUT => {
             let Ok(role) = read_json::<Role>(body).await else {
-                return Ok(http_error(StatusCode::BAD_REQUEST, "Invalid JSON in request body."));
+                return Ok(http_error(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid JSON in request body.",
+                ));
             };
             if role.role != name {
                 return Ok(http_error(
@@ -318,7 +351,10 @@ pub async fn enable(State(server): State<Arc<EtcdServer>>, request: Request) -> 
             Ok(json_response(StatusCode::OK, body))
         }
         Method::PUT => store.enable().await.map(|_| StatusCode::OK.into_response()),
-        _ => store.disable().await.map(|_| StatusCode::OK.into_response()),
+        _ => store
+            .disable()
+            .await
+            .map(|_| StatusCode::OK.into_response()),
     };
     let mut resp = with_cluster(&server, resp.unwrap_or_else(auth_error));
     resp.headers_mut().insert(

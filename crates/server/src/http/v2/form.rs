@@ -11,11 +11,19 @@ pub struct Form {
 
 impl Form {
     /// Parses the form body (when it counts) and the query, body first.
-    pub fn parse(method: &str, content_type: Option<&str>, body: &[u8], query: &str) -> Result<Form, String> {
+    pub fn parse(
+        method: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        query: &str,
+    ) -> Result<Form, String> {
         let mut form = Form::default();
         let is_form = content_type
             .and_then(|ct| ct.split(';').next())
-            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+            .is_some_and(|ct| {
+                ct.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
         if matches!(method, "POST" | "PUT" | "PATCH") && is_form {
             form.add(&String::from_utf8_lossy(body))?;
         }
@@ -92,7 +100,10 @@ pub fn unescape(s: &str, query: bool) -> Result<String, String> {
         match bytes[i] {
             b'%' => {
                 let hex = |b: u8| (b as char).to_digit(16);
-                match (bytes.get(i + 1).and_then(|&b| hex(b)), bytes.get(i + 2).and_then(|&b| hex(b))) {
+                match (
+                    bytes.get(i + 1).and_then(|&b| hex(b)),
+                    bytes.get(i + 2).and_then(|&b| hex(b)),
+                ) {
                     (Some(h), Some(l)) => {
                         out.push((h * 16 + l) as u8);
                         i += 3;
@@ -137,7 +148,13 @@ mod tests {
         assert_eq!(f.value("ttl"), "");
         assert_eq!(f.bool("dir"), Ok(true));
         assert_eq!(f.bool("nope"), Ok(false));
-        let f = Form::parse("DELETE", Some("application/x-www-form-urlencoded"), b"value=x", "").unwrap();
+        let f = Form::parse(
+            "DELETE",
+            Some("application/x-www-form-urlencoded"),
+            b"value=x",
+            "",
+        )
+        .unwrap();
         assert!(!f.has("value"));
     }
 

@@ -68,8 +68,14 @@ async fn serve(server: &Arc<EtcdServer>, request: Request) -> Response {
     // As etcd, permissions match the path as sent, not cleaned ("/foo/" is under "/foo/*").
     let raw = unescape(parts.uri.path(), false).unwrap_or_default();
     let key = raw.strip_prefix(PREFIX).unwrap_or("");
-    if !super::auth::has_key_access(server, &parts.method, &parts.headers, key, req.recursive()).await {
-        return error_response(&Error::new(Code::Unauthorized, "Insufficient credentials", 0));
+    if !super::auth::has_key_access(server, &parts.method, &parts.headers, key, req.recursive())
+        .await
+    {
+        return error_response(&Error::new(
+            Code::Unauthorized,
+            "Insufficient credentials",
+            0,
+        ));
     }
     if parts.method == Method::GET && req.quorum() {
         req.method = Some("QGET".into());
@@ -83,7 +89,12 @@ async fn serve(server: &Arc<EtcdServer>, request: Request) -> Response {
         },
     };
     match result {
-        Ok(event) => event_response(server, &event, no_value_on_success, parts.method == Method::HEAD),
+        Ok(event) => event_response(
+            server,
+            &event,
+            no_value_on_success,
+            parts.method == Method::HEAD,
+        ),
         Err(mut e) => {
             if let Some(rest) = e.cause.strip_prefix(KEYS_PREFIX) {
                 e.cause = rest.to_owned();
@@ -121,8 +132,10 @@ fn parse(
         return Err(Error::request(Code::InvalidForm, "incorrect key prefix"));
     };
     let path = crate::v2::store::clean(&format!("{KEYS_PREFIX}/{key}"));
-    let index_nan = |name: &str| Error::request(Code::IndexNaN, format!("invalid value for \"{name}\""));
-    let invalid = |name: &str| Error::request(Code::InvalidField, format!("invalid value for \"{name}\""));
+    let index_nan =
+        |name: &str| Error::request(Code::IndexNaN, format!("invalid value for \"{name}\""));
+    let invalid =
+        |name: &str| Error::request(Code::InvalidField, format!("invalid value for \"{name}\""));
     let prev_index = form.u64("prevIndex").map_err(|_| index_nan("prevIndex"))?;
     let wait_index = form.u64("waitIndex").map_err(|_| index_nan("waitIndex"))?;
     let flag = |name: &str| form.bool(name).map_err(|_| invalid(name));
@@ -155,9 +168,10 @@ fn parse(
         )
     };
     let prev_exist = if form.has("prevExist") {
-        Some(form.bool("prevExist").map_err(|_| {
-            Error::request(Code::InvalidField, "invalid value for prevExist")
-        })?)
+        Some(
+            form.bool("prevExist")
+                .map_err(|_| Error::request(Code::InvalidField, "invalid value for prevExist"))?,
+        )
     } else {
         None
     };
@@ -209,7 +223,11 @@ fn parse(
     })
 }
 
-fn raft_headers(server: &EtcdServer, builder: http::response::Builder, etcd_index: u64) -> http::response::Builder {
+fn raft_headers(
+    server: &EtcdServer,
+    builder: http::response::Builder,
+    etcd_index: u64,
+) -> http::response::Builder {
     builder
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-etcd-index", etcd_index)
@@ -263,7 +281,10 @@ async fn watch(server: &Arc<EtcdServer>, req: &V2Request) -> Response {
         let mut watcher = watcher?;
         let event = watcher.events.recv().await?;
         let chunk = bytes::Bytes::from(event.to_json(KEYS_PREFIX, false));
-        Some((Ok::<_, std::convert::Infallible>(chunk), stream.then_some(watcher)))
+        Some((
+            Ok::<_, std::convert::Infallible>(chunk),
+            stream.then_some(watcher),
+        ))
     });
     raft_headers(server, Response::builder().status(StatusCode::OK), start)
         .body(Body::from_stream(events.boxed()))
@@ -275,13 +296,18 @@ mod tests {
     use super::*;
 
     fn parse_err(method: &str, query: &str) -> Error {
-        parse(method, "/v2/keys/foo", query, None, b"").err().unwrap()
+        parse(method, "/v2/keys/foo", query, None, b"")
+            .err()
+            .unwrap()
     }
 
     #[test]
     fn parse_errors_match_etcd() {
         let e = parse_err("PUT", "prevIndex=zz");
-        assert_eq!((e.code, e.cause.as_str()), (Code::IndexNaN, "invalid value for \"prevIndex\""));
+        assert_eq!(
+            (e.code, e.cause.as_str()),
+            (Code::IndexNaN, "invalid value for \"prevIndex\"")
+        );
         let e = parse_err("PUT", "wait=true");
         assert_eq!(e.cause, "\"wait\" can only be used with GET requests");
         let e = parse_err("PUT", "prevValue=");

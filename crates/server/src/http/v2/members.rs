@@ -7,9 +7,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Method, StatusCode};
 use oxcd_api::etcdserverpb::cluster_server::Cluster as _;
-use oxcd_api::etcdserverpb::{
-    Member, MemberAddRequest, MemberRemoveRequest, MemberUpdateRequest,
-};
+use oxcd_api::etcdserverpb::{Member, MemberAddRequest, MemberRemoveRequest, MemberUpdateRequest};
 
 use super::{http_error, json_response, method_not_allowed_with};
 use crate::grpc::cluster::ClusterService;
@@ -69,6 +67,11 @@ async fn serve(server: &Arc<EtcdServer>, request: Request) -> Response {
     match parts.method {
         Method::GET => match rest.as_str() {
             "" => {
+                // Everything committed is applied first, so a member that just published
+                // itself is listed with its client URLs (etcdctl cluster-health asks once).
+                if let Err(e) = server.linearizable_read_barrier().await {
+                    tracing::debug!(error = %e, "member list without a read barrier");
+                }
                 let mut w = JsonWriter::default();
                 w.open();
                 w.open_array("members");
@@ -155,7 +158,10 @@ fn member_id(s: &str) -> Option<u64> {
 }
 
 /// The `peerURLs` of a JSON body, with etcd's refusals.
-async fn peer_urls(headers: &http::HeaderMap, body: axum::body::Body) -> Result<Vec<String>, Response> {
+async fn peer_urls(
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Vec<String>, Response> {
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -204,7 +210,10 @@ fn member_error(status: &tonic::Status, id: &str) -> Response {
             http_error(StatusCode::BAD_REQUEST, status.message())
         }
         other => {
-            tracing::warn!("internal-server-error" = other, "unexpected v2 response error");
+            tracing::warn!(
+                "internal-server-error" = other,
+                "unexpected v2 response error"
+            );
             http_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         }
     }

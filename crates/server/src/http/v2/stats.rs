@@ -157,7 +157,7 @@ pub fn go_duration(d: Duration) -> String {
     let secs = nanos / 1_000_000_000;
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     let sub = nanos % 1_000_000_000;
-    let seconds = fraction(s as u128 * 1_000_000_000 + sub, 1_000_000_000);
+    let seconds = fraction(s * 1_000_000_000 + sub, 1_000_000_000);
     match (h, m) {
         (0, 0) => format!("{seconds}s"),
         (0, m) => format!("{m}m{seconds}s"),
@@ -183,7 +183,10 @@ mod tests {
 
     #[test]
     fn durations_read_as_go() {
-        assert_eq!(go_duration(Duration::new(155, 315_560_529)), "2m35.315560529s");
+        assert_eq!(
+            go_duration(Duration::new(155, 315_560_529)),
+            "2m35.315560529s"
+        );
         assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(go_duration(Duration::from_micros(1500)), "1.5ms");

@@ -46,7 +46,13 @@ impl Tree {
 
     pub fn member_removed(&mut self, id: u64) {
         let _ = self.delete(&member_key(id), true, true);
-        let _ = self.create(&format!("/0/removed_members/{id:x}"), false, "", false, None);
+        let _ = self.create(
+            &format!("/0/removed_members/{id:x}"),
+            false,
+            "",
+            false,
+            None,
+        );
     }
 
     /// A member published its name and client URLs.

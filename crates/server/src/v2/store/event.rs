@@ -71,9 +71,8 @@ impl Event {
                 w.close();
             }
         }
-        if self.refresh {
-            w.field_bool("refresh", true);
-        }
+        // etcd copies events before writing them, and its copy drops `refresh`: clients
+        // never see the field.
         w.close();
         w.finish_line()
     }

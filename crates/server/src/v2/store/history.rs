@@ -27,7 +27,12 @@ impl History {
 
     /// The first event at or after `index` that a watch of `key` sees. An index older than
     /// the history is an error; one past it, nothing yet.
-    pub fn scan(&self, key: &str, recursive: bool, index: u64) -> Result<Option<Arc<Event>>, Error> {
+    pub fn scan(
+        &self,
+        key: &str,
+        recursive: bool,
+        index: u64,
+    ) -> Result<Option<Arc<Event>>, Error> {
         let start = self.events.front().map_or(0, |e| e.index());
         let last = self.events.back().map_or(0, |e| e.index());
         if index < start {

@@ -28,20 +28,36 @@ fn errors_carry_etcds_causes_and_indexes() {
     let mut t = tree();
     t.set("/1/foo", false, "bar", None, false).unwrap();
     let e = t.set("/1/foo/x", false, "v", None, false).unwrap_err();
-    assert_eq!((e.code, e.cause.as_str(), e.index), (Code::NotDir, "/1/foo", 1));
+    assert_eq!(
+        (e.code, e.cause.as_str(), e.index),
+        (Code::NotDir, "/1/foo", 1)
+    );
     let e = t.get("/1/nope", false).unwrap_err();
     assert_eq!((e.code, e.cause.as_str()), (Code::KeyNotFound, "/1/nope"));
     let e = t.create("/1/foo", false, "v", false, None).unwrap_err();
     assert_eq!(e.code, Code::NodeExist);
-    let e = t.compare_and_swap("/1/foo", "zz", 0, "v", None, false).unwrap_err();
-    assert_eq!((e.code, e.cause.as_str()), (Code::TestFailed, "[zz != bar]"));
-    let e = t.compare_and_swap("/1/foo", "zz", 7, "v", None, false).unwrap_err();
+    let e = t
+        .compare_and_swap("/1/foo", "zz", 0, "v", None, false)
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.cause.as_str()),
+        (Code::TestFailed, "[zz != bar]")
+    );
+    let e = t
+        .compare_and_swap("/1/foo", "zz", 7, "v", None, false)
+        .unwrap_err();
     assert_eq!(e.cause, "[zz != bar] [7 != 1]");
     let e = t.delete("/1", true, true).unwrap_err();
     assert_eq!((e.code, e.cause.as_str()), (Code::RootReadOnly, "/"));
     t.set("/1/d/x", false, "v", None, false).unwrap();
-    assert_eq!(t.delete("/1/d", false, false).unwrap_err().code, Code::NotFile);
-    assert_eq!(t.delete("/1/d", true, false).unwrap_err().code, Code::DirNotEmpty);
+    assert_eq!(
+        t.delete("/1/d", false, false).unwrap_err().code,
+        Code::NotFile
+    );
+    assert_eq!(
+        t.delete("/1/d", true, false).unwrap_err().code,
+        Code::DirNotEmpty
+    );
     assert_eq!(t.index(), 2);
 }
 
@@ -49,11 +65,23 @@ fn errors_carry_etcds_causes_and_indexes() {
 fn cas_cad_update_and_in_order_keys() {
     let mut t = tree();
     t.set("/1/k", false, "a", None, false).unwrap();
-    let e = t.compare_and_swap("/1/k", "a", 1, "b", None, false).unwrap();
-    assert_eq!((e.action.as_str(), e.node.modified_index, e.node.created_index), ("compareAndSwap", 2, 1));
+    let e = t
+        .compare_and_swap("/1/k", "a", 1, "b", None, false)
+        .unwrap();
+    assert_eq!(
+        (
+            e.action.as_str(),
+            e.node.modified_index,
+            e.node.created_index
+        ),
+        ("compareAndSwap", 2, 1)
+    );
     let e = t.update("/1/k", "c", None, false).unwrap();
     assert_eq!(e.action, "update");
-    assert_eq!(t.update("/1/none", "c", None, false).unwrap_err().code, Code::KeyNotFound);
+    assert_eq!(
+        t.update("/1/none", "c", None, false).unwrap_err().code,
+        Code::KeyNotFound
+    );
     let e = t.compare_and_delete("/1/k", "c", 0).unwrap();
     assert_eq!(e.action, "compareAndDelete");
     let e = t.create("/1/q", false, "job", true, None).unwrap();
@@ -68,7 +96,10 @@ fn hidden_keys_are_not_listed() {
     let g = t.get("/1", false).unwrap();
     let keys: Vec<_> = g.node.nodes.unwrap().into_iter().map(|n| n.key).collect();
     assert_eq!(keys, ["/1/shown"]);
-    assert_eq!(t.get("/1/_hidden", false).unwrap().node.value.as_deref(), Some("h"));
+    assert_eq!(
+        t.get("/1/_hidden", false).unwrap().node.value.as_deref(),
+        Some("h")
+    );
 }
 
 #[test]
@@ -100,7 +131,10 @@ fn refresh_keeps_value_and_does_not_wake_watchers() {
     assert_eq!(e.node.value.as_deref(), Some("v"));
     assert!(e.refresh);
     assert!(rx.try_recv().is_err());
-    assert_eq!(t.set("/1/none", false, "", far(), true).unwrap_err().code, Code::KeyNotFound);
+    assert_eq!(
+        t.set("/1/none", false, "", far(), true).unwrap_err().code,
+        Code::KeyNotFound
+    );
 }
 
 #[test]
@@ -132,17 +166,30 @@ fn persisted_store_reloads_with_history() {
     }
     let batch = backend.begin_write().unwrap();
     store
-        .with_tree(batch.txn(), |t| t.member_added(0x10, &["http://a".into()], false))
+        .with_tree(batch.txn(), |t| {
+            t.member_added(0x10, &["http://a".into()], false)
+        })
         .unwrap();
     batch.commit().unwrap();
     let again = V2Store::load(&backend).unwrap();
     assert_eq!(again.index(), 3);
-    assert_eq!(again.get("/1/a/b", false).unwrap().node.value.as_deref(), Some("2"));
     assert_eq!(
-        again.get("/0/members/10/raftAttributes", false).unwrap().node.value.as_deref(),
+        again.get("/1/a/b", false).unwrap().node.value.as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        again
+            .get("/0/members/10/raftAttributes", false)
+            .unwrap()
+            .node
+            .value
+            .as_deref(),
         Some(r#"{"peerURLs":["http://a"]}"#)
     );
     let mut w = again.watch("/1/a/b", false, false, 1).unwrap();
     assert_eq!(w.start_index, 3);
-    assert_eq!(w.events.try_recv().unwrap().node.value.as_deref(), Some("1"));
+    assert_eq!(
+        w.events.try_recv().unwrap().node.value.as_deref(),
+        Some("1")
+    );
 }

@@ -91,9 +91,9 @@ impl Tree {
             let Some(children) = curr.children() else {
                 return Err(Error::new(Code::NotDir, curr.path.clone(), self.index));
             };
-            curr = children.get(name).ok_or_else(|| {
-                Error::new(Code::KeyNotFound, join(&curr.path, name), self.index)
-            })?;
+            curr = children
+                .get(name)
+                .ok_or_else(|| Error::new(Code::KeyNotFound, join(&curr.path, name), self.index))?;
         }
         Ok(curr)
     }
@@ -112,7 +112,9 @@ impl Tree {
         let mut curr = &mut self.root;
         for name in path.split('/').filter(|s| !s.is_empty()) {
             let parent_path = curr.path.clone();
-            let children = curr.children_mut().expect("walked through directories only");
+            let children = curr
+                .children_mut()
+                .expect("walked through directories only");
             let child = children.entry(name.to_owned()).or_insert_with(|| {
                 let p = join(&parent_path, name);
                 self.dirty.paths.insert(p.clone());
@@ -441,7 +443,12 @@ impl Tree {
         self.counted(Op::CompareAndDelete, r)
     }
 
-    fn internal_cad(&mut self, path: &str, prev_value: &str, prev_index: u64) -> Result<Event, Error> {
+    fn internal_cad(
+        &mut self,
+        path: &str,
+        prev_value: &str,
+        prev_index: u64,
+    ) -> Result<Event, Error> {
         let path = clean(path);
         let n = self.compared(&path, prev_value, prev_index)?;
         let next = self.index + 1;

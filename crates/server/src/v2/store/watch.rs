@@ -135,7 +135,10 @@ mod tests {
         assert!(once.try_recv().is_err());
         assert_eq!(stream.try_recv().unwrap().index(), 1);
         assert_eq!(stream.try_recv().unwrap().index(), 2);
-        assert!(stream.try_recv().is_err(), "hidden keys are not sent to parents");
+        assert!(
+            stream.try_recv().is_err(),
+            "hidden keys are not sent to parents"
+        );
         assert_eq!(hidden.try_recv().unwrap().index(), 1);
         assert_eq!(hub.count(), 2);
     }
