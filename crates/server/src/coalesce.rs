@@ -114,7 +114,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.written < this.buf.len() && !this.yielded && yield_enabled() {
+        if this.written < this.buf.len() && !this.yielded {
             this.yielded = true;
             cx.waker().wake_by_ref();
             return Poll::Pending;
@@ -128,12 +128,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
-}
-
-// XXX measurement toggle, removed before merge.
-fn yield_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("OXCD_X_NOYIELD").is_err())
 }
 
 #[cfg(test)]

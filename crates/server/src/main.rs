@@ -30,15 +30,10 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     oxcd_server::logging::log_config_warnings(&cfg);
-    // XXX measurement toggle, removed before merge.
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("OXCD_X_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
     {
-        builder.worker_threads(n);
-    }
-    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
