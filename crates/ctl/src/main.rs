@@ -12,6 +12,7 @@ mod exit;
 mod go;
 mod output;
 mod retry_log;
+mod v2;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,10 @@ use crate::cli::Cli;
 use crate::exit::code;
 
 fn main() -> ExitCode {
+    // etcdctl 3.4 speaks the v2 API when asked to.
+    if std::env::var("ETCDCTL_API").as_deref() == Ok("2") {
+        return v2::main();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),

@@ -157,8 +157,12 @@ impl Scanner<'_> {
                 '\\' => {
                     let (_, e) = chars.next()?;
                     let mut hex = |digits: usize| -> Option<u32> {
-                        let text: String = (0..digits).filter_map(|_| chars.next().map(|(_, c)| c)).collect();
-                        u32::from_str_radix(&text, 16).ok().filter(|_| text.len() == digits)
+                        let text: String = (0..digits)
+                            .filter_map(|_| chars.next().map(|(_, c)| c))
+                            .collect();
+                        u32::from_str_radix(&text, 16)
+                            .ok()
+                            .filter(|_| text.len() == digits)
                     };
                     let decoded = match e {
                         'a' => '\x07',
@@ -172,7 +176,9 @@ impl Scanner<'_> {
                         'u' => char::from_u32(hex(4)?)?,
                         'U' => char::from_u32(hex(8)?)?,
                         '0'..='7' => {
-                            let rest: String = (0..2).filter_map(|_| chars.next().map(|(_, c)| c)).collect();
+                            let rest: String = (0..2)
+                                .filter_map(|_| chars.next().map(|(_, c)| c))
+                                .collect();
                             char::from_u32(u32::from_str_radix(&format!("{e}{rest}"), 8).ok()?)?
                         }
                         other => other,
@@ -265,7 +271,10 @@ mod tests {
 
     #[test]
     fn quoted_strings_unescape_as_go() {
-        assert_eq!(argify(r#"put "key \"with\" space" "value \x23""#), ["put", "key \"with\" space", "value #"]);
+        assert_eq!(
+            argify(r#"put "key \"with\" space" "value \x23""#),
+            ["put", "key \"with\" space", "value #"]
+        );
     }
 
     #[test]
