@@ -7,7 +7,8 @@
 #               waits for log lines containing "enabled capabilities for version" or "published".
 #   LIST        a named list below (issue2, issue5, ...), or "all" for every list;
 #   TEST_REGEX  or any Go -test.run regexp. Default: the lists in CI_LISTS.
-# env: E2E_TIMEOUT  seconds for the whole run (default 1500)
+# env: ETCDCTL_BIN  the etcdctl the suite drives (default /usr/bin/etcdctl; oxcdctl to check it)
+#      E2E_TIMEOUT  seconds for the whole run (default 1500)
 #      E2E_CACHE    where the compiled suite is kept (default ~/.cache/oxcd/etcd-e2e)
 # The suite uses ports localhost:20000-20100. Exit status: 0 only if every selected test passed
 # and at least one test ran.
@@ -85,11 +86,14 @@ local REGEX="$1" RUN LOG rc passed failed skipped
 RUN="$(mktemp -d "${TMPDIR:-/tmp}/oxcd-etcd-e2e.XXXXXX")"
 mkdir -p "$RUN/bin" "$RUN/tests/e2e" "$RUN/integration"
 ln -s "$SERVER_BIN" "$RUN/bin/etcd"
-ln -s /usr/bin/etcdctl "$RUN/bin/etcdctl"
+CTL_BIN="$(readlink -f "${ETCDCTL_BIN:-/usr/bin/etcdctl}")"
+[[ -x "$CTL_BIN" ]] || { echo "not an executable: $CTL_BIN" >&2; exit 2; }
+ln -s "$CTL_BIN" "$RUN/bin/etcdctl"
 ln -s "$SRC/integration/fixtures" "$RUN/integration/fixtures"
 LOG="$RUN/e2e.log"
 
 echo "etcd e2e: server $SERVER_BIN"
+echo "          ctl    $CTL_BIN"
 echo "          tests  $REGEX"
 echo "          log    $LOG"
 set +e

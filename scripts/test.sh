@@ -35,5 +35,7 @@ fi
 if [[ "${SKIP_ETCD_E2E:-0}" != 1 ]]; then
   echo "== etcd's own e2e conformance subset"
   "$ROOT/scripts/etcd-e2e.sh" "$OXCD_BIN"
+  echo "== the same subset with oxcdctl as the suite's etcdctl"
+  ETCDCTL_BIN="$OXCDCTL_BIN" "$ROOT/scripts/etcd-e2e.sh" "$OXCD_BIN"
 fi
 echo "== all tests passed"

@@ -239,12 +239,15 @@ fn cluster_and_maintenance() {
     }
 }
 
+/// Arguments and the environment they run with.
+type EnvRun<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+
 #[test]
 fn environment_variables() {
     for server in SERVERS {
         let pair = Pair::start(server);
         seed(&pair);
-        let runs: &[(&[&str], &[(&str, &str)])] = &[
+        let runs: &[EnvRun] = &[
             (&["get", "a"], &[("ETCDCTL_WRITE_OUT", "json")]),
             (
                 &["get", "a", "-w", "fields"],

@@ -12,6 +12,7 @@ mod exit;
 mod go;
 mod output;
 mod retry_log;
+mod v2;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,10 @@ use crate::cli::Cli;
 use crate::exit::code;
 
 fn main() -> ExitCode {
+    // etcdctl 3.4 speaks the v2 API when asked to.
+    if std::env::var("ETCDCTL_API").as_deref() == Ok("2") {
+        return v2::main();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
@@ -39,9 +44,31 @@ fn main() -> ExitCode {
         Err(exit) => {
             if let Some(message) = exit.message {
                 eprintln!("Error: {message}");
+                // Scripts read etcdctl's exact lines; a person at a terminal gets a hint too.
+                if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    if let Some(hint) = hint(&message) {
+                        eprintln!("hint: {hint}");
+                    }
+                }
             }
             ExitCode::from(exit.code as u8)
         }
+    }
+}
+
+/// What to do about a common failure, for a person reading it.
+fn hint(message: &str) -> Option<&'static str> {
+    let m = message.to_lowercase();
+    if m.contains("context deadline exceeded") || m.contains("connection refused") {
+        Some("no member answered: check --endpoints (host:port of each member's client URL) and that the members run")
+    } else if m.contains("certificate") || m.contains("tls") || m.contains("handshake") {
+        Some("TLS mismatch: https members need --cacert (and --cert/--key for client certificates); plain http members take none")
+    } else if m.contains("user name is empty") || m.contains("invalid auth token") || m.contains("permission denied") || m.contains("authentication failed") {
+        Some("authentication is on: pass --user NAME[:PASSWORD] of a user whose roles allow this request")
+    } else if m.contains("no leader") || m.contains("leader changed") {
+        Some("the cluster has no leader: check that a majority of members run and reach each other, then retry")
+    } else {
+        None
     }
 }
 

@@ -44,12 +44,16 @@ pub struct Run<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// Pass no `--endpoints` (the test gives them through the environment or args).
     pub no_endpoint_flag: bool,
+    /// Give the endpoint as a URL (`http://host:port`), as the v2 commands need.
+    pub url_endpoint: bool,
 }
 
 /// Runs `bin --endpoints=ENDPOINT ARGS` with ETCDCTL_API=3 and a deadline.
 pub fn run(bin: &PathBuf, endpoint: &str, r: &Run) -> CtlOutput {
     let mut command = Command::new(bin);
-    if !r.no_endpoint_flag {
+    if r.url_endpoint {
+        command.arg(format!("--endpoints=http://{endpoint}"));
+    } else if !r.no_endpoint_flag {
         command.arg(format!("--endpoints={endpoint}"));
     }
     command

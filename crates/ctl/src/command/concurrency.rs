@@ -34,9 +34,17 @@ pub async fn lock(ctx: &Ctx, a: LockArgs) -> CmdResult {
     let client = ctx.client().await?;
     let session = Session::new(&client, a.ttl).await.map_err(failed)?;
     let mut mutex = Mutex::new(&session, name);
-    tokio::select! {
-        locked = mutex.lock() => locked.map_err(failed)?,
-        _ = interrupted() => return Err(Exit::new(code::ERROR, "context canceled")),
+    let locked = tokio::select! {
+        locked = mutex.lock() => Some(locked),
+        _ = interrupted() => None,
+    };
+    match locked {
+        Some(locked) => locked.map_err(failed)?,
+        None => {
+            // As clientv3's Mutex: a cancelled wait takes its key out of the queue.
+            let _ = mutex.unlock().await;
+            return Err(Exit::new(code::ERROR, "context canceled"));
+        }
     }
     if a.args.len() > 1 {
         let revision = mutex.header().map_or(0, |h| h.revision);
@@ -117,9 +125,17 @@ pub async fn elect(ctx: &Ctx, a: ElectArgs) -> CmdResult {
             }
         }
     };
-    tokio::select! {
-        won = election.campaign(proposal) => won.map_err(failed)?,
-        _ = interrupted() => return Err(Exit::new(code::ERROR, "context canceled")),
+    let won = tokio::select! {
+        won = election.campaign(proposal) => Some(won),
+        _ = interrupted() => None,
+    };
+    match won {
+        Some(won) => won.map_err(failed)?,
+        None => {
+            // As clientv3's Election: a cancelled campaign resigns its candidacy.
+            let _ = election.resign().await;
+            return Err(Exit::new(code::ERROR, "context canceled"));
+        }
     }
     let key = election.key().map(<[u8]>::to_vec).unwrap_or_default();
     let mine = client

@@ -156,13 +156,34 @@ impl Scanner<'_> {
                 }
                 '\\' => {
                     let (_, e) = chars.next()?;
-                    out.push(match e {
+                    let mut hex = |digits: usize| -> Option<u32> {
+                        let text: String = (0..digits)
+                            .filter_map(|_| chars.next().map(|(_, c)| c))
+                            .collect();
+                        u32::from_str_radix(&text, 16)
+                            .ok()
+                            .filter(|_| text.len() == digits)
+                    };
+                    let decoded = match e {
+                        'a' => '\x07',
+                        'b' => '\x08',
+                        'f' => '\x0c',
                         'n' => '\n',
-                        't' => '\t',
                         'r' => '\r',
-                        '0' => '\0',
+                        't' => '\t',
+                        'v' => '\x0b',
+                        'x' => char::from_u32(hex(2)?)?,
+                        'u' => char::from_u32(hex(4)?)?,
+                        'U' => char::from_u32(hex(8)?)?,
+                        '0'..='7' => {
+                            let rest: String = (0..2)
+                                .filter_map(|_| chars.next().map(|(_, c)| c))
+                                .collect();
+                            char::from_u32(u32::from_str_radix(&format!("{e}{rest}"), 8).ok()?)?
+                        }
                         other => other,
-                    });
+                    };
+                    out.push(decoded);
                 }
                 c => out.push(c),
             }
@@ -245,6 +266,14 @@ mod tests {
         assert_eq!(
             parse_compare(r#"foo("k") = "1""#).unwrap_err(),
             r#"malformed comparison: foo("k") = "1" (unknown target foo)"#
+        );
+    }
+
+    #[test]
+    fn quoted_strings_unescape_as_go() {
+        assert_eq!(
+            argify(r#"put "key \"with\" space" "value \x23""#),
+            ["put", "key \"with\" space", "value #"]
         );
     }
 

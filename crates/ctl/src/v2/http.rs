@@ -1,0 +1,123 @@
+//! A minimal HTTP/1.1 client for the v2 keys API: one request per connection, whole
+//! responses, chunked bodies decoded. Plain `http://` only.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// One answer: status, the `X-Etcd-Index` header, the body.
+pub struct Response {
+    pub status: u16,
+    pub etcd_index: u64,
+    pub body: Vec<u8>,
+}
+
+/// Sends `method path` with a form `body` to `endpoint` (`http://host:port` or `host:port`).
+/// `timeout` bounds connecting and each read (`None`: wait as long as it takes, for watches).
+pub fn request(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Option<Duration>,
+) -> Result<Response, String> {
+    if endpoint.starts_with("https://") {
+        return Err(format!(
+            "{endpoint}: https endpoints are not supported by oxcdctl's v2 commands"
+        ));
+    }
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let address = std::net::ToSocketAddrs::to_socket_addrs(host)
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| format!("no address for {host}"))?;
+    let mut stream = match timeout {
+        Some(t) => TcpStream::connect_timeout(&address, t),
+        None => TcpStream::connect(address),
+    }
+    .map_err(|e| {
+        format!(
+            "dial tcp {address}: connect: {}",
+            e.to_string().to_lowercase()
+        )
+    })?;
+    stream
+        .set_read_timeout(timeout)
+        .map_err(|e| e.to_string())?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if !body.is_empty() || method == "PUT" || method == "POST" {
+        head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(format!("{head}{body}").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader
+        .read_line(&mut status_line)
+        .map_err(|e| e.to_string())?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("malformed HTTP response {status_line:?}"))?;
+    let (mut chunked, mut length, mut etcd_index) = (false, None, 0);
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let value = value.trim();
+            match name.to_ascii_lowercase().as_str() {
+                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                "content-length" => length = value.parse::<usize>().ok(),
+                "x-etcd-index" => etcd_index = value.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).map_err(|e| e.to_string())?;
+            let size = usize::from_str_radix(size.trim(), 16).map_err(|e| e.to_string())?;
+            if size == 0 {
+                break;
+            }
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(length) = length {
+        body.resize(length, 0);
+        reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    } else {
+        reader.read_to_end(&mut body).map_err(|e| e.to_string())?;
+    }
+    Ok(Response {
+        status,
+        etcd_index,
+        body,
+    })
+}
+
+/// Percent-encodes a form value or a path segment.
+pub fn escape(text: &str, keep_slash: bool) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b'/' if keep_slash => out.push('/'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
