@@ -45,11 +45,17 @@ impl KvService {
         Ok(())
     }
 
-    /// Runs a blocking MVCC read off the async runtime.
+    /// Runs an MVCC read: a point read (one key, so at most one value) on the calling task,
+    /// as handing it to another thread costs more than the read itself; anything that may
+    /// scan many keys off the async runtime.
     async fn read<T: Send + 'static>(
         &self,
+        point: bool,
         f: impl FnOnce(&EtcdServer) -> Result<T, ServerError> + Send + 'static,
     ) -> Result<T, Status> {
+        if point {
+            return Ok(f(&self.server)?);
+        }
         let server = self.server.clone();
         let result = tokio::task::spawn_blocking(move || f(&server))
             .await
@@ -76,9 +82,10 @@ impl Kv for KvService {
         }
         validate::check_range(&req).map_err(status)?;
         self.read_barrier(req.serializable).await?;
+        let point = is_point(&req);
         let max_bytes = self.server.limits.max_send_bytes;
         let mut resp = self
-            .read(move |s| {
+            .read(point, move |s| {
                 Ok(range::range_capped(
                     &mut s.kv.as_ref(),
                     &req,
@@ -109,7 +116,7 @@ impl Kv for KvService {
         self.read_barrier(req.serializable).await?;
         let (key, end, rev) = (req.key.clone(), req.range_end.clone(), req.revision);
         let cursor = self
-            .read(move |s| Ok(s.kv.range_cursor(&key, &end, rev)?))
+            .read(false, move |s| Ok(s.kv.range_cursor(&key, &end, rev)?))
             .await?;
         let (tx, rx) = mpsc::channel(RANGE_STREAM_QUEUE);
         let server = self.server.clone();
@@ -176,8 +183,9 @@ impl Kv for KvService {
             // Reads need no Raft round; a txn whose every range is serializable needs no
             // ReadIndex either.
             self.read_barrier(is_serializable(&req)).await?;
+            let point = is_point_txn(&req);
             let resp = self
-                .read(move |s| {
+                .read(point, move |s| {
                     let mut view = s.kv.as_ref();
                     let mut resp = txn::read_txn(&mut view, &req)?;
                     resp.header = Some(s.header(s.kv.current_revision()));
@@ -226,6 +234,26 @@ impl Kv for KvService {
             _ => Err(unexpected("compaction")),
         }
     }
+}
+
+/// A range over one key: at most one value to read.
+fn is_point(req: &RangeRequest) -> bool {
+    req.range_end.is_empty()
+}
+
+/// A read-only txn whose compares and ranges all name single keys.
+fn is_point_txn(req: &TxnRequest) -> bool {
+    use oxcd_api::etcdserverpb::request_op::Request as Op;
+    req.compare.iter().all(|c| c.range_end.is_empty())
+        && req
+            .success
+            .iter()
+            .chain(&req.failure)
+            .all(|op| match &op.request {
+                Some(Op::RequestRange(r)) => is_point(r),
+                Some(Op::RequestTxn(inner)) => is_point_txn(inner),
+                _ => true,
+            })
 }
 
 /// A read-only txn is serializable when every range in it is.

@@ -39,7 +39,7 @@ use std::fs;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock, Weak};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -145,7 +145,12 @@ struct Inner {
     dirty: AtomicBool,
     /// Dropping this wakes the flusher thread, which then exits; held only for its drop.
     _stop_flusher: Mutex<mpsc::Sender<()>>,
+    /// What the flusher does when a durable commit fails; see [`Backend::on_flush_failure`].
+    on_flush_failure: OnceLock<FlushFailureHook>,
 }
+
+/// Called by the flusher thread with the error of a failed durable commit.
+type FlushFailureHook = Box<dyn Fn(&Error) + Send + Sync>;
 
 impl Backend {
     /// Opens the backend file at `path`, creating it (and every table) if missing, and starts
@@ -171,6 +176,7 @@ impl Backend {
             cache_size: cfg.cache_size,
             dirty: AtomicBool::new(false),
             _stop_flusher: Mutex::new(stop_tx),
+            on_flush_failure: OnceLock::new(),
         });
         let weak = Arc::downgrade(&inner);
         thread::Builder::new()
@@ -211,9 +217,42 @@ impl Backend {
         Ok(batch)
     }
 
+    /// Sets what happens when a durable commit of the flusher thread fails (the server stops:
+    /// redb refuses every transaction after a failed write). Without it the failure is logged
+    /// and the next write transaction fails. Only the first call counts.
+    pub fn on_flush_failure(&self, hook: impl Fn(&Error) + Send + Sync + 'static) {
+        let _ = self.inner.on_flush_failure.set(Box::new(hook));
+    }
+
     /// Makes every commit so far durable, now.
     pub fn force_commit(&self) -> Result<()> {
         self.inner.durable_commit()
+    }
+
+    /// Makes everything durable and closes the file, so that it may be opened again at once.
+    /// Fails if another handle to the backend is still in use.
+    pub fn close(self) -> Result<()> {
+        self.force_commit()?;
+        let mut inner = self.inner;
+        // The flusher holds a strong handle only while it checks for work.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match Arc::try_unwrap(inner) {
+                Ok(inner) => {
+                    drop(inner);
+                    return Ok(());
+                }
+                Err(shared) if Instant::now() < deadline => {
+                    inner = shared;
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => {
+                    return Err(Error::Io(std::io::Error::other(
+                        "backend still in use, cannot close it",
+                    )))
+                }
+            }
+        }
     }
 
     /// The file's size in bytes, free pages included (etcd's `dbSize`).
@@ -281,7 +320,9 @@ impl Inner {
         self.dirty.store(false, Ordering::Release);
         let txn = self.db().begin_write()?;
         let start = Instant::now();
+        fail::fail_point!("before_commit");
         let result = txn.commit();
+        fail::fail_point!("after_commit");
         metrics::histogram!("etcd_disk_backend_commit_duration_seconds")
             .record(start.elapsed().as_secs_f64());
         if result.is_err() {
@@ -310,7 +351,12 @@ fn flush_loop(inner: Weak<Inner>, stop: mpsc::Receiver<()>, interval: Duration) 
         let Some(inner) = inner.upgrade() else { return };
         if inner.dirty.load(Ordering::Acquire) {
             if let Err(e) = inner.durable_commit() {
-                tracing::warn!(path = %inner.path.display(), error = %e, "failed to commit backend");
+                match inner.on_flush_failure.get() {
+                    Some(hook) => hook(&e),
+                    None => {
+                        tracing::warn!(path = %inner.path.display(), error = %e, "failed to commit backend")
+                    }
+                }
             }
         }
     }

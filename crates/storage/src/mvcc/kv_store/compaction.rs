@@ -217,7 +217,9 @@ fn compact_backend(
                 &schema::encode_u64(rev as u64)[..],
             )?;
         }
+        fail::fail_point!("compact_before_commit_batch");
         wb.commit()?;
+        fail::fail_point!("compact_after_commit_batch");
         drop(shared);
         if last_batch {
             return Ok(removed);
