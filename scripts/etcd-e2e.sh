@@ -25,6 +25,8 @@ declare -A LISTS=(
   [issue4]='^TestCtlV3(LeaseGrantTimeToLive|LeaseGrantTimeToLiveNoTLS|LeaseGrantLeases|LeaseGrantLeasesNoTLS|LeaseTestTimeToLiveExpired|LeaseTestTimeToLiveExpiredNoTLS|LeaseKeepAlive|LeaseKeepAliveNoTLS|LeaseKeepAliveOnce|LeaseKeepAliveOnceNoTLS|LeaseRevoke|LeaseRevokeNoTLS|PutIgnoreLease|Lock|Elect)$'
   # clusters: membership, quorum reads, peer TLS
   [issue5]='^TestCtlV3(MemberAdd|MemberAddNoTLS|MemberAddForLearner|MemberAddPeerTLS|MemberListPeerTLS|MemberRemove|MemberRemoveNoTLS|MemberRemovePeerTLS|MemberUpdate|MemberUpdateNoTLS|MemberUpdatePeerTLS|GetQuorum|PutPeerTLS|GetPeerTLS|DelPeerTLS|WatchPeerTLS|LeaseRevokePeerTLS)$|^TestEtcdMultiPeer$'
+  # big stores: defragment (now without stopping writes)
+  [issue14]='^TestCtlV3Defrag$'
 )
 # clients dialing endpoints one by one (the whole URL as :authority), TLS and transport
 # flags, backend quota, L4 gateway
@@ -35,7 +37,7 @@ LISTS[issue9]='^TestCtlV3(Defrag|EndpointHashKV|MoveLeaderScenarios|Alarm|GetRev
 # TestCtlV2AuthWithCommonName (v2 users named by a client certificate's common name).
 LISTS[issue11]='^TestCtlV2(Set|SetQuorum|SetClientTLS|SetPeerTLS|SetTLS|Mk|MkQuorum|MkTLS|Rm|RmTLS|Ls|LsQuorum|LsTLS|Watch|WatchTLS|GetRoleUser|UserListUsername|UserListRoot|RoleList|ClusterHealth)$|^TestV2Curl(NoTLS|AutoTLS|AllTLS|PeerTLS|ClientTLS|Issue5182)$'
 # The lists CI runs (scripts/test.sh): add an issue's name once oxcd passes its list.
-CI_LISTS=(issue2 issue3 issue4 issue5 issue9)
+CI_LISTS=(issue2 issue3 issue4 issue5 issue9 issue14)
 # Lists CI runs each in a suite process of its own: TestCtlV2* set ETCDCTL_API=2 in the
 # suite's environment, which must never reach a v3 test.
 CI_APART_LISTS=(issue11)

@@ -9,13 +9,16 @@
 //!    existing one), so the entries past the last one copied are what changed; they are copied
 //!    from a newer snapshot, round after round, until few are left. The writes that remove or
 //!    rewrite `key` entries (compaction batches, restores) wait for the defrag meanwhile.
-//! 3. Swap: writers are held off (the backend's writer slot), the last new revisions and the
-//!    other tables (small: leases, auth, members, meta) are copied, the new file is committed
-//!    durably and renamed over the old one, and new transactions go to it. Readers are never
-//!    held off; those that began before the swap finish on the old file.
+//! 3. Swap: the other tables (small: leases, auth, members, meta) are copied from the last
+//!    catch-up snapshot and the new file is committed durably. Then writers are held off (the
+//!    backend's writer slot), the last new revisions and the other tables are copied again
+//!    without a disk flush, the new file is renamed over the old one, and new transactions go
+//!    to it. Readers are never held off; those that began before the swap finish on the old
+//!    file.
 //!
-//! A crash leaves either the old file, untouched, or the new one, complete; a `db.defrag` left
-//! by a crash is removed at the next open.
+//! A crash before the rename leaves the old file as it was; after it, the new file reopens at
+//! its durable snapshot or later, and the WAL replays the rest, as after any crash. A
+//! `db.defrag` left by a crash is removed at the next open.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,7 +28,7 @@ use std::time::Instant;
 
 use redb::{Database, Durability, ReadableTable, TableHandle};
 
-use super::{schema, Backend, Result};
+use super::{schema, Backend, ReadTxn, Result};
 
 /// `key` entries copied into the new file per write transaction.
 const COPY_BATCH: usize = 20_000;
@@ -58,11 +61,12 @@ impl Backend {
     pub fn defrag(&self) -> Result<()> {
         let started = Instant::now();
         let _rewrites = self.inner.rewrites.take();
-        let (size1, in_use1) = (self.size()?, self.size_in_use()?);
+        // Not the size in use, as etcd logs it: redb measures it by walking every table with
+        // writers held off.
+        let size1 = self.size()?;
         tracing::info!(
             path = %self.inner.path.display(),
             "current-db-size-bytes" = size1,
-            "current-db-size-in-use-bytes" = in_use1,
             "defragmenting"
         );
         let tmp = defrag_path(&self.inner.path);
@@ -76,13 +80,11 @@ impl Backend {
         }
         let took = started.elapsed();
         metrics::histogram!("etcd_disk_backend_defrag_duration_seconds").record(took.as_secs_f64());
-        let (size2, in_use2) = (self.size()?, self.size_in_use()?);
+        let size2 = self.size()?;
         tracing::info!(
             path = %self.inner.path.display(),
             "current-db-size-bytes-diff" = size2 as i64 - size1 as i64,
             "current-db-size-bytes" = size2,
-            "current-db-size-in-use-bytes-diff" = in_use2 as i64 - in_use1 as i64,
-            "current-db-size-in-use-bytes" = in_use2,
             took = ?took,
             "defragmented"
         );
@@ -96,56 +98,65 @@ impl Backend {
         let mut rounds = 0;
         loop {
             let snapshot = self.begin_read()?;
-            let table = snapshot.open_table(schema::KEY)?;
-            let copied = copy_key_entries(&table, &new, &mut after)?;
+            let copied = copy_key_entries(&snapshot.open_table(schema::KEY)?, &new, &mut after)?;
             rounds += 1;
             if copied < SWAP_BELOW || rounds >= MAX_CATCH_UP_ROUNDS {
+                // With the other tables of the same snapshot the new file holds exactly that
+                // snapshot: committed durably, it is where the new file reopens after a crash
+                // that follows the swap (the WAL replays the rest, as after any crash), and
+                // the commit below, with writers held off, need not wait for a disk flush.
+                copy_other_tables(&snapshot, &new, Durability::Immediate)?;
                 break;
             }
         }
-
-        // Flushed now, so that the commit made with writers held off flushes only the tail.
-        let mut flush = new.begin_write()?;
-        flush.set_durability(Durability::Immediate)?;
-        flush.commit()?;
 
         let held = Instant::now();
         let _writer = self.inner.writer.take();
         // No writer can start now, so this snapshot is the last state of the live file.
         let last = self.begin_read()?;
-        let key = last.open_table(schema::KEY)?;
-        let tail = copy_key_entries(&key, &new, &mut after)?;
-        let mut txn = new.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        for def in schema::ALL_TABLES {
-            if def.name() == schema::KEY.name() {
-                continue;
-            }
-            txn.delete_table(def)?;
-            let mut dst = txn.open_table(def)?;
-            for entry in last.open_table(def)?.iter()? {
-                let (k, v) = entry?;
-                dst.insert(k.value(), v.value())?;
-            }
-        }
-        txn.commit()?;
-        drop((key, last));
+        let tail = copy_key_entries(&last.open_table(schema::KEY)?, &new, &mut after)?;
+        copy_other_tables(&last, &new, Durability::None)?;
+        drop(last);
         // The open database follows its file across the rename.
         fs::rename(defrag_path(&self.inner.path), &self.inner.path)?;
-        // Everything the old file held, durable or not, is in the new one, durably.
         *self.inner.db.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
-        self.inner.dirty.store(false, Ordering::Release);
+        // The flusher makes the last commit durable, as any other.
+        self.inner.dirty.store(true, Ordering::Release);
+        let held = held.elapsed();
         if let Err(e) = sync_dir(&self.inner.path) {
-            tracing::warn!(path = %self.inner.path.display(), error = %e, "failed to sync the data directory after defragmenting");
+            tracing::warn!(
+                path = %self.inner.path.display(),
+                error = %e,
+                "failed to sync the data directory after defragmenting"
+            );
         }
         tracing::info!(
             "catch-up-rounds" = rounds,
             "revisions-copied-while-writes-waited" = tail,
-            "writes-waited" = ?held.elapsed(),
+            "writes-waited" = ?held,
             "swapped the defragmented backend file in"
         );
         Ok(())
     }
+}
+
+/// Replaces every table but `key` in `dst` with its contents in `src`, in one transaction.
+fn copy_other_tables(src: &ReadTxn, dst: &Database, durability: Durability) -> Result<()> {
+    let mut txn = dst.begin_write()?;
+    txn.set_durability(durability)?;
+    for def in schema::ALL_TABLES {
+        if def.name() == schema::KEY.name() {
+            continue;
+        }
+        txn.delete_table(def)?;
+        let mut table = txn.open_table(def)?;
+        for entry in src.open_table(def)?.iter()? {
+            let (k, v) = entry?;
+            table.insert(k.value(), v.value())?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 /// Copies the `key` entries of `src` after `after` (all when `None`) into `dst`, in batches;

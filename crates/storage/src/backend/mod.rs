@@ -266,8 +266,8 @@ impl Backend {
         Ok(fs::metadata(&self.inner.path)?.len())
     }
 
-    /// Bytes of the file in use by live pages (etcd's `dbSizeInUse`). Waits for the writer
-    /// slot.
+    /// Bytes of the file in use by live pages (etcd's `dbSizeInUse`). Holds the writer slot
+    /// while redb walks every table to count them: writes wait that long.
     pub fn size_in_use(&self) -> Result<u64> {
         let _writer = self.inner.writer.take();
         let txn = self.db().begin_write()?;
