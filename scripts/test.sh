@@ -39,7 +39,7 @@ else
 fi
 
 echo "== tests: a crash at every failpoint (tests/tests/failpoints.rs)"
-cargo test --release -p oxcd-e2e --features failpoints --test failpoints
+cargo test --release -p oxcd-e2e --features failpoints --test failpoints -- --test-threads=1
 
 if [[ "${SKIP_ETCD_E2E:-0}" != 1 ]]; then
   echo "== etcd's own e2e conformance subset"
