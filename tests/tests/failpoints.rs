@@ -260,15 +260,20 @@ fn run_case(
         );
     }
 
-    let mut restarted = 0;
+    // All crashed members start before any is waited on: alone, none may reach a quorum.
+    let mut restarted = Vec::new();
     for i in 0..size {
         let member = cluster.member_mut(i);
         member.set_env("FAILPOINTS", None);
         if !member.is_running() {
-            member.restart();
-            restarted += 1;
+            member.respawn();
+            restarted.push(i);
         }
     }
+    for &i in &restarted {
+        cluster.member_mut(i).wait_ready();
+    }
+    let restarted = restarted.len();
     let acks = acks.lock().unwrap().clone();
     rt.block_on(check(&cluster, &acks, &spec));
     eprintln!(
