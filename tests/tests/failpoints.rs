@@ -260,20 +260,21 @@ fn run_case(
         );
     }
 
-    // All crashed members start before any is waited on: alone, none may reach a quorum.
-    let mut restarted = Vec::new();
+    // Members that did not crash yet still have the failpoint armed and could crash during the
+    // checks: they are killed too. All start before any is waited on: alone, none may reach a
+    // quorum.
+    let mut restarted = 0;
     for i in 0..size {
         let member = cluster.member_mut(i);
         member.set_env("FAILPOINTS", None);
         if !member.is_running() {
-            member.respawn();
-            restarted.push(i);
+            restarted += 1;
         }
+        member.respawn();
     }
-    for &i in &restarted {
+    for i in 0..size {
         cluster.member_mut(i).wait_ready();
     }
-    let restarted = restarted.len();
     let acks = acks.lock().unwrap().clone();
     rt.block_on(check(&cluster, &acks, &spec));
     eprintln!(
