@@ -15,6 +15,13 @@ cd "$ROOT"
 "$ROOT/scripts/deps.sh"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 
+# A second oxcd with failpoints compiled in (issue 16), for tests/tests/failpoints.rs; then the
+# plain one again (cached), which every other test runs.
+echo "== build: cargo build --release -p oxcd-server --features failpoints"
+cargo build --release -p oxcd-server --features failpoints
+cp "$ROOT/target/release/oxcd" "$ROOT/target/release/oxcd-failpoints"
+export OXCD_FAILPOINTS_BIN="$ROOT/target/release/oxcd-failpoints"
+
 echo "== build: cargo build --release -p oxcd-server -p oxcd-bench -p oxcd-ctl -p oxcd-utl"
 cargo build --release -p oxcd-server -p oxcd-bench -p oxcd-ctl -p oxcd-utl
 
@@ -31,6 +38,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --release --no-fail-fast
 fi
+
+echo "== tests: a crash at every failpoint (tests/tests/failpoints.rs)"
+cargo test --release -p oxcd-e2e --features failpoints --test failpoints -- --test-threads=1
 
 if [[ "${SKIP_ETCD_E2E:-0}" != 1 ]]; then
   echo "== etcd's own e2e conformance subset"

@@ -88,6 +88,8 @@ fn available_bytes(dir: &Path) -> io::Result<u64> {
     }
     // SAFETY: statvfs succeeded and filled `st`.
     let st = unsafe { st.assume_init() };
+    // Both fields are narrower than u64 on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 

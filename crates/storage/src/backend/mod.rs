@@ -29,6 +29,8 @@
 //! every table with such a stream in one transaction; the format is in `snapshot.rs`.
 
 mod defrag;
+#[cfg(feature = "failpoints")]
+mod power_loss;
 pub mod schema;
 mod slot;
 mod snapshot;
@@ -159,9 +161,23 @@ impl Backend {
         let path = path.as_ref().to_path_buf();
         defrag::remove_leftover(&path)?;
         let fresh = !path.exists();
-        let mut db = Database::builder()
-            .set_cache_size(cfg.cache_size)
-            .create(&path)?;
+        let mut builder = Database::builder();
+        builder.set_cache_size(cfg.cache_size);
+        #[cfg(feature = "failpoints")]
+        let mut db = if power_loss::enabled() {
+            let file = fs::File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            tracing::warn!(path = %path.display(), "test mode: writes not synced are lost at a crash");
+            builder.create_with_backend(power_loss::LoseUnsynced::new(file)?)?
+        } else {
+            builder.create(&path)?
+        };
+        #[cfg(not(feature = "failpoints"))]
+        let mut db = builder.create(&path)?;
         let txn = db.begin_write()?;
         for table in schema::ALL_TABLES {
             txn.open_table(table)?;
