@@ -29,8 +29,11 @@ declare -A LISTS=(
   [issue14]='^TestCtlV3Defrag$'
 )
 # clients dialing endpoints one by one (the whole URL as :authority), TLS and transport
-# flags, backend quota, L4 gateway
-LISTS[issue9]='^TestCtlV3(Defrag|EndpointHashKV|MoveLeaderScenarios|Alarm|GetRevokedCRL)$|^TestEtcd(PeerCNAuth|PeerNameAuth|UnixPeers)$|^TestGateway$'
+# flags, L4 gateway. Not listed: TestCtlV3Alarm and TestV3CurlCipherSuitesValid (they expect
+# etcd 3.4's /health body without "reason" and server_version 3.4.23, where oxcd answers as
+# etcd 3.5); TestV3Curl_MaxStreams_*_TLS_Medium (99 TLS curls at once; pass alone, time out
+# on a loaded 2-core machine).
+LISTS[issue9]='^TestCtlV3(Defrag|EndpointHashKV|MoveLeaderScenarios|GetRevokedCRL)$|^TestEtcd(PeerCNAuth|PeerNameAuth|UnixPeers)$|^TestGateway$|^TestV3CurlCipherSuitesMismatch$|^TestV3Curl_MaxStreams_(BelowLimit|ReachLimit)_(NoTLS_Small|NoTLS_Medium|TLS_Small)$'
 # issue 11, the v2 API: every TestCtlV2* but the four TestCtlV2Backup* (etcdctl backup reads
 # etcd's own data dir; out of scope), and every TestV2Curl* but two that need what oxcd's
 # listeners lack: TestV2CurlClientBoth (http and https on one port) and

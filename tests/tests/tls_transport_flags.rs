@@ -102,13 +102,19 @@ fn peer_rule_refuses_third_member(flag: &str, good: &str, bad: &str, m2_logs: &s
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // m2 never published its client URLs (etcd lists it by its --initial-cluster name, oxcd
+    // as unstarted; neither with client URLs).
     let list = members[0].etcdctl(&["member", "list"]);
-    let started = list
+    let m2_peer = format!("https://127.0.0.1:{}, ", ports[2].1);
+    let m2_line = list
         .expect_success()
         .lines()
-        .filter(|l| l.contains(", started, "))
-        .count();
-    assert_eq!(started, 2, "m2 must not have joined: {list}");
+        .find(|l| l.contains(&m2_peer))
+        .unwrap_or_else(|| panic!("m2 is not in the member list: {list}"));
+    assert!(
+        m2_line.ends_with(", , false"),
+        "m2 must not have joined: {list}"
+    );
     assert!(!members[2]
         .etcdctl(&[
             "--dial-timeout=1s",

@@ -414,9 +414,11 @@ fn tls_files(t: TlsFlags<'_>) -> Result<TlsFiles, ConfigError> {
         ("", "") => None,
         (cn, "") => Some(AllowedCert::CommonName(cn.to_owned())),
         ("", host) => Some(AllowedCert::Hostname(host.to_owned())),
-        (cn, host) => return Err(ConfigError::Invalid(format!(
+        (cn, host) => {
+            return Err(ConfigError::Invalid(format!(
             "AllowedCN and AllowedHostname are mutually exclusive (cn={cn:?}, hostname={host:?})"
-        ))),
+        )))
+        }
     };
     Ok(TlsFiles {
         cert_file: optional_path(t.cert),

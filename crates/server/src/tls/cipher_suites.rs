@@ -108,7 +108,7 @@ pub fn resolve(names: &[String]) -> Vec<SupportedCipherSuite> {
     let mut suites: Vec<SupportedCipherSuite> = rustls::crypto::ring::ALL_CIPHER_SUITES
         .iter()
         .copied()
-        .filter(|s| is_tls13(s))
+        .filter(is_tls13)
         .collect();
     for suite in tls12_suites(names) {
         if !suites.contains(&suite) {

@@ -224,6 +224,10 @@ pub fn metadata_from(headers: &HeaderMap) -> HeaderMap {
 mod tests {
     use super::*;
 
+    fn permit() -> OwnedSemaphorePermit {
+        Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap()
+    }
+
     #[test]
     fn frames_have_etcd_grpc_prefix() {
         assert_eq!(&frame(b"ab")[..], &[0, 0, 0, 0, 2, b'a', b'b']);
@@ -250,7 +254,7 @@ mod tests {
         let body = Body::new(http_body_util::StreamBody::new(futures::stream::iter(
             chunks,
         )));
-        let mut stream = ResponseStream::new(body);
+        let mut stream = ResponseStream::new(body, permit());
         assert_eq!(&stream.next().await.unwrap().unwrap()[..], b"one");
         assert_eq!(&stream.next().await.unwrap().unwrap()[..], b"two");
         assert!(stream.next().await.is_none());
@@ -270,7 +274,7 @@ mod tests {
         let body = Body::new(http_body_util::StreamBody::new(futures::stream::iter(
             chunks,
         )));
-        let mut stream = ResponseStream::new(body);
+        let mut stream = ResponseStream::new(body, permit());
         let status = stream.next().await.unwrap().unwrap_err();
         assert_eq!(status.code(), Code::OutOfRange);
         assert_eq!(
@@ -283,12 +287,12 @@ mod tests {
     #[tokio::test]
     async fn truncated_or_statusless_bodies_are_errors() {
         let body = Body::from(frame(b"whole")[..4].to_vec());
-        let mut stream = ResponseStream::new(body);
+        let mut stream = ResponseStream::new(body, permit());
         assert_eq!(
             stream.next().await.unwrap().unwrap_err().code(),
             Code::Internal
         );
-        let mut stream = ResponseStream::new(Body::empty());
+        let mut stream = ResponseStream::new(Body::empty(), permit());
         assert_eq!(
             stream.next().await.unwrap().unwrap_err().code(),
             Code::Internal
