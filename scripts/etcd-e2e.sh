@@ -30,8 +30,11 @@ declare -A LISTS=(
 # and the h2 crate (under hyper/tonic) rejects as malformed with a stream reset. Every other
 # client sends host:port; `etcdctl endpoint hashkv` works (tests/tests/kv_etcdctl.rs).
 LISTS[issue2-ci]='^TestCtlV3(Put|PutNoTLS|PutTimeout|PutIgnoreValue|Get|GetNoTLS|GetTimeout|GetFormat|GetRev|GetKeysOnly|Del|DelNoTLS|DelTimeout|TxnInteractiveSuccess|TxnInteractiveSuccessNoTLS|TxnInteractiveFail|Compact|CompactPhysical|EndpointStatus|EndpointHealth|MemberList|MemberListNoTLS)$'
+# etcd-format snapshots: save, status, restore by etcdctl, and a server started on what
+# `etcdctl snapshot restore` wrote (TestIssue6361).
+LISTS[issue15]='^TestCtlV3(Snapshot|SnapshotCorrupt|SnapshotStatusBeforeRestore)$|^TestIssue6361$'
 # The lists CI runs (scripts/test.sh): add an issue's name once oxcd passes its list.
-CI_LISTS=(issue2-ci issue3 issue4 issue5)
+CI_LISTS=(issue2-ci issue3 issue4 issue5 issue15)
 
 join_lists() {
   local out="" name

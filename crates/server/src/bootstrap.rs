@@ -63,6 +63,7 @@ pub fn start(
     peer_tls: Option<Arc<rustls::ClientConfig>>,
     join: Option<&JoinInfo>,
 ) -> Result<Arc<EtcdServer>, ServerError> {
+    crate::etcd_import::take_over(cfg)?;
     let wal_dir = cfg.wal_dir();
     let snap_dir = cfg.snap_dir();
     for dir in [&wal_dir, &snap_dir] {

@@ -14,6 +14,7 @@ pub mod bootstrap;
 pub mod compactor;
 pub mod config;
 pub mod error;
+pub mod etcd_import;
 pub mod grpc;
 pub mod http;
 pub mod id;
