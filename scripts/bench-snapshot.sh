@@ -17,10 +17,17 @@ GEN="$ROOT/target/release/examples/bench_snapshot_file"
 [[ -x "$GEN" ]] || cargo build --release -p oxcd-storage --example bench_snapshot_file
 W=$(mktemp -d /tmp/oxcd-snapbench.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$W"; }
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null
+  if (( rc == 0 )); then rm -rf "$W"; else echo "failed; logs kept in $W" >&2; fi
+}
 trap cleanup EXIT
 export ETCDCTL_API=3
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+EC=$(free_port) EP=$(free_port) OC=$(free_port) OP=$(free_port)
 secs() { local s=$1; echo "$(( $(date +%s%N) / 1000000 - s ))"; }
 now() { echo $(( $(date +%s%N) / 1000000 )); }
 rss_mib() { awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$1/status"; }
@@ -29,10 +36,10 @@ rss_mib() { awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$1/status"; }
 echo "snapshot file: $N keys of $SIZE B, $(du -m "$W/gen.db" | cut -f1) MiB"
 
 t=$(now); "$CTL" snapshot restore "$W/gen.db" --name e --data-dir "$W/etcd" \
-  --initial-cluster e=http://127.0.0.1:23801 --initial-advertise-peer-urls http://127.0.0.1:23801 >/dev/null 2>&1
+  --initial-cluster e=http://127.0.0.1:$EP --initial-advertise-peer-urls http://127.0.0.1:$EP >/dev/null 2>&1
 etcd_restore=$(secs "$t")
 t=$(now); "$UTL" snapshot restore "$W/gen.db" --name o --data-dir "$W/oxcd" \
-  --initial-cluster o=http://127.0.0.1:23811 --initial-advertise-peer-urls http://127.0.0.1:23811 2>/dev/null
+  --initial-cluster o=http://127.0.0.1:$OP --initial-advertise-peer-urls http://127.0.0.1:$OP 2>/dev/null
 oxcd_restore=$(secs "$t")
 
 serve() { # NAME BIN DATA CPORT PPORT
@@ -60,15 +67,15 @@ save() { # PID CPORT -> "ms base_rss peak_rss"
   echo "$(secs "$t") $base $peak"
 }
 
-serve e "$ETCD" "$W/etcd" 23791 23801; epid=${PIDS[-1]}
-read -r etcd_save etcd_base etcd_peak < <(save "$epid" 23791)
+serve e "$ETCD" "$W/etcd" "$EC" "$EP"; epid=${PIDS[-1]}
+read -r etcd_save etcd_base etcd_peak < <(save "$epid" "$EC")
 kill "$epid"; wait "$epid" 2>/dev/null || true
-serve o "$OXCD" "$W/oxcd" 23792 23811; opid=${PIDS[-1]}
-read -r oxcd_save oxcd_base oxcd_peak < <(save "$opid" 23792)
+serve o "$OXCD" "$W/oxcd" "$OC" "$OP"; opid=${PIDS[-1]}
+read -r oxcd_save oxcd_base oxcd_peak < <(save "$opid" "$OC")
 
 printf '%-26s %12s %12s\n' "" "etcd $("$ETCD" --version | awk '/etcd Version/ {print $3}')" oxcd
 printf '%-26s %12s %12s\n' "restore (ms)" "$etcd_restore" "$oxcd_restore"
 printf '%-26s %12s %12s\n' "snapshot save (ms)" "$etcd_save" "$oxcd_save"
 printf '%-26s %12s %12s\n' "RSS before save (MiB)" "$etcd_base" "$oxcd_base"
 printf '%-26s %12s %12s\n' "peak RSS during save (MiB)" "$etcd_peak" "$oxcd_peak"
-printf '%-26s %12s %12s\n' "saved file (MiB)" "$(du -m "$W/save-23791.db" | cut -f1)" "$(du -m "$W/save-23792.db" | cut -f1)"
+printf '%-26s %12s %12s\n' "saved file (MiB)" "$(du -m "$W/save-$EC.db" | cut -f1)" "$(du -m "$W/save-$OC.db" | cut -f1)"

@@ -15,11 +15,12 @@ cd "$ROOT"
 "$ROOT/scripts/deps.sh"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 
-echo "== build: cargo build --release -p oxcd-server -p oxcd-utl"
-cargo build --release -p oxcd-server -p oxcd-utl
+echo "== build: cargo build --release -p oxcd-server -p oxcd-bench -p oxcd-ctl -p oxcd-utl"
+cargo build --release -p oxcd-server -p oxcd-bench -p oxcd-ctl -p oxcd-utl
 
 # The end-to-end tests spawn this binary (and not a debug one cargo may build meanwhile).
 export OXCD_BIN="$ROOT/target/release/oxcd"
+export OXCDCTL_BIN="$ROOT/target/release/oxcdctl"
 
 # etcd 3.5.1 for the snapshot round trips (tests/tests/snapshot_etcd.rs); they skip without it.
 INSTALL_ETCD35="$ROOT/../shared/tools/install-etcd-3.5.sh"

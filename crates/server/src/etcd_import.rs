@@ -6,8 +6,8 @@
 //! keeps neither format, so on such a dir it takes the data over: it checks that the dir was
 //! restored for this very member and never ran (the backend then holds everything), moves
 //! `member/` aside to `member.etcd/`, loads the backend into a new redb file with
-//! [`SnapshotFile::restore_into`], and lets the first start found the cluster from the same
-//! flags, which give the same ids. A dir where etcd ran is refused: its WAL may hold entries
+//! [`SnapshotFile::restore_into`], and founds the cluster on it from the same flags, which give
+//! the same ids, as `oxcdutl snapshot restore` does ([`crate::bootstrap::initialize`]). A dir where etcd ran is refused: its WAL may hold entries
 //! the backend does not, so it must come over as a snapshot (`etcdctl snapshot save`, then
 //! `oxcdutl snapshot restore`).
 
@@ -78,6 +78,8 @@ pub fn take_over(cfg: &ServerConfig) -> Result<(), ServerError> {
     let restored = snap
         .restore_into(&backend, RestoreOptions::default(), &mut |_| {})
         .map_err(|e| err(e.to_string()))?;
+    drop(backend);
+    crate::bootstrap::initialize(cfg)?;
     tracing::info!(
         "etcd-data" = %aside.display(),
         revision = restored.revision,

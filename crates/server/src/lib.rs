@@ -11,10 +11,14 @@
 pub mod alarm;
 pub mod apply;
 pub mod bootstrap;
+mod coalesce;
 pub mod compactor;
 pub mod config;
+pub mod data_dir;
+pub mod disk_space;
 pub mod error;
 pub mod etcd_import;
+pub mod fatal;
 pub mod grpc;
 pub mod http;
 pub mod id;
@@ -27,6 +31,7 @@ pub mod peer;
 pub mod raft;
 pub mod server;
 pub mod tls;
+pub mod v2;
 pub mod wait;
 
 use std::sync::Arc;
@@ -123,12 +128,12 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         )),
         None => None,
     };
-    let router = grpc::client_routes(server.clone(), &cfg)
-        .into_axum_router()
-        .layer(axum::middleware::map_response(|resp: axum::response::Response| async move {
-            grpc::oversized_request_as_grpc_go(resp)
-        }));
-    let services = http::HttpServices::new(server.clone(), router, metrics, &cfg);
+    let services = http::HttpServices::new(
+        server.clone(),
+        grpc::ClientGrpc::new(server.clone(), &cfg),
+        metrics,
+        &cfg,
+    );
     // As etcd: clients are served once this member has published itself through Raft, that
     // is, once it is part of the cluster and has caught up with the log up to that entry.
     let published = publish(
@@ -148,12 +153,12 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     }
     for (tcp, url) in client_listeners.into_iter().zip(&cfg.listen_client_urls) {
         // With --listen-client-http-urls, HTTP moves there and these keep gRPC only.
-        let router = if cfg.listen_client_http_urls.is_empty() {
-            services.client_router(url.scheme.is_tls())
+        let service = if cfg.listen_client_http_urls.is_empty() {
+            services.client_service(url.scheme.is_tls())
         } else {
-            services.grpc_router()
+            services.grpc_service()
         };
-        listen::spawn_serve(tcp, client_tls_config.clone(), router);
+        listen::spawn_serve(tcp, client_tls_config.clone(), service);
         tracing::info!(address = %url, "ready to serve client requests");
     }
     for (tcp, url) in client_http_listeners
@@ -172,6 +177,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
 
     tokio::spawn(lease::primary::run(server.clone()));
     tokio::spawn(compactor::run(server.clone(), cfg.auto_compaction));
+    tokio::spawn(v2::expiry::run(server.clone()));
 
     shutdown_signal().await;
     tracing::info!("received a stop signal; stopping");

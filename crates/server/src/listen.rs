@@ -1,15 +1,25 @@
-//! Listeners for client and peer URLs: TCP, optionally wrapped in TLS, served with axum
-//! (HTTP/1 and HTTP/2 on one port, so gRPC and HTTP share it as in etcd).
+//! Listeners for client and peer URLs: TCP, optionally wrapped in TLS, each connection served
+//! by hyper (HTTP/1 and HTTP/2 on one port, so gRPC and HTTP share it as in etcd).
 
+use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::coalesce::Coalesce;
 use crate::config::EtcdUrl;
+
+/// How long a client may take to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds `url`'s address, with etcd's message when it cannot.
 pub async fn bind(url: &EtcdUrl) -> io::Result<TcpListener> {
@@ -18,81 +28,68 @@ pub async fn bind(url: &EtcdUrl) -> io::Result<TcpListener> {
         .map_err(|e| io::Error::new(e.kind(), format!("listen tcp {}: bind: {e}", url.authority)))
 }
 
-/// A TCP listener whose connections are TLS, handshaken before they are handed to axum.
-pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-}
-
-impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
-        TlsListener {
-            tcp,
-            acceptor: TlsAcceptor::from(config),
-        }
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+/// Serves `service` on `tcp`, in TLS when `tls` is given, until the process ends. Each
+/// connection is its own task; its writes are gathered by [`Coalesce`].
+pub fn spawn_serve<S>(tcp: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, service: S)
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let acceptor = tls.map(TlsAcceptor::from);
+    tokio::spawn(async move {
         loop {
-            let (stream, addr) = match self.tcp.accept().await {
-                Ok(conn) => {
-                    let _ = conn.0.set_nodelay(true);
-                    conn
-                }
+            let (stream, addr) = match tcp.accept().await {
+                Ok(conn) => conn,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
-            // A client that never finishes its handshake must not hold up the others.
-            match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                self.acceptor.accept(stream),
-            )
-            .await
-            {
-                Ok(Ok(tls)) => return (tls, addr),
-                Ok(Err(e)) => {
-                    tracing::warn!("remote-addr" = %addr, error = %e, "rejected connection: TLS handshake failed")
-                }
-                Err(_) => {
-                    tracing::warn!("remote-addr" = %addr, "rejected connection: TLS handshake timed out")
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
-}
-
-/// Serves `router` on `tcp`, in TLS when `tls` is given, until the process ends.
-pub fn spawn_serve(tcp: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, router: axum::Router) {
-    tokio::spawn(async move {
-        let result = match tls {
-            Some(config) => axum::serve(TlsListener::new(tcp, config), router).await,
             // Without TCP_NODELAY, Nagle's algorithm holds small responses (watch events,
             // unary answers) back by up to tens of milliseconds.
-            None => {
-                use axum::serve::ListenerExt;
-                axum::serve(
-                    tcp.tap_io(|t| {
-                        let _ = t.set_nodelay(true);
-                    }),
-                    router,
-                )
-                .await
-            }
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "listener stopped");
+            let _ = stream.set_nodelay(true);
+            let service = service.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                match acceptor {
+                    None => serve_connection(stream, service).await,
+                    Some(acceptor) => {
+                        // A client that never finishes its handshake holds up only itself.
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => serve_connection(tls, service).await,
+                            Ok(Err(e)) => {
+                                tracing::warn!("remote-addr" = %addr, error = %e, "rejected connection: TLS handshake failed")
+                            }
+                            Err(_) => {
+                                tracing::warn!("remote-addr" = %addr, "rejected connection: TLS handshake timed out")
+                            }
+                        }
+                    }
+                }
+            });
         }
     });
+}
+
+/// Serves HTTP/1 or HTTP/2 (as the client speaks) on one connection until it closes.
+async fn serve_connection<T, S>(io: T, service: S)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+        service,
+        |req: http::Request<hyper::body::Incoming>| req.map(Body::new),
+    ));
+    let io = TokioIo::new(Coalesce::new(io));
+    if let Err(e) = Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(io, service)
+        .await
+    {
+        tracing::trace!(error = %e, "connection ended");
+    }
 }

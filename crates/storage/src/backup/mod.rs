@@ -73,7 +73,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A point-in-time view of the backend, planned as an etcd snapshot and ready to stream.
 pub struct EtcdSnapshot {
-    txn: ReadTransaction,
+    txn: crate::backend::ReadTxn,
     layout: Layout,
 }
 
