@@ -51,10 +51,17 @@ impl Conn {
             self.addr,
             body.len()
         );
-        self.reader.get_mut().write_all(req.as_bytes()).expect("write");
+        self.reader
+            .get_mut()
+            .write_all(req.as_bytes())
+            .expect("write");
         let mut line = String::new();
         self.reader.read_line(&mut line).expect("status line");
-        let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let mut length = 0;
         loop {
             line.clear();
@@ -81,7 +88,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Runs `op` on `clients` connections for `secs`; prints the numbers.
-fn phase(name: &str, addr: &str, pid: u32, clients: usize, secs: u64, op: fn(&mut Conn, usize, usize) -> u16) {
+fn phase(
+    name: &str,
+    addr: &str,
+    pid: u32,
+    clients: usize,
+    secs: u64,
+    op: fn(&mut Conn, usize, usize) -> u16,
+) {
     let barrier = Arc::new(Barrier::new(clients + 1));
     let stop = Instant::now() + Duration::from_secs(secs) + Duration::from_millis(200);
     let handles: Vec<_> = (0..clients)
@@ -131,11 +145,19 @@ fn phase(name: &str, addr: &str, pid: u32, clients: usize, secs: u64, op: fn(&mu
 }
 
 fn set(conn: &mut Conn, client: usize, i: usize) -> u16 {
-    conn.call("PUT", &format!("/v2/keys/bench/k{}", (client * 7919 + i) % 1000), "value=0123456789abcdef0123456789abcdef")
+    conn.call(
+        "PUT",
+        &format!("/v2/keys/bench/k{}", (client * 7919 + i) % 1000),
+        "value=0123456789abcdef0123456789abcdef",
+    )
 }
 
 fn quorum_get(conn: &mut Conn, client: usize, i: usize) -> u16 {
-    conn.call("GET", &format!("/v2/keys/bench/k{}?quorum=true", (client * 7919 + i) % 1000), "")
+    conn.call(
+        "GET",
+        &format!("/v2/keys/bench/k{}?quorum=true", (client * 7919 + i) % 1000),
+        "",
+    )
 }
 
 fn fan_out(addr: &str, pid: u32, watchers: usize) {
@@ -147,12 +169,19 @@ fn fan_out(addr: &str, pid: u32, watchers: usize) {
             let ready = ready.clone();
             std::thread::spawn(move || {
                 let mut stream = TcpStream::connect(&addr).unwrap();
-                write!(stream, "GET /v2/keys/fan?wait=true&stream=true HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-                stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                write!(
+                    stream,
+                    "GET /v2/keys/fan?wait=true&stream=true HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+                )
+                .unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
                 let mut reader = BufReader::new(stream);
                 let mut line = String::new();
                 // The head arrives when the watch is registered.
-                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n"
+                {
                     line.clear();
                 }
                 ready.wait();
@@ -197,8 +226,14 @@ fn fan_out(addr: &str, pid: u32, watchers: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let addr = args.first().cloned().unwrap_or_else(|| "127.0.0.1:2379".into());
-    let pid: u32 = args.get(1).and_then(|s| s.parse().ok()).expect("SERVER_PID");
+    let addr = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:2379".into());
+    let pid: u32 = args
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .expect("SERVER_PID");
     let clients = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
     let secs = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
     let watchers = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(200);

@@ -18,7 +18,12 @@ fn put(addr: &str, key: &str, body: &str) -> Response {
         &[("Content-Type", "application/x-www-form-urlencoded")],
         body.as_bytes(),
     );
-    assert!(r.status < 300, "PUT {key} {body}: {} {}", r.status, r.text());
+    assert!(
+        r.status < 300,
+        "PUT {key} {body}: {} {}",
+        r.status,
+        r.text()
+    );
     r
 }
 
@@ -38,10 +43,17 @@ fn events(member: &Member, from: u64) -> Vec<String> {
     let mut out = Vec::new();
     let mut next = from;
     while next <= last {
-        let r = get(&addr, &format!("/v2/keys/ttl?wait=true&recursive=true&waitIndex={next}"));
+        let r = get(
+            &addr,
+            &format!("/v2/keys/ttl?wait=true&recursive=true&waitIndex={next}"),
+        );
         let v = r.json();
         let at = v["node"]["modifiedIndex"].as_u64().unwrap();
-        out.push(format!("{} {} {at}", v["action"].as_str().unwrap(), v["node"]["key"].as_str().unwrap()));
+        out.push(format!(
+            "{} {} {at}",
+            v["action"].as_str().unwrap(),
+            v["node"]["key"].as_str().unwrap()
+        ));
         next = at + 1;
         if at >= last {
             break;
@@ -61,7 +73,7 @@ fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
     let _lock = cluster_lock();
     let mut cluster = Cluster::start_with(3, |b| b.arg("--enable-v2"));
     let first = cluster.member(0).endpoint();
-    let start = index(&put(&first, "/ttl/dir", "dir=true&ttl=1")) ;
+    let start = index(&put(&first, "/ttl/dir", "dir=true&ttl=1"));
     put(&first, "/ttl/dir/child", "value=c");
     let mut keys = vec!["/ttl/dir".to_owned()];
     for i in 0..5 {
@@ -71,7 +83,11 @@ fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
     }
     put(&first, "/ttl/keep", "value=v");
     for m in cluster.members() {
-        wait_until("keys expire on every member", Duration::from_secs(15), || (all_gone(m, &keys)).then_some(()));
+        wait_until(
+            "keys expire on every member",
+            Duration::from_secs(15),
+            || (all_gone(m, &keys)).then_some(()),
+        );
     }
     let expected = events(cluster.member(0), start);
     assert_eq!(
@@ -92,14 +108,24 @@ fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
     let later = vec!["/ttl/later0".to_owned(), "/ttl/later1".to_owned()];
     let alive: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     for &i in &alive {
-        wait_until("keys expire after the leader change", Duration::from_secs(20), || (all_gone(cluster.member(i), &later)).then_some(()));
+        wait_until(
+            "keys expire after the leader change",
+            Duration::from_secs(20),
+            || (all_gone(cluster.member(i), &later)).then_some(()),
+        );
     }
     let expected = events(cluster.member(alive[0]), start);
-    assert_eq!(expected.iter().filter(|e| e.starts_with("expire ")).count(), 2, "{expected:?}");
+    assert_eq!(
+        expected.iter().filter(|e| e.starts_with("expire ")).count(),
+        2,
+        "{expected:?}"
+    );
     assert_eq!(events(cluster.member(alive[1]), start), expected);
     cluster.member_mut(leader).restart();
     let back = cluster.member(leader);
-    wait_until("the old leader catches up", Duration::from_secs(20), || (all_gone(back, &later)).then_some(()));
+    wait_until("the old leader catches up", Duration::from_secs(20), || {
+        (all_gone(back, &later)).then_some(())
+    });
     assert_eq!(events(back, start), expected);
 }
 
@@ -124,18 +150,26 @@ fn restart_and_snapshot_catch_up_keep_the_v2_store() {
     let want = get(&addr, "/v2/keys/?recursive=true&sorted=true");
     cluster.member_mut(2).restart();
     let lagging = cluster.member(2).endpoint();
-    wait_until("the stopped member catches up", Duration::from_secs(30), || (get(&lagging, "/v2/keys/ttl/long").status == 200).then_some(()));
+    wait_until(
+        "the stopped member catches up",
+        Duration::from_secs(30),
+        || (get(&lagging, "/v2/keys/ttl/long").status == 200).then_some(()),
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     let same = |r: &Response| {
         r.text().split("\"ttl\":").next() == want.text().split("\"ttl\":").next()
             && index(r) == index(&want)
     };
-    while !same(&get(&lagging, "/v2/keys/?recursive=true&sorted=true")) && Instant::now() < deadline {
+    while !same(&get(&lagging, "/v2/keys/?recursive=true&sorted=true")) && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(same(&get(&lagging, "/v2/keys/?recursive=true&sorted=true")));
     assert!(
-        cluster.member(2).log_since_start().contains("restoring mvcc store from a snapshot"),
+        cluster
+            .member(2)
+            .log_since_start()
+            .contains("restoring mvcc store from a snapshot"),
         "the member caught up from the log, not from a snapshot"
     );
     // A whole-cluster restart keeps the store, its index and its history.
@@ -143,10 +177,18 @@ fn restart_and_snapshot_catch_up_keep_the_v2_store() {
         cluster.member_mut(i).restart();
     }
     let addr = cluster.member(1).endpoint();
-    wait_until("the cluster serves again", Duration::from_secs(20), || (get(&addr, "/v2/keys/before").status == 200).then_some(()));
+    wait_until("the cluster serves again", Duration::from_secs(20), || {
+        (get(&addr, "/v2/keys/before").status == 200).then_some(())
+    });
     let after = get(&addr, "/v2/keys/?recursive=true&sorted=true");
     assert_eq!(index(&after), index(&want));
-    assert_eq!(after.text().split("\"ttl\":").next(), want.text().split("\"ttl\":").next());
-    let from_history = get(&addr, &format!("/v2/keys/dir/k5?wait=true&waitIndex={}", index(&want) - 20));
+    assert_eq!(
+        after.text().split("\"ttl\":").next(),
+        want.text().split("\"ttl\":").next()
+    );
+    let from_history = get(
+        &addr,
+        &format!("/v2/keys/dir/k5?wait=true&waitIndex={}", index(&want) - 20),
+    );
     assert_eq!(from_history.status, 200, "{}", from_history.text());
 }

@@ -130,7 +130,10 @@ fn exec_watch_runs_the_command_for_each_change() {
         .env("ETCDCTL_API", "2")
         .arg(format!("--endpoints={}", oxcd.client_url()))
         .args(["exec-watch", "/ew", "--", "sh", "-c"])
-        .arg(format!("echo \"$ETCD_WATCH_ACTION $ETCD_WATCH_VALUE\" >> {}", out.display()))
+        .arg(format!(
+            "echo \"$ETCD_WATCH_ACTION $ETCD_WATCH_VALUE\" >> {}",
+            out.display()
+        ))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -129,7 +129,11 @@ fn keys_options_match_real_etcd() {
     p.check("GET", "/v2/keys/dir", "");
     p.check("GET", "/v2/keys/dir?recursive=true&sorted=true", "");
     p.check("GET", "/v2/keys/dir/_hidden", "");
-    p.check("GET", "/v2/keys/dir?quorum=true&recursive=true&sorted=true", "");
+    p.check(
+        "GET",
+        "/v2/keys/dir?quorum=true&recursive=true&sorted=true",
+        "",
+    );
     p.check("PUT", "/v2/keys/dir/a/x", "value=1");
     p.check("PUT", "/v2/keys/dir", "value=1");
     p.check("DELETE", "/v2/keys/dir", "");
@@ -163,7 +167,11 @@ fn keys_options_match_real_etcd() {
     p.check("PUT", "/v2/keys/foo?a=%zz", "value=x");
     p.check("PATCH", "/v2/keys/foo", "value=x");
     // A watch answered from the history.
-    p.check("GET", "/v2/keys/queue?wait=true&waitIndex=1&recursive=true", "");
+    p.check(
+        "GET",
+        "/v2/keys/queue?wait=true&waitIndex=1&recursive=true",
+        "",
+    );
     p.check("GET", "/v2/keys/dir?wait=true&waitIndex=2", "");
     // Members, machines, store stats shape.
     p.check("GET", "/v2/members", "");
@@ -178,9 +186,17 @@ fn keys_options_match_real_etcd() {
     p.check("GET", "/v2/stats/leader", "");
     let stats = send(&p.oxcd.endpoint(), "GET", "/v2/stats/store", "");
     assert_eq!(stats.status, 200);
-    assert!(stats.text().starts_with(r#"{"getsSuccess":"#), "{}", stats.text());
+    assert!(
+        stats.text().starts_with(r#"{"getsSuccess":"#),
+        "{}",
+        stats.text()
+    );
     let me = send(&p.oxcd.endpoint(), "GET", "/v2/stats/self", "");
-    assert!(me.text().contains(r#""state":"StateLeader""#), "{}", me.text());
+    assert!(
+        me.text().contains(r#""state":"StateLeader""#),
+        "{}",
+        me.text()
+    );
 }
 
 #[test]
@@ -195,9 +211,17 @@ fn wait_index_history_and_its_cleared_error_match_real_etcd() {
     // The history holds the last 1000 events: older indexes are cleared.
     let cleared = p.check("GET", "/v2/keys/k?wait=true&waitIndex=5", "");
     assert_eq!(cleared.status, 400);
-    assert!(cleared.text().contains(r#""errorCode":401"#), "{}", cleared.text());
+    assert!(
+        cleared.text().contains(r#""errorCode":401"#),
+        "{}",
+        cleared.text()
+    );
     p.check("GET", "/v2/keys/k?wait=true&waitIndex=100", "");
-    p.check("GET", "/v2/keys/?wait=true&waitIndex=500&recursive=true", "");
+    p.check(
+        "GET",
+        "/v2/keys/?wait=true&waitIndex=500&recursive=true",
+        "",
+    );
 }
 
 /// A GET whose body is read as it arrives.
@@ -250,7 +274,12 @@ fn stream_watches_see_every_write_in_order() {
         let mut once = Watch::open(&addr, "/v2/keys/w/k7?wait=true");
         std::thread::sleep(Duration::from_millis(300));
         for i in 0..200 {
-            let r = send(&addr, "PUT", &format!("/v2/keys/w/k{}", i % 10), &format!("value={i}"));
+            let r = send(
+                &addr,
+                "PUT",
+                &format!("/v2/keys/w/k{}", i % 10),
+                &format!("value={i}"),
+            );
             assert!(r.status < 300, "{}", r.text());
         }
         send(&addr, "PUT", "/v2/keys/w/_hidden", "value=h");
@@ -274,6 +303,10 @@ fn without_enable_v2_the_v2_paths_are_not_found() {
     for path in ["/v2/keys/foo", "/v2/members", "/v2/stats/self"] {
         let want = send(&etcd.endpoint(), "GET", path, "");
         let got = send(&oxcd.endpoint(), "GET", path, "");
-        assert_eq!((got.status, got.text()), (want.status, want.text()), "{path}");
+        assert_eq!(
+            (got.status, got.text()),
+            (want.status, want.text()),
+            "{path}"
+        );
     }
 }
