@@ -29,6 +29,12 @@ cargo build --release -p oxcd-server -p oxcd-bench -p oxcd-ctl -p oxcd-utl
 export OXCD_BIN="$ROOT/target/release/oxcd"
 export OXCDCTL_BIN="$ROOT/target/release/oxcdctl"
 
+# etcd 3.5.1 for the snapshot round trips (tests/tests/snapshot_etcd.rs); they skip without it.
+INSTALL_ETCD35="$ROOT/../shared/tools/install-etcd-3.5.sh"
+if [[ -z "${ETCD35_DIR:-}" && -x "$INSTALL_ETCD35" ]]; then
+  ETCD35_DIR="$("$INSTALL_ETCD35")" && export ETCD35_DIR || echo "etcd 3.5.1 not installed: its tests skip"
+fi
+
 # Tests build in the release profile too: one build of the dependencies instead of two
 # keeps CI on two cores well inside its time limit.
 echo "== tests: workspace"

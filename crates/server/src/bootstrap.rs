@@ -66,6 +66,7 @@ pub fn start(
     peer_tls: Option<Arc<rustls::ClientConfig>>,
     join: Option<&JoinInfo>,
 ) -> Result<Arc<EtcdServer>, ServerError> {
+    crate::etcd_import::take_over(cfg)?;
     let layout = Layout::of(cfg);
     if !Wal::exists(&layout.wal_dir) {
         data_dir::create(&layout, |staging| create_member(cfg, join, staging))?;

@@ -17,6 +17,7 @@ pub mod config;
 pub mod data_dir;
 pub mod disk_space;
 pub mod error;
+pub mod etcd_import;
 pub mod fatal;
 pub mod grpc;
 pub mod http;

@@ -228,6 +228,20 @@ impl SnapshotFile {
         })
     }
 
+    /// The `meta` bucket's consistent index: the last Raft entry the database holds.
+    pub fn consistent_index(&self) -> Result<u64> {
+        let mut index = 0;
+        self.reader.scan(b"meta", &mut |k, v| {
+            if k == schema::META_CONSISTENT_INDEX {
+                index = schema::decode_u64(v).ok_or_else(|| {
+                    bbolt::Error::Invalid("meta: consistent_index is not 8 bytes".into())
+                })?;
+            }
+            Ok(())
+        })?;
+        Ok(index)
+    }
+
     /// etcd's `snapshot status`; reads the whole database, so it also finds damage.
     pub fn status(&self) -> Result<SnapshotStatus> {
         let mut crc = 0u32;
