@@ -4,6 +4,7 @@
 use std::fs;
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use oxcd_storage::{
     Backend, BackendConfig, KvStore, Snapshotter, Wal, WalSnapshot, WatchableStore,
@@ -15,6 +16,8 @@ use tokio::sync::watch;
 
 use crate::alarm::Alarms;
 use crate::apply::{Applier, EventSink};
+use crate::auth::token::TokenProvider;
+use crate::auth::AuthStore;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::lease::{Lessor, LessorConfig};
@@ -89,6 +92,16 @@ pub fn start(
 
     let membership = Arc::new(Membership::load(meta.cluster_id, kv.backend())?);
     let alarms = Arc::new(Alarms::load(kv.backend())?);
+    let tokens = TokenProvider::from_flag(
+        &cfg.flags.auth_token,
+        Duration::from_secs(cfg.flags.auth_token_ttl.into()),
+    )
+    .map_err(ServerError::Startup)?;
+    let auth = Arc::new(AuthStore::open(
+        kv.backend(),
+        tokens,
+        cfg.flags.bcrypt_cost,
+    )?);
     // Leases come back with the keys that name them; none expires before this member leads.
     let lessor = Arc::new(Lessor::open(&kv, LessorConfig::for_member(cfg))?);
     tracing::info!(leases = lessor.len(), "restored lease store");
@@ -146,6 +159,7 @@ pub fn start(
         kv: kv.clone(),
         membership: membership.clone(),
         alarms: alarms.clone(),
+        auth: auth.clone(),
         lessor: lessor.clone(),
         raft_status: status.clone(),
         wait: wait.clone(),
@@ -183,6 +197,7 @@ pub fn start(
         lessor,
         watchable,
         alarms,
+        auth,
         lease_forwarder,
         raft_tx,
         wait,

@@ -10,6 +10,7 @@
 
 pub mod alarm;
 pub mod apply;
+pub mod auth;
 pub mod bootstrap;
 pub mod compactor;
 pub mod config;
