@@ -101,6 +101,7 @@ pub fn start(
         kv.backend(),
         tokens,
         cfg.flags.bcrypt_cost,
+        cfg.client_tls.client_cert_auth,
     )?);
     // Leases come back with the keys that name them; none expires before this member leads.
     let lessor = Arc::new(Lessor::open(&kv, LessorConfig::for_member(cfg))?);

@@ -10,6 +10,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::EtcdUrl;
+use crate::grpc::auth::ClientCommonName;
 
 /// Binds `url`'s address, with etcd's message when it cannot.
 pub async fn bind(url: &EtcdUrl) -> io::Result<TcpListener> {
@@ -73,11 +74,32 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for ClientCommonName
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> ClientCommonName {
+        let (_, conn) = stream.io().get_ref();
+        ClientCommonName(
+            conn.peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|cert| crate::auth::cert::common_name(cert)),
+        )
+    }
+}
+
 /// Serves `router` on `tcp`, in TLS when `tls` is given, until the process ends.
 pub fn spawn_serve(tcp: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, router: axum::Router) {
     tokio::spawn(async move {
         let result = match tls {
-            Some(config) => axum::serve(TlsListener::new(tcp, config), router).await,
+            // The verified client certificate's Common Name rides along with each request:
+            // with --client-cert-auth it names the user when no token does.
+            Some(config) => {
+                axum::serve(
+                    TlsListener::new(tcp, config),
+                    router.into_make_service_with_connect_info::<ClientCommonName>(),
+                )
+                .await
+            }
             // Without TCP_NODELAY, Nagle's algorithm holds small responses (watch events,
             // unary answers) back by up to tens of milliseconds.
             None => {

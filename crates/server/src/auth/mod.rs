@@ -11,6 +11,7 @@
 //! Who asks is an [`AuthInfo`]: from a token in the `token` (or `authorization`) metadata,
 //! else from the client certificate's Common Name with `--client-cert-auth`.
 
+pub mod cert;
 mod check;
 mod perms;
 mod store;
@@ -88,6 +89,8 @@ pub struct AuthStore {
     tokens: TokenProvider,
     /// bcrypt cost for new password hashes (`--bcrypt-cost`).
     bcrypt_cost: u32,
+    /// `--client-cert-auth`: a verified certificate's Common Name names the user.
+    common_name_is_user: bool,
 }
 
 impl AuthStore {
@@ -97,6 +100,7 @@ impl AuthStore {
         backend: &Backend,
         tokens: TokenProvider,
         bcrypt_cost: u32,
+        common_name_is_user: bool,
     ) -> Result<AuthStore, ServerError> {
         let bcrypt_cost = if (BCRYPT_MIN_COST..=BCRYPT_MAX_COST).contains(&bcrypt_cost) {
             bcrypt_cost
@@ -117,6 +121,7 @@ impl AuthStore {
             changes,
             tokens,
             bcrypt_cost,
+            common_name_is_user,
         })
     }
 
@@ -159,12 +164,13 @@ impl AuthStore {
         })
     }
 
-    /// A user named by a verified client certificate, at the current revision.
-    pub fn info_from_common_name(&self, cn: &str) -> AuthInfo {
-        AuthInfo {
+    /// The user a verified client certificate names (at the current revision), when
+    /// `--client-cert-auth` makes certificates name users.
+    pub fn info_from_common_name(&self, cn: &str) -> Option<AuthInfo> {
+        self.common_name_is_user.then(|| AuthInfo {
             username: cn.to_string(),
             revision: self.revision(),
-        }
+        })
     }
 
     /// Hashes a password at `--bcrypt-cost`; slow by design: call off the async runtime.

@@ -72,7 +72,7 @@ impl Credentials {
         Ok(self
             .common_name
             .as_deref()
-            .map(|cn| auth.info_from_common_name(cn)))
+            .and_then(|cn| auth.info_from_common_name(cn)))
     }
 }
 
