@@ -3,6 +3,7 @@
 
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use oxcd_storage::{
     Backend, BackendConfig, KvStore, Snapshotter, Wal, WalSnapshot, WatchableStore,
@@ -14,6 +15,8 @@ use tokio::sync::watch;
 
 use crate::alarm::Alarms;
 use crate::apply::{Applier, EventSink};
+use crate::auth::token::TokenProvider;
+use crate::auth::AuthStore;
 use crate::config::ServerConfig;
 use crate::data_dir::{self, Layout};
 use crate::disk_space::DiskSpace;
@@ -91,6 +94,17 @@ pub fn start(
     let membership = Arc::new(Membership::load(meta.cluster_id, kv.backend())?);
     let v2 = V2Store::load(kv.backend())?;
     let alarms = Arc::new(Alarms::load(kv.backend())?);
+    let tokens = TokenProvider::from_flag(
+        &cfg.flags.auth_token,
+        Duration::from_secs(cfg.flags.auth_token_ttl.into()),
+    )
+    .map_err(ServerError::Startup)?;
+    let auth = Arc::new(AuthStore::open(
+        kv.backend(),
+        tokens,
+        cfg.flags.bcrypt_cost,
+        cfg.client_tls.client_cert_auth,
+    )?);
     // Leases come back with the keys that name them; none expires before this member leads.
     let lessor = Arc::new(Lessor::open(&kv, LessorConfig::for_member(cfg))?);
     tracing::info!(leases = lessor.len(), "restored lease store");
@@ -148,6 +162,7 @@ pub fn start(
         kv: kv.clone(),
         membership: membership.clone(),
         alarms: alarms.clone(),
+        auth: auth.clone(),
         lessor: lessor.clone(),
         v2: v2.clone(),
         raft_status: status.clone(),
@@ -184,6 +199,7 @@ pub fn start(
         lessor,
         watchable,
         alarms,
+        auth,
         lease_forwarder,
         v2,
         raft_tx,

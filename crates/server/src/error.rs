@@ -15,6 +15,10 @@ pub enum ServerError {
     /// The member cannot start: a port in use, bad TLS files, a cluster it cannot join.
     #[error("{0}")]
     Startup(String),
+    /// Authenticate named a user that has no password (etcd answers this one outside its
+    /// table of API errors, with code Unknown).
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(String),

@@ -10,6 +10,7 @@
 
 pub mod alarm;
 pub mod apply;
+pub mod auth;
 pub mod bootstrap;
 mod coalesce;
 pub mod compactor;

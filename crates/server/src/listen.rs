@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::coalesce::Coalesce;
 use crate::config::{EtcdUrl, Scheme};
+use crate::grpc::auth::ClientCommonName;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -139,10 +140,20 @@ async fn handle<I, S>(
     S::Future: Send + 'static,
 {
     let Some(acceptor) = acceptor else {
-        return serve_connection(io, service, opts).await;
+        return serve_connection(io, service, opts, None).await;
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-        Ok(Ok(tls)) => serve_connection(tls, service, opts).await,
+        Ok(Ok(tls)) => {
+            // The verified client certificate's Common Name rides along with each request:
+            // with --client-cert-auth it names the user when no token does.
+            let common_name = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|cert| crate::auth::cert::common_name(cert));
+            serve_connection(tls, service, opts, common_name).await
+        }
         Ok(Err(e)) => {
             tracing::warn!("remote-addr" = %remote, error = %crate::tls::describe_error(&e), "rejected connection")
         }
@@ -153,7 +164,12 @@ async fn handle<I, S>(
 }
 
 /// Serves HTTP/1 or HTTP/2 (as the client speaks) on one connection until it closes.
-async fn serve_connection<I, S>(io: I, service: S, opts: ServeOptions)
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    opts: ServeOptions,
+    common_name: Option<String>,
+)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -166,7 +182,16 @@ where
         .enable_connect_protocol();
     let service = TowerToHyperService::new(tower::ServiceExt::map_request(
         service,
-        |req: http::Request<hyper::body::Incoming>| req.map(Body::new),
+        move |req: http::Request<hyper::body::Incoming>| {
+            let mut req = req.map(Body::new);
+            if common_name.is_some() {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(ClientCommonName(
+                        common_name.clone(),
+                    )));
+            }
+            req
+        },
     ));
     if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(Coalesce::new(io)), service)

@@ -22,6 +22,7 @@ use raft::eraftpb::{ConfChange, ConfChangeType};
 
 use crate::alarm::Alarms;
 use crate::apply::ApplyResponse;
+use crate::auth::{AuthInfo, AuthStore};
 use crate::error::ServerError;
 use crate::id::IdGenerator;
 use crate::lease::{LeaseForwarder, Lessor};
@@ -65,6 +66,8 @@ pub struct EtcdServer {
     pub watchable: Arc<WatchableStore>,
     /// Active alarms.
     pub alarms: Arc<Alarms>,
+    /// Users, roles, tokens; the permission checker.
+    pub auth: Arc<AuthStore>,
     pub membership: Arc<Membership>,
     /// Leader, term and commit index.
     pub raft_status: Arc<RaftStatus>,
@@ -97,6 +100,7 @@ impl EtcdServer {
         lessor: Arc<Lessor>,
         watchable: Arc<WatchableStore>,
         alarms: Arc<Alarms>,
+        auth: Arc<AuthStore>,
         lease_forwarder: Arc<dyn LeaseForwarder>,
         v2: Arc<V2Store>,
         raft: mpsc::Sender<RaftInput>,
@@ -114,6 +118,7 @@ impl EtcdServer {
             lessor,
             watchable,
             alarms,
+            auth,
             lease_forwarder,
             v2,
             raft,
@@ -230,6 +235,23 @@ impl EtcdServer {
         }
         self.send_and_wait(id, RaftInput::Propose { id, data })
             .await
+    }
+
+    /// Proposes `req` on behalf of `sender` (its name and auth revision go in the header, for
+    /// apply's permission check) and waits until it is applied.
+    pub async fn propose_as(
+        &self,
+        mut req: InternalRaftRequest,
+        sender: Option<&AuthInfo>,
+    ) -> Result<ApplyResponse, ServerError> {
+        if let Some(info) = sender {
+            req.header = Some(RequestHeader {
+                username: info.username.clone(),
+                auth_revision: info.revision,
+                ..Default::default()
+            });
+        }
+        self.propose(req).await
     }
 
     /// Sends a proposal registered under `id` to the raft thread and waits for apply's answer,

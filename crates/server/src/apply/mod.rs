@@ -20,6 +20,7 @@ use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType};
 use tokio::sync::watch;
 
 use crate::alarm::Alarms;
+use crate::auth::{self, AuthResponse, AuthStore};
 use crate::error::ServerError;
 use crate::kv::txn::{self, WriteContext};
 use crate::lease::Lessor;
@@ -43,6 +44,8 @@ pub enum ApplyResponse {
     LeaseCheckpoint(LeaseCheckpointResponse),
     /// Alarms raised, cleared or listed.
     Alarm(AlarmResponse),
+    /// An auth request's answer.
+    Auth(AuthResponse),
     /// A membership change: the members after it.
     Members(Vec<oxcd_api::etcdserverpb::Member>),
     /// A v2 request's event or v2 error; `None` for a SYNC.
@@ -66,6 +69,8 @@ pub struct Applier {
     pub membership: Arc<Membership>,
     /// Active alarms; written only here.
     pub alarms: Arc<Alarms>,
+    /// Users, roles, permissions; written only here. Also the auth layer around dispatch.
+    pub auth: Arc<AuthStore>,
     /// Leases; their replicated state is written only here.
     pub lessor: Arc<Lessor>,
     /// The v2 store; written only here.
@@ -178,7 +183,7 @@ impl Applier {
                     Err(e) => panic!("committed entry {} does not decode: {e}", entry.index),
                 };
                 let id = req.header.as_ref().map_or(req.id, |h| h.id);
-                let result = self.dispatch(batch, req, events);
+                let result = self.dispatch(batch, req, entry.index, events);
                 if let Err(ServerError::Storage(e)) = &result {
                     // Other members applied this entry; answering it with an error here
                     // would let this member's state part from theirs.
@@ -276,6 +281,9 @@ impl Applier {
         }
         if let Err(e) = self.alarms.reload(self.kv.backend()) {
             self.backend_failed("failed to restore alarm store", &e);
+        }
+        if let Err(e) = self.auth.reload(self.kv.backend()) {
+            panic!("failed to reload the auth store after a snapshot: {e}");
         }
         if let Err(e) = self.membership.reload(self.kv.backend()) {
             self.backend_failed("failed to restore members", &e);
@@ -394,16 +402,30 @@ impl Applier {
         events.extend(changes);
     }
 
-    /// The one place that decides what a request does.
+    /// The one place that decides what a request does. `index` is the entry's raft index.
     fn dispatch(
         &self,
         batch: &mut Batch,
-        req: InternalRaftRequest,
+        mut req: InternalRaftRequest,
+        index: u64,
         events: &mut Vec<Event>,
     ) -> ProposalResult {
         let lease_exists = |lease: i64| self.lessor.contains(lease);
         if self.alarms.no_space() && grows_backend(&req) {
             return Err(EtcdError::NoSpace.into());
+        }
+        // The auth layer: the sender must still be allowed, at the auth revision it was
+        // checked at.
+        let lease_keys = |lease: i64| {
+            self.lessor
+                .time_to_live(lease, true)
+                .map(|status| status.keys)
+                .unwrap_or_default()
+        };
+        self.auth.check_apply(&req, &lease_keys)?;
+        let sender = auth::sender(&req);
+        if let Some(result) = self.auth.apply(batch.raw(), &mut req, &sender, index) {
+            return result.map(ApplyResponse::Auth);
         }
         if let Some(alarm) = req.alarm {
             return self.apply_alarm(batch, alarm).map(ApplyResponse::Alarm);

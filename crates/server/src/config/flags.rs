@@ -84,6 +84,9 @@ pub const IMPLEMENTED: &[&str] = &[
     "log-level",
     "experimental-watch-progress-notify-interval",
     "experimental-max-learners",
+    "auth-token",
+    "bcrypt-cost",
+    "auth-token-ttl",
 ];
 
 /// The raw server flags. Field docs are the `--help` text.

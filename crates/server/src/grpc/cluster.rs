@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::auth::require_admin;
 use oxcd_api::etcdserverpb::cluster_server::Cluster;
 use oxcd_api::etcdserverpb::*;
 use oxcd_api::oxcdpb::ConfChangeContext;
@@ -75,6 +76,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         let req = request.into_inner();
         let urls = Self::parse_peer_urls(&req.peer_ur_ls)?;
         self.check_urls_unused(&urls, 0)?;
@@ -127,6 +129,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         let id = request.into_inner().id;
         self.existing(id)?;
         let context = ConfChangeContext {
@@ -147,6 +150,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         let req = request.into_inner();
         let member = self.existing(req.id)?;
         let urls = Self::parse_peer_urls(&req.peer_ur_ls)?;
@@ -191,6 +195,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         let id = request.into_inner().id;
         let member = self.existing(id)?;
         if !member.is_learner {

@@ -67,6 +67,13 @@ impl ElectionService {
         }
     }
 
+    /// The service acting for whoever sent `request`.
+    async fn for_request<T>(&self, request: &Request<T>) -> Result<ElectionService, Status> {
+        Ok(ElectionService {
+            keys: self.keys.for_request(request).await?,
+        })
+    }
+
     async fn campaign(&self, req: CampaignRequest) -> Result<CampaignResponse, Status> {
         let lease = self
             .keys
@@ -171,7 +178,8 @@ impl Election for ElectionService {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
-        let resp = ElectionService::campaign(self, request.into_inner()).await?;
+        let service = self.for_request(&request).await?;
+        let resp = service.campaign(request.into_inner()).await?;
         Ok(Response::new(resp))
     }
 
@@ -179,17 +187,18 @@ impl Election for ElectionService {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let service = self.for_request(&request).await?;
         let req = request.into_inner();
         let Some(leader) = req.leader else {
             return Err(unknown(MISSING_LEADER_KEY));
         };
-        let lease = self
+        let lease = service
             .keys
             .session_lease(leader.lease)
             .await
             .map_err(recipe_error)?;
         let resp =
-            ElectionService::proclaim(self, &leader.key, leader.rev, lease, &req.value).await?;
+            ElectionService::proclaim(&service, &leader.key, leader.rev, lease, &req.value).await?;
         Ok(Response::new(resp))
     }
 
@@ -197,7 +206,8 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
-        let resp = ElectionService::leader(self, &request.into_inner().name)
+        let service = self.for_request(&request).await?;
+        let resp = ElectionService::leader(&service, &request.into_inner().name)
             .await
             .map_err(recipe_error)?;
         if resp.kv.is_none() {
@@ -212,9 +222,9 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let keys = self.keys.for_request(&request).await?;
         let name = request.into_inner().name;
         let (tx, rx) = mpsc::channel(OBSERVE_QUEUE);
-        let keys = self.keys.clone();
         tokio::spawn(async move {
             if let Err(e) = observe(&keys, name, &tx).await {
                 let _ = tx.send(Err(recipe_error(e))).await;
@@ -227,10 +237,11 @@ impl Election for ElectionService {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let service = self.for_request(&request).await?;
         let Some(leader) = request.into_inner().leader else {
             return Err(unknown(MISSING_LEADER_KEY));
         };
-        let resp = ElectionService::resign(self, &leader.key, leader.rev)
+        let resp = ElectionService::resign(&service, &leader.key, leader.rev)
             .await
             .map_err(recipe_error)?;
         Ok(Response::new(resp))

@@ -14,11 +14,14 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::auth::{lease_keys, sender, Credentials};
 use super::status::status;
 use crate::apply::ApplyResponse;
+use crate::auth::AuthInfo;
 use crate::error::ServerError;
 use crate::kv::{range, range_stream, txn, validate};
 use crate::server::EtcdServer;
+use oxcd_api::EtcdError;
 
 /// Pieces of a RangeStream answer read ahead of the client: the server holds at most this
 /// many (plus one held back and one being read) whatever the range's size.
@@ -76,21 +79,26 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
+        let credentials = Credentials::of(&request);
         let req = request.into_inner();
         if !req.serializable {
             self.server.refuse_on_learner()?;
         }
         validate::check_range(&req).map_err(status)?;
         self.read_barrier(req.serializable).await?;
+        credentials
+            .wait_issued(&self.server)
+            .await
+            .map_err(status)?;
         let point = is_point(&req);
         let max_bytes = self.server.limits.max_send_bytes;
         let mut resp = self
             .read(point, move |s| {
-                Ok(range::range_capped(
-                    &mut s.kv.as_ref(),
-                    &req,
-                    Some(max_bytes),
-                )?)
+                let sender = credentials.resolve(&s.auth)?.unwrap_or_default();
+                s.auth.check_range(&sender, &req)?;
+                let resp = range::range_capped(&mut s.kv.as_ref(), &req, Some(max_bytes))?;
+                still_allowed(s, &sender)?;
+                Ok(resp)
             })
             .await?;
         self.fill_header(&mut resp.header);
@@ -103,6 +111,7 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        let credentials = Credentials::of(&request);
         let req = request.into_inner();
         if !req.serializable {
             self.server.refuse_on_learner()?;
@@ -114,6 +123,18 @@ impl Kv for KvService {
             ));
         }
         self.read_barrier(req.serializable).await?;
+        credentials
+            .wait_issued(&self.server)
+            .await
+            .map_err(status)?;
+        let sender = credentials
+            .resolve(&self.server.auth)
+            .map_err(status)?
+            .unwrap_or_default();
+        self.server
+            .auth
+            .check_range(&sender, &req)
+            .map_err(status)?;
         let (key, end, rev) = (req.key.clone(), req.range_end.clone(), req.revision);
         let cursor = self
             .read(false, move |s| Ok(s.kv.range_cursor(&key, &end, rev)?))
@@ -138,15 +159,25 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let sender = sender(&self.server, &request).await;
         let req = request.into_inner();
         self.server.refuse_on_learner()?;
         validate::check_put(&req).map_err(status)?;
+        let sender = sender?;
+        self.server
+            .auth
+            .check_put(
+                &sender.clone().unwrap_or_default(),
+                &req,
+                &lease_keys(&self.server),
+            )
+            .map_err(status)?;
         self.server.check_quota(req.encoded_len()).await?;
         let internal = InternalRaftRequest {
             put: Some(req),
             ..Default::default()
         };
-        match self.server.propose(internal).await? {
+        match self.server.propose_as(internal, sender.as_ref()).await? {
             ApplyResponse::Put(mut resp) => {
                 self.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -159,14 +190,20 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let sender = sender(&self.server, &request).await;
         let req = request.into_inner();
         self.server.refuse_on_learner()?;
         validate::check_delete(&req).map_err(status)?;
+        let sender = sender?;
+        self.server
+            .auth
+            .check_delete(&sender.clone().unwrap_or_default(), &req)
+            .map_err(status)?;
         let internal = InternalRaftRequest {
             delete_range: Some(req),
             ..Default::default()
         };
-        match self.server.propose(internal).await? {
+        match self.server.propose_as(internal, sender.as_ref()).await? {
             ApplyResponse::DeleteRange(mut resp) => {
                 self.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -176,6 +213,7 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let credentials = Credentials::of(&request);
         let req = request.into_inner();
         self.server.refuse_on_learner()?;
         validate::check_txn(&req, self.server.limits.max_txn_ops).map_err(status)?;
@@ -183,23 +221,43 @@ impl Kv for KvService {
             // Reads need no Raft round; a txn whose every range is serializable needs no
             // ReadIndex either.
             self.read_barrier(is_serializable(&req)).await?;
+            credentials
+                .wait_issued(&self.server)
+                .await
+                .map_err(status)?;
             let point = is_point_txn(&req);
             let resp = self
                 .read(point, move |s| {
+                    let sender = credentials.resolve(&s.auth)?.unwrap_or_default();
+                    s.auth.check_txn(&sender, &req, &lease_keys(s))?;
                     let mut view = s.kv.as_ref();
                     let mut resp = txn::read_txn(&mut view, &req)?;
+                    still_allowed(s, &sender)?;
                     resp.header = Some(s.header(s.kv.current_revision()));
                     Ok(resp)
                 })
                 .await?;
             return Ok(Response::new(resp));
         }
+        credentials
+            .wait_issued(&self.server)
+            .await
+            .map_err(status)?;
+        let sender = credentials.resolve(&self.server.auth).map_err(status)?;
+        self.server
+            .auth
+            .check_txn(
+                &sender.clone().unwrap_or_default(),
+                &req,
+                &lease_keys(&self.server),
+            )
+            .map_err(status)?;
         self.server.check_quota(req.encoded_len()).await?;
         let internal = InternalRaftRequest {
             txn: Some(req),
             ..Default::default()
         };
-        match self.server.propose(internal).await? {
+        match self.server.propose_as(internal, sender.as_ref()).await? {
             ApplyResponse::Txn(mut resp) => {
                 self.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -213,13 +271,14 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         self.server.refuse_on_learner()?;
+        let sender = sender(&self.server, &request).await?;
         let req = request.into_inner();
         let physical = req.physical;
         let internal = InternalRaftRequest {
             compaction: Some(req),
             ..Default::default()
         };
-        match self.server.propose(internal).await? {
+        match self.server.propose_as(internal, sender.as_ref()).await? {
             ApplyResponse::Compaction(mut resp, wait) => {
                 if physical {
                     // --physical: answer once the old revisions are gone from the backend.
@@ -254,6 +313,15 @@ fn is_point_txn(req: &TxnRequest) -> bool {
                 Some(Op::RequestTxn(inner)) => is_point_txn(inner),
                 _ => true,
             })
+}
+
+/// A read served at the edge is refused when the auth store changed while it ran (etcd's
+/// doSerialize): the sender's permissions may have been revoked meanwhile.
+fn still_allowed(server: &EtcdServer, sender: &AuthInfo) -> Result<(), ServerError> {
+    if sender.revision != 0 && sender.revision != server.auth.revision() {
+        return Err(EtcdError::AuthOldRevision.into());
+    }
+    Ok(())
 }
 
 /// A read-only txn is serializable when every range in it is.

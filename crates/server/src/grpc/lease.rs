@@ -15,8 +15,10 @@ use oxcd_api::etcdserverpb::{
 use oxcd_api::EtcdError;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::{lease_keys, sender, Credentials};
 use super::status::status;
 use crate::apply::ApplyResponse;
+use crate::auth::Access;
 use crate::error::ServerError;
 use crate::lease::{self, MAX_LEASE_TTL, NO_LEASE};
 use crate::server::EtcdServer;
@@ -56,6 +58,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let sender = sender(&self.server, &request).await?;
         let mut req = request.into_inner();
         if req.ttl > MAX_LEASE_TTL {
             return Err(status(EtcdError::LeaseTtlTooLarge));
@@ -69,7 +72,7 @@ impl Lease for LeaseService {
             lease_grant: Some(req),
             ..Default::default()
         };
-        match self.server.propose(internal).await? {
+        match self.server.propose_as(internal, sender.as_ref()).await? {
             ApplyResponse::LeaseGrant(mut resp) => {
                 self.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -82,11 +85,22 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let sender = sender(&self.server, &request).await?;
+        let req = request.into_inner();
+        // Revoking deletes the lease's keys: write permission on each of them.
+        self.server
+            .auth
+            .check_lease_keys(
+                &sender.clone().unwrap_or_default(),
+                req.id,
+                &lease_keys(&self.server),
+            )
+            .map_err(status)?;
         let internal = InternalRaftRequest {
-            lease_revoke: Some(request.into_inner()),
+            lease_revoke: Some(req),
             ..Default::default()
         };
-        match self.server.propose(internal).await? {
+        match self.server.propose_as(internal, sender.as_ref()).await? {
             ApplyResponse::LeaseRevoke(mut resp) => {
                 self.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -104,21 +118,30 @@ impl Lease for LeaseService {
         // Each response is made when the client is ready for it: the stream itself pulls the
         // next request, so a client that stops reading stops its renewals, and no task or
         // queue sits between the two halves.
+        let credentials = Credentials::of(&request);
         let state = Some((self.server.clone(), request.into_inner()));
-        let responses = futures::stream::unfold(state, |state| async move {
-            let (server, mut inbound) = state?;
-            let req = match inbound.message().await {
-                Ok(Some(req)) => req,
-                Ok(None) => return None,
-                Err(e) => {
-                    tracing::debug!(error = %e, "failed to receive lease keepalive request from gRPC stream");
-                    return None;
+        let responses = futures::stream::unfold(state, move |state| {
+            let credentials = credentials.clone();
+            async move {
+                let (server, mut inbound) = state?;
+                let req = match inbound.message().await {
+                    Ok(Some(req)) => req,
+                    Ok(None) => return None,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "failed to receive lease keepalive request from gRPC stream");
+                        return None;
+                    }
+                };
+                // A token that died since the stream opened (its user deleted, its password
+                // changed, auth disabled) ends the stream.
+                if let Err(e) = credentials.resolve(&server.auth) {
+                    return Some((Err(status(e)), None));
                 }
-            };
-            match keep_alive_once(&server, req.id).await {
-                Ok(resp) => Some((Ok(resp), Some((server, inbound)))),
-                // An error ends the stream after it is sent.
-                Err(status) => Some((Err(status), None)),
+                match keep_alive_once(&server, req.id).await {
+                    Ok(resp) => Some((Ok(resp), Some((server, inbound)))),
+                    // An error ends the stream after it is sent.
+                    Err(status) => Some((Err(status), None)),
+                }
             }
         });
         Ok(Response::new(Box::pin(responses)))
@@ -128,7 +151,18 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let sender = sender(&self.server, &request).await?;
         let req = request.into_inner();
+        if req.keys && self.server.auth.is_enabled() {
+            // The keys' names are data: read permission on each of them (etcd 3.5).
+            let sender = sender.unwrap_or_default();
+            for key in lease_keys(&self.server)(req.id) {
+                self.server
+                    .auth
+                    .check(&sender, Access::Read, &key, &[])
+                    .map_err(status)?;
+            }
+        }
         let found = lease::leader::time_to_live(&self.server, req.id, req.keys).await?;
         // An unknown lease is not an error here: etcd answers TTL -1.
         let mut resp = match found {

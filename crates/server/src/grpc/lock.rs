@@ -28,6 +28,7 @@ use oxcd_api::EtcdError;
 use tonic::{Code, Request, Response, Status};
 
 use crate::apply::ApplyResponse;
+use crate::auth::AuthInfo;
 use crate::error::ServerError;
 use crate::kv::{range, validate};
 use crate::lease::NO_LEASE;
@@ -41,6 +42,8 @@ pub(super) const SESSION_TTL: i64 = 60;
 #[derive(Clone)]
 pub(super) struct Keys {
     server: Arc<EtcdServer>,
+    /// Whose requests these are: reads are checked here, writes at apply, as the sender's.
+    sender: Option<AuthInfo>,
 }
 
 /// A store error as etcd's Lock and Election services return it: its text, code `Unknown`.
@@ -51,7 +54,18 @@ pub(super) fn recipe_error(e: ServerError) -> Status {
 
 impl Keys {
     pub(super) fn new(server: Arc<EtcdServer>) -> Keys {
-        Keys { server }
+        Keys {
+            server,
+            sender: None,
+        }
+    }
+
+    /// The same keys, used on behalf of whoever sent `request`.
+    pub(super) async fn for_request<T>(&self, request: &Request<T>) -> Result<Keys, Status> {
+        Ok(Keys {
+            server: self.server.clone(),
+            sender: super::auth::sender(&self.server, request).await?,
+        })
     }
 
     /// The lease a request runs under: its own, or, when it names none (0), a new lease of
@@ -71,7 +85,11 @@ impl Keys {
             }),
             ..Default::default()
         };
-        match self.server.propose(internal).await? {
+        match self
+            .server
+            .propose_as(internal, self.sender.as_ref())
+            .await?
+        {
             ApplyResponse::LeaseGrant(resp) => Ok(resp.id),
             _ => Err(ServerError::Raft(
                 "apply answered a lease grant with another kind of response".into(),
@@ -90,7 +108,11 @@ impl Keys {
             txn: Some(req),
             ..Default::default()
         };
-        match self.server.propose(internal).await? {
+        match self
+            .server
+            .propose_as(internal, self.sender.as_ref())
+            .await?
+        {
             ApplyResponse::Txn(mut resp) => {
                 let revision = resp.header.map_or(0, |h| h.revision);
                 resp.header = Some(self.header(revision));
@@ -113,7 +135,11 @@ impl Keys {
             delete_range: Some(req),
             ..Default::default()
         };
-        match self.server.propose(internal).await? {
+        match self
+            .server
+            .propose_as(internal, self.sender.as_ref())
+            .await?
+        {
             ApplyResponse::DeleteRange(mut resp) => {
                 let revision = resp.header.map_or(0, |h| h.revision);
                 resp.header = Some(self.header(revision));
@@ -129,7 +155,9 @@ impl Keys {
     pub(super) async fn range(&self, req: RangeRequest) -> Result<RangeResponse, ServerError> {
         self.server.linearizable_read_barrier().await?;
         let server = self.server.clone();
+        let sender = self.sender.clone().unwrap_or_default();
         let mut resp = tokio::task::spawn_blocking(move || {
+            server.auth.check_range(&sender, &req)?;
             range::range(&mut server.kv.as_ref(), &req).map_err(ServerError::from)
         })
         .await
@@ -426,7 +454,10 @@ impl LockService {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        let resp = LockService::lock(self, request.into_inner())
+        let service = LockService {
+            keys: self.keys.for_request(&request).await?,
+        };
+        let resp = LockService::lock(&service, request.into_inner())
             .await
             .map_err(recipe_error)?;
         Ok(Response::new(resp))
@@ -436,8 +467,8 @@ impl Lock for LockService {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
-        let resp = self
-            .keys
+        let keys = self.keys.for_request(&request).await?;
+        let resp = keys
             .delete(request.into_inner().key)
             .await
             .map_err(recipe_error)?;

@@ -9,10 +9,13 @@ use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxcd_api::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
+use super::auth::{require_admin, sender};
+use super::status::status;
 use crate::apply::ApplyResponse;
 use crate::config::ETCD_VERSION;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
+use oxcd_api::etcdserverpb::alarm_request::AlarmAction;
 use oxcd_api::EtcdError;
 
 pub struct MaintenanceService {
@@ -46,12 +49,21 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
+        let sender = sender(&self.server, &request).await?;
+        let req = request.into_inner();
+        if req.action == AlarmAction::Deactivate as i32 {
+            // Disarming lifts a cluster-wide protection: root only.
+            self.server
+                .auth
+                .check_admin(&sender.clone().unwrap_or_default())
+                .map_err(status)?;
+        }
         // Alarms go through Raft so every member agrees on them, GET included.
         let internal = InternalRaftRequest {
-            alarm: Some(request.into_inner()),
+            alarm: Some(req),
             ..Default::default()
         };
-        match self.server.propose(internal).await? {
+        match self.server.propose_as(internal, sender.as_ref()).await? {
             ApplyResponse::Alarm(mut resp) => {
                 resp.header = Some(self.server.header(self.server.kv.current_revision()));
                 Ok(Response::new(resp))
@@ -85,8 +97,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         tracing::info!("starting defragment");
         let resp = self
             .blocking(|s| {
@@ -106,7 +119,8 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(resp))
     }
 
-    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         let resp = self
             .blocking(|s| {
                 let (hash, revision) = s.kv.hash()?;
@@ -123,6 +137,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         let rev = request.into_inner().revision;
         let resp = self
             .blocking(move |s| {
@@ -147,8 +162,9 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        require_admin(&self.server, &request).await?;
         // etcd's format: a bbolt database of one read transaction's view, followed by its
         // SHA-256, streamed in chunks as it is laid out (oxcd_storage::SnapshotFile reads it).
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SnapshotResponse, Status>>(4);
@@ -184,6 +200,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         let target = request.into_inner().target_id;
         if !self.server.raft_status.is_leader() {
             return Err(ServerError::from(EtcdError::NotLeader).into());
@@ -202,8 +219,9 @@ impl Maintenance for MaintenanceService {
 
     async fn downgrade(
         &self,
-        _: Request<DowngradeRequest>,
+        request: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         Err(not_built("Downgrade"))
     }
 }

@@ -1,6 +1,7 @@
 //! gRPC on the client URLs: the etcd v3 services, served over one listener per URL (plain or
 //! TLS), through an axum router so HTTP routes can share the port.
 
+pub mod auth;
 pub mod cluster;
 mod election;
 mod kv;
@@ -12,6 +13,7 @@ pub mod watch;
 
 use std::sync::Arc;
 
+use oxcd_api::etcdserverpb::auth_server::AuthServer;
 use oxcd_api::etcdserverpb::cluster_server::ClusterServer;
 use oxcd_api::etcdserverpb::kv_server::KvServer;
 use oxcd_api::etcdserverpb::lease_server::LeaseServer;
@@ -81,7 +83,8 @@ pub fn client_routes(server: Arc<EtcdServer>, cfg: &ServerConfig) -> Routes {
         )
         .progress_interval(cfg.watch_progress_notify_interval)
         .election_timeout(cfg.election_timeout)
-        .max_request_bytes(cfg.max_request_bytes),
+        .max_request_bytes(cfg.max_request_bytes)
+        .auth(server.auth.clone()),
     )
     .max_decoding_message_size(max_recv_msg_size)
     .max_encoding_message_size(usize::MAX);
@@ -100,6 +103,9 @@ pub fn client_routes(server: Arc<EtcdServer>, cfg: &ServerConfig) -> Routes {
     let election = ElectionServer::new(election::ElectionService::new(server.clone()))
         .max_decoding_message_size(max_recv_msg_size)
         .max_encoding_message_size(usize::MAX);
+    let auth = AuthServer::new(auth::AuthService::new(server.clone()))
+        .max_decoding_message_size(max_recv_msg_size)
+        .max_encoding_message_size(usize::MAX);
     let cluster = ClusterServer::new(cluster::ClusterService::new(server))
         .max_decoding_message_size(max_recv_msg_size)
         .max_encoding_message_size(usize::MAX);
@@ -110,4 +116,5 @@ pub fn client_routes(server: Arc<EtcdServer>, cfg: &ServerConfig) -> Routes {
         .add_service(watch)
         .add_service(lock)
         .add_service(election)
+        .add_service(auth)
 }

@@ -14,7 +14,7 @@
 //! Dropping the response stream (the client went away) aborts the request task and drops the
 //! watch stream, which removes its watchers.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,7 +33,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::Credentials;
 use super::status::status;
+use crate::auth::{Access, AuthStore};
 
 /// etcd's default `--watch-progress-notify-interval`.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
@@ -73,6 +75,8 @@ pub struct WatchService {
     election_timeout: Duration,
     /// Responses of watchers that asked for fragments are split above this size.
     fragment_bytes: usize,
+    /// Who may watch what; `None` in tests of the stream machinery alone.
+    auth: Option<Arc<AuthStore>>,
 }
 
 impl WatchService {
@@ -90,7 +94,15 @@ impl WatchService {
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
             election_timeout: Duration::from_secs(1),
             fragment_bytes: 3 * 512 * 1024 + GRPC_OVERHEAD_BYTES,
+            auth: None,
         }
+    }
+
+    /// Checks each watch against its sender's permissions, at creation and after every
+    /// change of the auth store.
+    pub fn auth(mut self, auth: Arc<AuthStore>) -> WatchService {
+        self.auth = Some(auth);
+        self
     }
 
     /// `--watch-progress-notify-interval` (raised to 100 ms if shorter, as etcd).
@@ -145,9 +157,16 @@ impl Watch for WatchService {
         if require_leader && !(self.has_leader)() {
             return Err(status(EtcdError::NoLeader));
         }
+        let auth = self.auth.as_ref().map(|store| WatchAuth {
+            store: store.clone(),
+            credentials: Credentials::of(&request),
+            changes: store.subscribe(),
+            watched: HashMap::new(),
+        });
         let stream = Arc::new(self.store.new_stream());
         let (closing_tx, closing) = oneshot::channel();
         let requests = RequestLoop {
+            auth,
             stream: stream.clone(),
             inbound: request.into_inner(),
             closing: Some(closing_tx),
@@ -178,8 +197,41 @@ fn jittered(interval: Duration) -> Duration {
     interval + Duration::from_nanos(jitter as u64)
 }
 
+/// Permission checks of one client stream's watchers.
+struct WatchAuth {
+    store: Arc<AuthStore>,
+    /// What the stream was opened with: judged again at each check, so a token that dies
+    /// (user deleted, password changed) stops the stream's watches.
+    credentials: Credentials,
+    changes: tokio::sync::watch::Receiver<u64>,
+    /// The ranges of the watchers created on this stream, by watch id.
+    watched: HashMap<i64, (Vec<u8>, Vec<u8>)>,
+}
+
+impl WatchAuth {
+    /// May the stream's sender watch `key`..`range_end` now? `Err` holds the cancel reason,
+    /// as etcd words it (a gRPC status in Go's text form).
+    fn check(&self, key: &[u8], range_end: &[u8]) -> Result<(), String> {
+        let allowed = self.credentials.resolve(&self.store).and_then(|sender| {
+            self.store
+                .check(&sender.unwrap_or_default(), Access::Read, key, range_end)
+        });
+        allowed.map_err(|e| {
+            let e = match e {
+                EtcdError::InvalidAuthToken | EtcdError::AuthOldRevision | EtcdError::UserEmpty => {
+                    e
+                }
+                _ => EtcdError::PermissionDenied,
+            };
+            format!("rpc error: code = {:?} desc = {}", e.code(), e.message())
+        })
+    }
+}
+
 /// The request half of one client stream.
 struct RequestLoop {
+    /// `None` when the service checks no permissions.
+    auth: Option<WatchAuth>,
     stream: Arc<WatchStream>,
     inbound: Streaming<WatchRequest>,
     /// Ends the response stream with a status (no leader, receive error).
@@ -220,6 +272,14 @@ impl RequestLoop {
                     }
                 },
                 _ = progress.tick() => self.stream.progress_tick(),
+                changed = auth_changed(&mut self.auth) => {
+                    if changed {
+                        self.recheck();
+                    } else {
+                        // The store is gone (the member is stopping): no more changes.
+                        self.auth = None;
+                    }
+                }
                 _ = leader_tick.tick(), if self.leader_check.is_some() => {
                     let (has_leader, _) = self.leader_check.as_ref().expect("checked by the guard");
                     no_leader = if has_leader() { 0 } else { no_leader + 1 };
@@ -232,13 +292,26 @@ impl RequestLoop {
         }
     }
 
-    fn handle(&self, req: WatchRequest) {
+    fn handle(&mut self, req: WatchRequest) {
         match req.request_union {
             // The store queues the answer (created, or created + canceled with the reason).
             Some(RequestUnion::CreateRequest(create)) => {
-                let _ = self.stream.watch(&create);
+                let Some(auth) = &mut self.auth else {
+                    let _ = self.stream.watch(&create);
+                    return;
+                };
+                if let Err(reason) = auth.check(&create.key, &create.range_end) {
+                    self.stream.refuse(reason);
+                    return;
+                }
+                if let Ok(id) = self.stream.watch(&create) {
+                    auth.watched.insert(id, (create.key, create.range_end));
+                }
             }
             Some(RequestUnion::CancelRequest(cancel)) => {
+                if let Some(auth) = &mut self.auth {
+                    auth.watched.remove(&cancel.watch_id);
+                }
                 self.stream.cancel(cancel.watch_id);
             }
             Some(RequestUnion::ProgressRequest(_)) => self.stream.request_progress(),
@@ -247,10 +320,32 @@ impl RequestLoop {
         }
     }
 
+    /// The auth store changed: cancels the watchers their sender may no longer run.
+    fn recheck(&mut self) {
+        let Some(auth) = &mut self.auth else { return };
+        let denied: Vec<(i64, String)> = auth
+            .watched
+            .iter()
+            .filter_map(|(id, (key, end))| auth.check(key, end).err().map(|why| (*id, why)))
+            .collect();
+        for (id, reason) in denied {
+            auth.watched.remove(&id);
+            self.stream.cancel_with_reason(id, reason);
+        }
+    }
+
     fn close(&mut self, why: Status) {
         if let Some(tx) = self.closing.take() {
             let _ = tx.send(why);
         }
+    }
+}
+
+/// Resolves when the auth store changes (true) or goes away (false); never without auth.
+async fn auth_changed(auth: &mut Option<WatchAuth>) -> bool {
+    match auth {
+        Some(a) => a.changes.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 

@@ -133,7 +133,10 @@ async fn revoke_expired(server: &EtcdServer, id: i64) {
         lease_revoke: Some(LeaseRevokeRequest { id }),
         ..Default::default()
     };
-    match server.propose(req).await {
+    match server
+        .propose_as(req, Some(&crate::auth::AuthInfo::member()))
+        .await
+    {
         Ok(_) => tracing::debug!("lease-id" = format!("{id:016x}"), "revoked expired lease"),
         // Revoked meanwhile by a client: nothing left to do.
         Err(ServerError::Etcd(EtcdError::LeaseNotFound)) => {}

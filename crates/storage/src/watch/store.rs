@@ -353,7 +353,7 @@ impl Inner {
 
     /// Removes watcher `watch_id` of `stream` and queues its `canceled` response; false (and
     /// nothing queued) if the stream has no such watcher, as etcd.
-    pub(crate) fn cancel(&self, stream: u64, watch_id: i64) -> bool {
+    pub(crate) fn cancel(&self, stream: u64, watch_id: i64, reason: String) -> bool {
         let mut g = self.lock();
         let Some(st) = g.streams.get_mut(&stream) else {
             return false;
@@ -367,6 +367,7 @@ impl Inner {
             watch_id,
             revision: self.kv.current_revision(),
             canceled: true,
+            cancel_reason: reason,
             ..Default::default()
         });
         g.answer_deferred_progress(stream);

@@ -44,10 +44,29 @@ impl WatchStream {
         self.inner.watch(self.id, req)
     }
 
+    /// Refuses a create request without creating anything (the sender may not watch that
+    /// range): queues `created` + `canceled` with `reason` and watch id -1, as etcd.
+    pub fn refuse(&self, reason: String) {
+        self.queue.push(WatchResponse {
+            watch_id: super::INVALID_WATCH_ID,
+            revision: self.inner.kv.current_revision(),
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..Default::default()
+        });
+    }
+
     /// Cancels a watcher and queues its `canceled` response; false if there is no such watcher
     /// (nothing is queued then, as etcd).
     pub fn cancel(&self, watch_id: i64) -> bool {
-        self.inner.cancel(self.id, watch_id)
+        self.inner.cancel(self.id, watch_id, String::new())
+    }
+
+    /// Cancels a watcher the server no longer lets run (its sender lost the permission),
+    /// queuing `canceled` with `reason`; false if there is no such watcher.
+    pub fn cancel_with_reason(&self, watch_id: i64, reason: String) -> bool {
+        self.inner.cancel(self.id, watch_id, reason)
     }
 
     /// Asks for one progress notification (watch id -1), sent once every watcher of the
