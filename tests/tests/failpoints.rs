@@ -6,7 +6,8 @@
 //! every member through `FAILPOINTS`, to panic after a random number of passes; the failpoint
 //! build turns a panic into an abort, a crash at exactly that step. Clients write meanwhile
 //! (and compact, defragment, or hold leases, as the step needs). Once a member has crashed,
-//! every crashed member restarts without failpoints, and then:
+//! every member restarts without failpoints (those still up are killed first: their failpoint
+//! is still armed), and then:
 //! - every acknowledged put is there, with its value, at the revision it was acknowledged at;
 //! - revisions never went back (each writer's, and the store's after the restart);
 //! - every member agrees (HashKV at the same revision).
