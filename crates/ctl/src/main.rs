@@ -63,7 +63,11 @@ fn hint(message: &str) -> Option<&'static str> {
         Some("no member answered: check --endpoints (host:port of each member's client URL) and that the members run")
     } else if m.contains("certificate") || m.contains("tls") || m.contains("handshake") {
         Some("TLS mismatch: https members need --cacert (and --cert/--key for client certificates); plain http members take none")
-    } else if m.contains("user name is empty") || m.contains("invalid auth token") || m.contains("permission denied") || m.contains("authentication failed") {
+    } else if m.contains("user name is empty")
+        || m.contains("invalid auth token")
+        || m.contains("permission denied")
+        || m.contains("authentication failed")
+    {
         Some("authentication is on: pass --user NAME[:PASSWORD] of a user whose roles allow this request")
     } else if m.contains("no leader") || m.contains("leader changed") {
         Some("the cluster has no leader: check that a majority of members run and reach each other, then retry")
