@@ -18,6 +18,13 @@
 //! ([`Batch::raw`]) the lease, auth and membership tables share, so one Raft entry's effects
 //! and its consistent index commit together.
 //!
+//! # Backups in etcd's format
+//!
+//! [`Backend::begin_etcd_snapshot`] streams the backend as etcd's Snapshot RPC does: a bbolt
+//! database of one point in time with a SHA-256 trailer. [`SnapshotFile`] opens such a file
+//! (saved from etcd or from oxcd), reports its status and restores it into a backend. The
+//! [`bbolt`] module reads and writes the file format itself.
+//!
 //! # Watch
 //!
 //! [`WatchableStore`] adds etcd's watchers to a [`KvStore`]: the apply task hands it each

@@ -1,7 +1,7 @@
 //! bbolt files: the format of etcd's backend and of the snapshots etcd's Snapshot RPC streams.
 //!
 //! oxcd keeps its own backend in redb; bbolt is only the format at the boundary with etcd
-//! (backups, migration). This module writes such a file in one pass ([`write`]) and reads one
+//! (backups, migration). This module writes such a file in one pass ([`write()`]) and reads one
 //! ([`Reader`]). No Rust crate reads and writes etcd's bbolt files (the bbolt-inspired crates
 //! keep formats of their own), and a snapshot writer needs far less than a database: it lays
 //! out a fresh file and never updates one.
@@ -75,7 +75,7 @@ pub enum Error {
     /// The file is not a bbolt file, or is damaged or truncated.
     #[error("bbolt: invalid database: {0}")]
     Invalid(String),
-    /// A source handed to [`write`] gave different data on its second pass, or keys out of
+    /// A source handed to [`write()`] gave different data on its second pass, or keys out of
     /// order.
     #[error("bbolt: source not repeatable: {0}")]
     Source(String),

@@ -3,7 +3,7 @@
 //! The meta pages come first in the file but name the root page, which comes last, so the
 //! writer runs over the source twice: [`Layout::plan`] packs every bucket's entries into
 //! leaf pages, keeping only the first key and page number of each leaf, and builds the branch
-//! pages above them; [`write`] then streams the meta, freelist, leaf and branch pages in page
+//! pages above them; [`write()`] then streams the meta, freelist, leaf and branch pages in page
 //! order. Memory holds the branch pages (about one key per leaf page), never the entries.
 //!
 //! Pages are filled up to their size (bbolt fills half a page when it splits; a reader does
@@ -17,7 +17,7 @@ use super::{
     FLAG_FREELIST, FLAG_LEAF, FLAG_META, META_SIZE, PAGE_HEADER, PAGE_SIZE,
 };
 
-/// What [`write`] lays out: top-level buckets of plain keys and values. It is read twice and
+/// What [`write()`] lays out: top-level buckets of plain keys and values. It is read twice and
 /// must give the same data both times (a read transaction's view does).
 pub trait BucketSource {
     /// The names of the top-level buckets, each once, in any order.
