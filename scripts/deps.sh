@@ -7,6 +7,7 @@
 #   golang-go               go, to build etcd's own e2e test suite
 #   golang-etcd-server-dev  etcd 3.4.23's Go source, with that suite (tests/e2e)
 #   curl                    used by etcd's e2e tests
+#   python3-etcd            python-etcd, a real v2 client (tests/tests/v2_python.rs)
 #
 # usage: scripts/deps.sh [PACKAGE...]     (default: all of the above)
 # Needs root (or sudo) when something is missing; runs `apt-get update` once, only then.
@@ -14,7 +15,7 @@ set -euo pipefail
 
 PACKAGES=("$@")
 if [[ ${#PACKAGES[@]} -eq 0 ]]; then
-  PACKAGES=(etcd-server etcd-client protobuf-compiler golang-go golang-etcd-server-dev curl)
+  PACKAGES=(etcd-server etcd-client protobuf-compiler golang-go golang-etcd-server-dev curl python3-etcd)
 fi
 
 missing=()

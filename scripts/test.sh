@@ -15,11 +15,12 @@ cd "$ROOT"
 "$ROOT/scripts/deps.sh"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 
-echo "== build: cargo build --release -p oxcd-server"
-cargo build --release -p oxcd-server
+echo "== build: cargo build --release -p oxcd-server -p oxcd-bench -p oxcd-ctl -p oxcd-utl"
+cargo build --release -p oxcd-server -p oxcd-bench -p oxcd-ctl -p oxcd-utl
 
 # The end-to-end tests spawn this binary (and not a debug one cargo may build meanwhile).
 export OXCD_BIN="$ROOT/target/release/oxcd"
+export OXCDCTL_BIN="$ROOT/target/release/oxcdctl"
 
 # Tests build in the release profile too: one build of the dependencies instead of two
 # keeps CI on two cores well inside its time limit.

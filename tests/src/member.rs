@@ -492,6 +492,14 @@ impl Member {
         self.spawn_process();
     }
 
+    /// Sets (or with `None` removes) an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.to_owned(), value.to_owned()));
+        }
+    }
+
     /// Keeps the member's temp dir (data dir and log) when the member is dropped, and returns
     /// its path; for reports of failed runs. `None` if it is already kept.
     pub fn keep_dir(&mut self) -> Option<PathBuf> {

@@ -151,6 +151,7 @@ mod tests {
         let paths = method_paths();
         for expected in [
             "/etcdserverpb.KV/Range",
+            "/etcdserverpb.KV/RangeStream",
             "/etcdserverpb.KV/Txn",
             "/etcdserverpb.Watch/Watch",
             "/etcdserverpb.Lease/LeaseKeepAlive",
@@ -170,8 +171,8 @@ mod tests {
         ] {
             assert!(paths.iter().any(|p| p == expected), "missing {expected}");
         }
-        // KV 5, Watch 1, Lease 5, Cluster 5, Maintenance 8, Auth 17, Lock 2, Election 5, Peer 5.
-        assert_eq!(paths.len(), 53, "{paths:#?}");
+        // KV 6, Watch 1, Lease 5, Cluster 5, Maintenance 8, Auth 17, Lock 2, Election 5, Peer 5.
+        assert_eq!(paths.len(), 54, "{paths:#?}");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Starting a member: open (or create) the data dir, restore Raft from the newest snapshot
 //! and the WAL after it, and start the raft and apply threads.
 
-use std::fs;
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -16,12 +15,16 @@ use tokio::sync::watch;
 use crate::alarm::Alarms;
 use crate::apply::{Applier, EventSink};
 use crate::config::ServerConfig;
+use crate::data_dir::{self, Layout};
+use crate::disk_space::DiskSpace;
 use crate::error::ServerError;
+use crate::fatal;
 use crate::lease::{Lessor, LessorConfig};
 use crate::membership::Membership;
 use crate::peer::{PeerContext, PeerLeaseForwarder, PeerTransport};
 use crate::raft::{raft_logger, RaftInput, RaftNode, RaftStatus, Transport};
 use crate::server::{EtcdServer, Limits};
+use crate::v2::V2Store;
 use crate::wait::Wait;
 
 /// Committed batches waiting for apply. When apply falls this far behind, the raft thread
@@ -63,23 +66,20 @@ pub fn start(
     peer_tls: Option<Arc<rustls::ClientConfig>>,
     join: Option<&JoinInfo>,
 ) -> Result<Arc<EtcdServer>, ServerError> {
-    let wal_dir = cfg.wal_dir();
-    let snap_dir = cfg.snap_dir();
-    for dir in [&wal_dir, &snap_dir] {
-        fs::create_dir_all(dir)
-            .map_err(|e| ServerError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+    let layout = Layout::of(cfg);
+    if !Wal::exists(&layout.wal_dir) {
+        data_dir::create(&layout, |staging| create_member(cfg, join, staging))?;
     }
-    let backend = Backend::open(cfg.backend_path(), BackendConfig::default())?;
+    let backend = Backend::open(layout.backend_path(), BackendConfig::default())?;
+    let backend_path = backend.path().to_path_buf();
+    backend.on_flush_failure(move |e| fatal::exit("failed to commit tx", &backend_path, e));
     let kv = Arc::new(KvStore::open(backend)?);
     let watchable = Arc::new(WatchableStore::new((*kv).clone()));
-    let snapshotter = Snapshotter::new(&snap_dir)?;
+    let snapshotter = Snapshotter::new(&layout.snap_dir())?;
     let storage = MemStorage::new();
-
-    let (wal, meta, applied_floor) = if Wal::exists(&wal_dir) {
-        restart(&wal_dir, &snapshotter, &storage)?
-    } else {
-        bootstrap_new(cfg, join, &wal_dir, &snapshotter, &storage, &kv)?
-    };
+    let (wal, meta, applied_floor) = restart(&layout.wal_dir, &snapshotter, &storage)?;
+    let disk_space = DiskSpace::watch(vec![layout.member_dir.clone(), layout.wal_dir.clone()])
+        .map_err(|e| ServerError::Startup(format!("cannot watch free disk space: {e}")))?;
     tracing::info!(
         "local-member-id" = format!("{:x}", meta.member_id),
         "cluster-id" = format!("{:x}", meta.cluster_id),
@@ -88,6 +88,7 @@ pub fn start(
     );
 
     let membership = Arc::new(Membership::load(meta.cluster_id, kv.backend())?);
+    let v2 = V2Store::load(kv.backend())?;
     let alarms = Arc::new(Alarms::load(kv.backend())?);
     // Leases come back with the keys that name them; none expires before this member leads.
     let lessor = Arc::new(Lessor::open(&kv, LessorConfig::for_member(cfg))?);
@@ -147,6 +148,7 @@ pub fn start(
         membership: membership.clone(),
         alarms: alarms.clone(),
         lessor: lessor.clone(),
+        v2: v2.clone(),
         raft_status: status.clone(),
         wait: wait.clone(),
         applied: applied_tx,
@@ -156,21 +158,19 @@ pub fn start(
         member_id: meta.member_id,
         removed_self: Default::default(),
     };
-    std::thread::Builder::new()
-        .name("raft".into())
-        .spawn(move || node.run())
+    fatal::spawn_essential("raft", move || node.run())
         .map_err(|e| ServerError::Raft(format!("cannot start the raft thread: {e}")))?;
-    std::thread::Builder::new()
-        .name("apply".into())
-        .spawn(move || applier.run(apply_rx))
+    fatal::spawn_essential("apply", move || applier.run(apply_rx))
         .map_err(|e| ServerError::Raft(format!("cannot start the apply thread: {e}")))?;
 
     let limits = Limits {
         max_request_bytes: cfg.max_request_bytes,
+        max_send_bytes: cfg.max_send_bytes,
         max_txn_ops: cfg.max_txn_ops,
         request_timeout: cfg.request_timeout(),
         max_learners: cfg.max_learners,
         quota_bytes: cfg.quota_backend_bytes,
+        disk_space,
     };
     let lease_forwarder = Arc::new(PeerLeaseForwarder::new(membership.clone(), peer_tls));
     Ok(Arc::new(EtcdServer::new(
@@ -184,10 +184,44 @@ pub fn start(
         watchable,
         alarms,
         lease_forwarder,
+        v2,
         raft_tx,
         wait,
         applied_rx,
     )))
+}
+
+/// Lays out a new member of a new cluster in `cfg`'s data dir without starting it, as the
+/// first start would: the founding members in the backend, the WAL, the bootstrap snapshot.
+/// The backend may already hold data (`oxcdutl snapshot restore` loads a snapshot first);
+/// it must hold no Raft position of another cluster. A later `oxcd --data-dir` restarts it.
+pub fn initialize(cfg: &ServerConfig) -> Result<(), ServerError> {
+    let layout = Layout::of(cfg);
+    if Wal::exists(&layout.wal_dir) {
+        return Err(ServerError::Startup(format!(
+            "wal-dir {:?} exists",
+            layout.wal_dir.display()
+        )));
+    }
+    // The member is built in a staging dir and renamed into place (see `data_dir`), which
+    // first clears a member dir without a WAL: the restored backend waits beside it.
+    let restored = layout.backend_path();
+    let aside = layout.member_dir.with_extension("restored-db");
+    let io_err = |what: &str, path: &std::path::Path, e: std::io::Error| {
+        ServerError::Storage(format!("cannot {what} {}: {e}", path.display()))
+    };
+    if restored.exists() {
+        std::fs::rename(&restored, &aside).map_err(|e| io_err("move", &restored, e))?;
+    }
+    data_dir::create(&layout, |staging| {
+        let snap_dir = staging.snap_dir();
+        std::fs::create_dir_all(&snap_dir).map_err(|e| io_err("create", &snap_dir, e))?;
+        if aside.exists() {
+            std::fs::rename(&aside, staging.backend_path())
+                .map_err(|e| io_err("move", &aside, e))?;
+        }
+        create_member(cfg, None, staging)
+    })
 }
 
 /// A member joining an existing cluster learns who it is from a running member.
@@ -204,16 +238,14 @@ pub struct JoinInfo {
 const BOOTSTRAP_INDEX: u64 = 1;
 const BOOTSTRAP_TERM: u64 = 1;
 
-/// A new member: of a new cluster (founding members recorded in a bootstrap snapshot), or
-/// joining an existing one (empty log; the leader sends a snapshot).
-fn bootstrap_new(
+/// Writes a new member's files into `staging` (see [`data_dir`]): of a new cluster (founding
+/// members recorded in a bootstrap snapshot), or joining an existing one (empty log; the
+/// leader sends a snapshot). The member then starts as any restarting member does.
+fn create_member(
     cfg: &ServerConfig,
     join: Option<&JoinInfo>,
-    wal_dir: &std::path::Path,
-    snapshotter: &Snapshotter,
-    storage: &MemStorage,
-    kv: &KvStore,
-) -> Result<(Wal, WalMetadata, u64), ServerError> {
+    staging: &Layout,
+) -> Result<(), ServerError> {
     let config_err = |e: crate::config::ConfigError| ServerError::Startup(e.to_string());
     let (meta, initial) = match join {
         Some(join) => {
@@ -250,16 +282,27 @@ fn bootstrap_new(
         }
     };
 
-    // Members go into the backend before the WAL exists: a crash in between bootstraps again
-    // from scratch, rewriting the same rows.
-    let membership = Membership::load(meta.cluster_id, kv.backend())?;
-    let batch = kv.begin_batch()?;
-    membership.bootstrap(batch.raw(), &initial)?;
+    let snapshotter = Snapshotter::new(&staging.snap_dir())?;
+    let backend = Backend::open(staging.backend_path(), BackendConfig::default())?;
+    let membership = Membership::load(meta.cluster_id, &backend)?;
+    let batch = backend.begin_write()?;
+    membership.bootstrap(batch.txn(), &initial)?;
+    if join.is_none() {
+        // As etcd 3.4's founding conf changes: each founder is one event of the v2 store.
+        V2Store::load(&backend)?.with_tree(batch.txn(), |tree| {
+            let mut founders: Vec<_> = initial.iter().collect();
+            founders.sort_by_key(|(id, _, _)| *id);
+            for (id, _, peer_urls) in founders {
+                tree.member_added(*id, peer_urls, false);
+            }
+        })?;
+    }
     batch.commit()?;
-    kv.force_commit()?;
+    drop(membership);
+    backend.close()?;
 
-    let mut wal = Wal::create(wal_dir, &meta.encode())?;
-    let applied_floor = if join.is_none() {
+    let mut wal = Wal::create(&staging.wal_dir, &meta.encode())?;
+    if join.is_none() {
         let voters: Vec<u64> = initial.iter().map(|(id, _, _)| *id).collect();
         let mut snapshot = Snapshot::default();
         snapshot.mut_metadata().index = BOOTSTRAP_INDEX;
@@ -278,25 +321,19 @@ fn bootstrap_new(
             index: BOOTSTRAP_INDEX,
             term: BOOTSTRAP_TERM,
         })?;
-        storage
-            .wl()
-            .apply_snapshot(snapshot)
-            .map_err(|e| ServerError::Raft(e.to_string()))?;
         tracing::info!(
             "local-member-id" = format!("{:x}", meta.member_id),
             "initial-cluster" = cfg.initial_cluster_string(),
             "starting a new member of a new cluster"
         );
-        BOOTSTRAP_INDEX
     } else {
         tracing::info!(
             "local-member-id" = format!("{:x}", meta.member_id),
             "cluster-id" = format!("{:x}", meta.cluster_id),
             "starting a new member joining an existing cluster"
         );
-        0
-    };
-    Ok((wal, meta, applied_floor))
+    }
+    Ok(())
 }
 
 /// A member restarting from its data dir: newest snapshot, then the WAL after it.

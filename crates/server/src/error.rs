@@ -18,6 +18,9 @@ pub enum ServerError {
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// An answer of `size` bytes is over the `--max-send-bytes` cap `max`.
+    #[error("response of {size} bytes is larger than --max-send-bytes {max}")]
+    ResponseTooLarge { size: usize, max: usize },
 }
 
 impl ServerError {
@@ -29,6 +32,9 @@ impl From<oxcd_storage::MvccError> for ServerError {
         match e {
             oxcd_storage::MvccError::Compacted => ServerError::Etcd(EtcdError::Compacted),
             oxcd_storage::MvccError::FutureRev => ServerError::Etcd(EtcdError::FutureRev),
+            oxcd_storage::MvccError::TooLarge { size, max } => {
+                ServerError::ResponseTooLarge { size, max }
+            }
             other => ServerError::Storage(other.to_string()),
         }
     }

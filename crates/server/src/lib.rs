@@ -11,9 +11,13 @@
 pub mod alarm;
 pub mod apply;
 pub mod bootstrap;
+mod coalesce;
 pub mod compactor;
 pub mod config;
+pub mod data_dir;
+pub mod disk_space;
 pub mod error;
+pub mod fatal;
 pub mod grpc;
 pub mod http;
 pub mod id;
@@ -28,6 +32,7 @@ pub mod raft;
 pub mod server;
 pub mod tcp_gateway;
 pub mod tls;
+pub mod v2;
 pub mod wait;
 
 use std::sync::Arc;
@@ -133,12 +138,12 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         )),
         None => None,
     };
-    let router = grpc::client_routes(server.clone(), &cfg)
-        .into_axum_router()
-        .layer(axum::middleware::map_response(|resp: axum::response::Response| async move {
-            grpc::oversized_request_as_grpc_go(resp)
-        }));
-    let services = http::HttpServices::new(server.clone(), router, metrics, &cfg);
+    let services = http::HttpServices::new(
+        server.clone(),
+        grpc::ClientGrpc::new(server.clone(), &cfg),
+        metrics,
+        &cfg,
+    );
     // As etcd: clients are served once this member has published itself through Raft, that
     // is, once it is part of the cluster and has caught up with the log up to that entry.
     let published = publish(
@@ -158,13 +163,13 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     }
     for (tcp, url) in client_listeners.into_iter().zip(&cfg.listen_client_urls) {
         // With --listen-client-http-urls, HTTP moves there and these keep gRPC only.
-        let router = if cfg.listen_client_http_urls.is_empty() {
-            services.client_router(url.scheme.is_tls())
+        let service = if cfg.listen_client_http_urls.is_empty() {
+            services.client_service(url.scheme.is_tls())
         } else {
-            services.grpc_router()
+            services.grpc_service()
         };
         let tls = client_tls_config.clone().filter(|_| url.scheme.is_tls());
-        listen::spawn_serve(tcp, tls, router, client_serve);
+        listen::spawn_serve(tcp, tls, service, client_serve);
         tracing::info!(address = %url, "ready to serve client requests");
     }
     for (tcp, url) in client_http_listeners
@@ -188,6 +193,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
 
     tokio::spawn(lease::primary::run(server.clone()));
     tokio::spawn(compactor::run(server.clone(), cfg.auto_compaction));
+    tokio::spawn(v2::expiry::run(server.clone()));
 
     shutdown_signal().await;
     tracing::info!("received a stop signal; stopping");

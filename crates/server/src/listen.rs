@@ -1,26 +1,31 @@
 //! Listeners for client and peer URLs: TCP or unix sockets (`unix://`, `unixs://`, whose
 //! path is the URL's `host:port`, as etcd's), optionally wrapped in TLS, each connection
-//! served by hyper with HTTP/1 and HTTP/2 on one port, so gRPC and HTTP share it as in etcd.
+//! served by hyper (HTTP/1 and HTTP/2 on one port, so gRPC and HTTP share it as in etcd).
 //!
 //! Every connection is handshaken in its own task, so a client that stalls in its TLS
 //! handshake holds up no one else (etcd's tlsListener does the same with goroutines).
 
+use std::convert::Infallible;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_rustls::TlsAcceptor;
 
+use crate::coalesce::Coalesce;
 use crate::config::{EtcdUrl, Scheme};
 
 /// How long a client may take to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long to wait before accepting again after `accept` failed (say, out of descriptors).
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -74,13 +79,17 @@ pub async fn bind(url: &EtcdUrl) -> io::Result<Listener> {
     }
 }
 
-/// Serves `router` on `listener`, in TLS when `tls` is given, until the process ends.
-pub fn spawn_serve(
+/// Serves `service` on `listener`, in TLS when `tls` is given, until the process ends. Each
+/// connection is its own task; its writes are gathered by [`Coalesce`].
+pub fn spawn_serve<S>(
     listener: Listener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    router: axum::Router,
+    service: S,
     opts: ServeOptions,
-) {
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let acceptor = tls.map(TlsAcceptor::from);
     tokio::spawn(async move {
         loop {
@@ -93,7 +102,7 @@ pub fn spawn_serve(
                         stream,
                         addr.to_string(),
                         acceptor.clone(),
-                        router.clone(),
+                        service.clone(),
                         opts,
                     );
                     tokio::spawn(conn);
@@ -103,7 +112,7 @@ pub fn spawn_serve(
                         stream,
                         "unix".into(),
                         acceptor.clone(),
-                        router.clone(),
+                        service.clone(),
                         opts,
                     );
                     tokio::spawn(conn);
@@ -118,20 +127,22 @@ pub fn spawn_serve(
 }
 
 /// Handshakes (with TLS) and serves one connection.
-async fn handle<I>(
+async fn handle<I, S>(
     io: I,
     remote: String,
     acceptor: Option<TlsAcceptor>,
-    router: axum::Router,
+    service: S,
     opts: ServeOptions,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
 {
     let Some(acceptor) = acceptor else {
-        return serve_connection(io, router, opts).await;
+        return serve_connection(io, service, opts).await;
     };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-        Ok(Ok(tls)) => serve_connection(tls, router, opts).await,
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => serve_connection(tls, service, opts).await,
         Ok(Err(e)) => {
             tracing::warn!("remote-addr" = %remote, error = %crate::tls::describe_error(&e), "rejected connection")
         }
@@ -141,20 +152,24 @@ async fn handle<I>(
     }
 }
 
-async fn serve_connection<I>(io: I, router: axum::Router, opts: ServeOptions)
+/// Serves HTTP/1 or HTTP/2 (as the client speaks) on one connection until it closes.
+async fn serve_connection<T, S>(io: T, service: S, opts: ServeOptions)
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+        service,
+        |req: http::Request<hyper::body::Incoming>| req.map(Body::new),
+    ));
+    let io = TokioIo::new(Coalesce::new(io));
+    let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http2()
         .max_concurrent_streams(opts.max_concurrent_streams)
         .enable_connect_protocol();
-    let service = TowerToHyperService::new(router);
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .await
-    {
-        tracing::debug!(error = %e, "connection ended with an error");
+    if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
+        tracing::trace!(error = %e, "connection ended");
     }
 }

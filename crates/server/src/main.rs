@@ -12,6 +12,8 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "gateway") {
         return gateway();
     }
+    #[cfg(feature = "failpoints")]
+    let _failpoints = failpoints();
     let cfg = match config::parse() {
         Ok(Invocation::Serve(cfg)) => cfg,
         Ok(Invocation::PrintHelp(text)) | Ok(Invocation::PrintVersion(text)) => {
@@ -28,10 +30,15 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     oxcd_server::logging::log_config_warnings(&cfg);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    // XXX measurement toggle, removed before merge.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("OXCD_X_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
     {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -75,4 +82,17 @@ fn gateway() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Failpoint builds: arms the failpoints named in `FAILPOINTS` (the `fail` crate's syntax,
+/// e.g. `raft_before_save=3*off->panic`), and makes any panic end the process at once, as a
+/// crash would: nothing after the failpoint runs, in any thread.
+#[cfg(feature = "failpoints")]
+fn failpoints() -> fail::FailScenario<'static> {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+    fail::FailScenario::setup()
 }

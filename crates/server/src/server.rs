@@ -28,6 +28,7 @@ use crate::lease::{LeaseForwarder, Lessor};
 use crate::membership::Membership;
 use crate::quota::{Quota, Refused};
 use crate::raft::{ProposalResult, RaftInput, RaftStatus};
+use crate::v2::V2Store;
 use crate::wait::Wait;
 
 /// How far apply may fall behind commit before new proposals are refused (etcd's
@@ -39,6 +40,8 @@ const MAX_APPLY_LAG: u64 = 5000;
 pub struct Limits {
     /// Largest encoded request that may be proposed (`--max-request-bytes`).
     pub max_request_bytes: usize,
+    /// Largest Range answer built (`--max-send-bytes`).
+    pub max_send_bytes: usize,
     /// Most operations in one txn branch (`--max-txn-ops`).
     pub max_txn_ops: usize,
     /// How long a proposal or read may wait before `request timed out`.
@@ -47,6 +50,8 @@ pub struct Limits {
     pub max_learners: usize,
     /// Backend size past which writes raise NOSPACE (`--quota-backend-bytes`); `None` = no quota.
     pub quota_bytes: Option<u64>,
+    /// Whether the disk is nearly full; writes then raise NOSPACE too.
+    pub disk_space: crate::disk_space::DiskSpace,
 }
 
 /// The running member, as request handlers see it.
@@ -67,6 +72,8 @@ pub struct EtcdServer {
     pub lessor: Arc<Lessor>,
     /// Reaches the leader's lessor when this member does not lead.
     pub lease_forwarder: Arc<dyn LeaseForwarder>,
+    /// The v2 store, for local v2 reads and watches.
+    pub v2: Arc<V2Store>,
     /// Inputs to the raft thread.
     raft: mpsc::Sender<RaftInput>,
     /// Proposers waiting for apply.
@@ -91,6 +98,7 @@ impl EtcdServer {
         watchable: Arc<WatchableStore>,
         alarms: Arc<Alarms>,
         lease_forwarder: Arc<dyn LeaseForwarder>,
+        v2: Arc<V2Store>,
         raft: mpsc::Sender<RaftInput>,
         wait: Arc<Wait<ProposalResult>>,
         applied: watch::Receiver<u64>,
@@ -107,6 +115,7 @@ impl EtcdServer {
             watchable,
             alarms,
             lease_forwarder,
+            v2,
             raft,
             wait,
             applied,
@@ -115,22 +124,27 @@ impl EtcdServer {
         }
     }
 
-    /// Refuses a write that would grow the backend past its quota, raising the NOSPACE alarm
-    /// the first time, as etcd's quota servers do. `cost` is the request's encoded size.
+    /// Refuses a write that would grow the backend past its quota, or that the disk may not
+    /// have room for, raising the NOSPACE alarm the first time, as etcd's quota servers do.
+    /// `cost` is the request's encoded size.
     pub async fn check_quota(&self, cost: usize) -> Result<(), ServerError> {
         if self.alarms.no_space() {
             return Err(EtcdError::NoSpace.into());
         }
-        let (size, quota) = match self.quota.admits(self.kv.backend(), cost as u64).await {
-            Ok(()) => return Ok(()),
-            Err(Refused::Storage(e)) => return Err(ServerError::Storage(e)),
-            Err(Refused::Full { size, limit }) => (size, limit),
-        };
-        tracing::warn!(
-            quota,
-            size,
-            "backend quota exceeded; raising the NOSPACE alarm"
-        );
+        if self.limits.disk_space.is_low() {
+            tracing::warn!("free disk space is below the reserve; raising the NOSPACE alarm");
+        } else {
+            let (size, quota) = match self.quota.admits(self.kv.backend(), cost as u64).await {
+                Ok(()) => return Ok(()),
+                Err(Refused::Storage(e)) => return Err(ServerError::Storage(e)),
+                Err(Refused::Full { size, limit }) => (size, limit),
+            };
+            tracing::warn!(
+                quota,
+                size,
+                "backend quota exceeded; raising the NOSPACE alarm"
+            );
+        }
         let alarm = InternalRaftRequest {
             alarm: Some(AlarmRequest {
                 action: alarm_request::AlarmAction::Activate as i32,

@@ -26,6 +26,8 @@
 //! the past or read too slowly catch up from the backend on a background thread.
 
 mod backend;
+mod backup;
+pub mod bbolt;
 mod mvcc;
 mod snap;
 mod wal;
@@ -35,10 +37,16 @@ pub use backend::{
     schema, Backend, BackendConfig, Dump, Error as BackendError, WriteBatch, SNAPSHOT_MAGIC,
     SNAPSHOT_VERSION,
 };
+pub use backup::{
+    Error as BackupError, EtcdSnapshot, RestoreOptions, Restored, SnapshotFile, SnapshotStatus,
+};
 pub use mvcc::{
-    Batch, CompactionWait, Error as MvccError, HashKv, KvStore, RangeOptions, RangeResult,
-    Revision, Txn,
+    Batch, CompactionWait, Error as MvccError, HashKv, KvStore, PieceLimits, RangeCursor,
+    RangeOptions, RangeResult, Revision, Txn,
 };
 pub use snap::{Error as SnapError, Snapshotter};
-pub use wal::{Error as WalError, Wal, WalContents, WalOptions, WalSnapshot};
+pub use wal::{
+    Error as WalError, Wal, WalContents, WalOptions, WalSnapshot,
+    SEGMENT_SIZE_BYTES as WAL_SEGMENT_SIZE_BYTES,
+};
 pub use watch::{WatchError, WatchResponse, WatchStream, WatchableStore, INVALID_WATCH_ID};

@@ -25,6 +25,8 @@ use crate::kv::txn::{self, WriteContext};
 use crate::lease::Lessor;
 use crate::membership::Membership;
 use crate::raft::{Apply, ProposalResult, RaftInput, RaftStatus};
+use crate::v2::store::V2Result;
+use crate::v2::V2Store;
 use crate::wait::Wait;
 use oxcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType};
 use oxcd_api::EtcdError;
@@ -43,6 +45,8 @@ pub enum ApplyResponse {
     Alarm(AlarmResponse),
     /// A membership change: the members after it.
     Members(Vec<oxcd_api::etcdserverpb::Member>),
+    /// A v2 request's event or v2 error; `None` for a SYNC.
+    V2(Option<V2Result>),
     /// Requests with nothing to report (member attributes, cluster version).
     Empty,
 }
@@ -64,6 +68,8 @@ pub struct Applier {
     pub alarms: Arc<Alarms>,
     /// Leases; their replicated state is written only here.
     pub lessor: Arc<Lessor>,
+    /// The v2 store; written only here.
+    pub v2: Arc<V2Store>,
     /// Whether this member leads, to promote the lessor at the first entry of its term.
     pub raft_status: Arc<RaftStatus>,
     /// Proposers waiting for their entries.
@@ -107,21 +113,18 @@ impl Applier {
             let mut events = Vec::new();
             let mut batch = match self.kv.begin_batch() {
                 Ok(batch) => batch,
-                Err(e) => panic!("failed to begin a backend transaction: {e}"),
+                Err(e) => self.backend_failed("failed to begin tx", &e),
             };
             for entry in entries.iter().filter(|e| e.index > consistent_index) {
                 if let Some(answer) = self.apply_entry(&mut batch, entry, &mut events) {
                     answers.push(answer);
                 }
             }
-            if let Err(e) = batch
-                .set_consistent_index(last_index, last_term)
-                .map_err(ServerError::from)
-            {
-                panic!("failed to record the consistent index: {e}");
+            if let Err(e) = batch.set_consistent_index(last_index, last_term) {
+                self.backend_failed("failed to commit tx", &e);
             }
             if let Err(e) = batch.commit() {
-                panic!("failed to commit applied entries to the backend: {e}");
+                self.backend_failed("failed to commit tx", &e);
             }
             if let Some(sink) = &self.events {
                 if !events.is_empty() {
@@ -141,15 +144,11 @@ impl Applier {
             if last_index - last_snapshot > self.snapshot_count {
                 // The snapshot says "state up to here is in the backend": make that true on
                 // disk before the WAL behind it is released.
-                match self.kv.force_commit() {
-                    Ok(()) => {
-                        last_snapshot = last_index;
-                        let _ = self.raft.send(RaftInput::Snapshot { index: last_index });
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "failed to make the backend durable for a snapshot")
-                    }
+                if let Err(e) = self.kv.force_commit() {
+                    self.backend_failed("failed to commit tx", &e);
                 }
+                last_snapshot = last_index;
+                let _ = self.raft.send(RaftInput::Snapshot { index: last_index });
             }
         }
     }
@@ -180,6 +179,11 @@ impl Applier {
                 };
                 let id = req.header.as_ref().map_or(req.id, |h| h.id);
                 let result = self.dispatch(batch, req, events);
+                if let Err(ServerError::Storage(e)) = &result {
+                    // Other members applied this entry; answering it with an error here
+                    // would let this member's state part from theirs.
+                    self.backend_failed("failed to apply request", e);
+                }
                 Some((id, result))
             }
         }
@@ -239,6 +243,12 @@ impl Applier {
         })
     }
 
+    /// The backend cannot take this batch: stop before anything of it is acknowledged. The
+    /// WAL holds the entries; a restart applies them from the last committed batch on.
+    fn backend_failed(&self, message: &str, error: &dyn std::fmt::Display) -> ! {
+        crate::fatal::exit(message, self.kv.backend().path(), error)
+    }
+
     /// Moves the applied index forward to `index` (never back), waking linearizable reads.
     fn advance_applied(&self, index: u64) {
         self.applied.send_if_modified(|applied| {
@@ -253,6 +263,7 @@ impl Applier {
     /// skipped as already applied.
     fn restore_snapshot(&self, path: &std::path::Path, index: u64) {
         tracing::info!("snapshot-index" = index, path = %path.display(), "restoring mvcc store from a snapshot");
+        fail::fail_point!("raft_before_apply_snap");
         let restored = std::fs::File::open(path)
             .map_err(|e| e.to_string())
             .and_then(|file| {
@@ -261,23 +272,24 @@ impl Applier {
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = restored {
-            panic!(
-                "failed to restore the backend from the snapshot at {}: {e}",
-                path.display()
-            );
+            crate::fatal::exit("failed to restore mvcc store", path, &e);
         }
         if let Err(e) = self.alarms.reload(self.kv.backend()) {
-            panic!("failed to reload alarms after a snapshot: {e}");
+            self.backend_failed("failed to restore alarm store", &e);
         }
         if let Err(e) = self.membership.reload(self.kv.backend()) {
-            panic!("failed to reload members after a snapshot: {e}");
+            self.backend_failed("failed to restore members", &e);
         }
         if let Err(e) = self.lessor.reload(&self.kv) {
-            panic!("failed to reload leases after a snapshot: {e}");
+            self.backend_failed("failed to restore lease store", &e);
+        }
+        if let Err(e) = self.v2.reload(self.kv.backend()) {
+            panic!("failed to reload the v2 store after a snapshot: {e}");
         }
         if let Some(sink) = &self.events {
             sink.restored();
         }
+        fail::fail_point!("raft_after_apply_snap");
         let _ = std::fs::remove_file(path);
         let (consistent_index, _) = self.kv.consistent_index();
         self.advance_applied(consistent_index);
@@ -334,7 +346,10 @@ impl Applier {
             },
         };
         if let Err(e) = result {
-            panic!("failed to record a membership change: {e}");
+            self.backend_failed("failed to record a membership change", &e);
+        }
+        if let Err(e) = self.mirror_conf_change(batch, cc.get_change_type(), id) {
+            panic!("failed to record a membership change in the v2 store: {e}");
         }
         tracing::info!(
             "change" = ?cc.get_change_type(),
@@ -347,6 +362,29 @@ impl Applier {
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         (cc.id, Ok(ApplyResponse::Members(self.membership.list())))
+    }
+
+    /// The v2 store's `/0/members` follow the member table, as in etcd 3.4.
+    fn mirror_conf_change(
+        &self,
+        batch: &Batch,
+        change: ConfChangeType,
+        id: u64,
+    ) -> Result<(), ServerError> {
+        let member = self.membership.get(id);
+        self.v2
+            .with_tree(batch.raw(), |tree| match (change, member) {
+                (ConfChangeType::RemoveNode, _) => tree.member_removed(id),
+                (_, Some(m))
+                    if tree
+                        .get(&format!("/0/members/{id:x}/raftAttributes"), false)
+                        .is_ok() =>
+                {
+                    tree.member_updated(id, &m.peer_ur_ls, m.is_learner)
+                }
+                (_, Some(m)) => tree.member_added(id, &m.peer_ur_ls, m.is_learner),
+                (_, None) => {}
+            })
     }
 
     /// Ends a write txn: its keys join or leave leases, its events wait for the commit.
@@ -410,6 +448,7 @@ impl Applier {
             }));
         }
         if let Some(checkpoints) = req.lease_checkpoint {
+            fail::fail_point!("lease_before_checkpoint");
             for c in &checkpoints.checkpoints {
                 self.lessor.checkpoint(batch.raw(), c.id, c.remaining_ttl)?;
             }
@@ -428,9 +467,22 @@ impl Applier {
                 wait,
             ));
         }
+        if let Some(v2) = req.v2 {
+            let result = self.v2.apply(&v2, batch.raw())?;
+            return Ok(ApplyResponse::V2(result));
+        }
         if let Some(attr) = req.cluster_member_attr_set {
             let attributes = attr.member_attributes.unwrap_or_default();
             let name = attributes.name.clone();
+            if self.membership.get(attr.member_id).is_some() {
+                self.v2.with_tree(batch.raw(), |tree| {
+                    tree.member_attributes(
+                        attr.member_id,
+                        &attributes.name,
+                        &attributes.client_urls,
+                    )
+                })?;
+            }
             let known = self
                 .membership
                 .set_attributes(batch.raw(), attr.member_id, attributes)?;
@@ -447,6 +499,8 @@ impl Applier {
         if let Some(version) = req.cluster_version_set {
             self.membership
                 .set_cluster_version(batch.raw(), &version.ver)?;
+            self.v2
+                .with_tree(batch.raw(), |tree| tree.cluster_version(&version.ver))?;
             tracing::info!(
                 "cluster-version" = version.ver,
                 "set initial cluster version"

@@ -53,6 +53,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "quota-backend-bytes",
     "max-txn-ops",
     "max-request-bytes",
+    "max-send-bytes",
     "initial-advertise-peer-urls",
     "initial-cluster",
     "initial-cluster-state",
@@ -193,6 +194,12 @@ pub struct Flags {
     /// Largest client request, in bytes, the server accepts.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value = "1572864", help_heading = MEMBER)]
     pub max_request_bytes: u32,
+
+    /// Largest Range answer, in bytes, the server builds (oxcd; etcd's server sends up to
+    /// math.MaxInt32, its grpc-proxy calls this limit --max-send-bytes). Past it a Range
+    /// fails as grpc-go does, before the answer is in memory; RangeStream has no such limit.
+    #[arg(long, env = "ETCD_MAX_SEND_BYTES", default_value = "2147483647", help_heading = MEMBER)]
+    pub max_send_bytes: u32,
 
     /// Most concurrent gRPC streams per client connection.
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value = "4294967295", help_heading = MEMBER)]

@@ -270,6 +270,8 @@ pub struct ServerConfig {
     /// Backend size that raises NOSPACE; `None` when disabled by a negative value.
     pub quota_backend_bytes: Option<u64>,
     pub max_request_bytes: usize,
+    /// Largest Range answer the server builds (`--max-send-bytes`).
+    pub max_send_bytes: usize,
     pub max_txn_ops: usize,
     pub auto_compaction: AutoCompaction,
     pub enable_v2: bool,
@@ -671,6 +673,7 @@ impl ServerConfig {
             election_ticks: (election_ms / heartbeat_ms) as usize,
             quota_backend_bytes,
             max_request_bytes: f.max_request_bytes as usize,
+            max_send_bytes: f.max_send_bytes as usize,
             max_txn_ops: f.max_txn_ops as usize,
             auto_compaction,
             enable_v2: f.enable_v2,

@@ -6,17 +6,23 @@ use std::sync::Arc;
 use oxcd_api::etcdserverpb::kv_server::Kv;
 use oxcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest,
-    TxnResponse,
+    InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, RangeStreamResponse,
+    TxnRequest, TxnResponse,
 };
 use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::status::status;
 use crate::apply::ApplyResponse;
 use crate::error::ServerError;
-use crate::kv::{range, txn, validate};
+use crate::kv::{range, range_stream, txn, validate};
 use crate::server::EtcdServer;
+
+/// Pieces of a RangeStream answer read ahead of the client: the server holds at most this
+/// many (plus one held back and one being read) whatever the range's size.
+const RANGE_STREAM_QUEUE: usize = 2;
 
 pub struct KvService {
     server: Arc<EtcdServer>,
@@ -39,11 +45,17 @@ impl KvService {
         Ok(())
     }
 
-    /// Runs a blocking MVCC read off the async runtime.
+    /// Runs an MVCC read: a point read (one key, so at most one value) on the calling task,
+    /// as handing it to another thread costs more than the read itself; anything that may
+    /// scan many keys off the async runtime.
     async fn read<T: Send + 'static>(
         &self,
+        point: bool,
         f: impl FnOnce(&EtcdServer) -> Result<T, ServerError> + Send + 'static,
     ) -> Result<T, Status> {
+        if point {
+            return Ok(f(&self.server)?);
+        }
         let server = self.server.clone();
         let result = tokio::task::spawn_blocking(move || f(&server))
             .await
@@ -70,11 +82,59 @@ impl Kv for KvService {
         }
         validate::check_range(&req).map_err(status)?;
         self.read_barrier(req.serializable).await?;
+        let point = is_point(&req);
+        let max_bytes = self.server.limits.max_send_bytes;
         let mut resp = self
-            .read(move |s| Ok(range::range(&mut s.kv.as_ref(), &req)?))
+            .read(point, move |s| {
+                Ok(range::range_capped(
+                    &mut s.kv.as_ref(),
+                    &req,
+                    Some(max_bytes),
+                )?)
+            })
             .await?;
         self.fill_header(&mut resp.header);
         Ok(Response::new(resp))
+    }
+
+    type RangeStreamStream = ReceiverStream<Result<RangeStreamResponse, Status>>;
+
+    async fn range_stream(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        let req = request.into_inner();
+        if !req.serializable {
+            self.server.refuse_on_learner()?;
+        }
+        validate::check_range(&req).map_err(status)?;
+        if !range_stream::is_supported(&req) {
+            return Err(Status::unimplemented(
+                "RangeStream does not sort: use Range for a sort order other than by key",
+            ));
+        }
+        self.read_barrier(req.serializable).await?;
+        let (key, end, rev) = (req.key.clone(), req.range_end.clone(), req.revision);
+        let cursor = self
+            .read(false, move |s| Ok(s.kv.range_cursor(&key, &end, rev)?))
+            .await?;
+        let (tx, rx) = mpsc::channel(RANGE_STREAM_QUEUE);
+        let server = self.server.clone();
+        tokio::task::spawn_blocking(move || {
+            let sent = range_stream::stream(cursor, &req, |mut piece| {
+                if let Some(h) = &piece.header {
+                    piece.header = Some(server.header(h.revision));
+                }
+                let chunk = RangeStreamResponse {
+                    range_response: Some(piece),
+                };
+                tx.blocking_send(Ok(chunk)).is_ok()
+            });
+            if let Err(e) = sent {
+                let _ = tx.blocking_send(Err(ServerError::from(e).into()));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
@@ -123,8 +183,9 @@ impl Kv for KvService {
             // Reads need no Raft round; a txn whose every range is serializable needs no
             // ReadIndex either.
             self.read_barrier(is_serializable(&req)).await?;
+            let point = is_point_txn(&req);
             let resp = self
-                .read(move |s| {
+                .read(point, move |s| {
                     let mut view = s.kv.as_ref();
                     let mut resp = txn::read_txn(&mut view, &req)?;
                     resp.header = Some(s.header(s.kv.current_revision()));
@@ -173,6 +234,26 @@ impl Kv for KvService {
             _ => Err(unexpected("compaction")),
         }
     }
+}
+
+/// A range over one key: at most one value to read.
+fn is_point(req: &RangeRequest) -> bool {
+    req.range_end.is_empty()
+}
+
+/// A read-only txn whose compares and ranges all name single keys.
+fn is_point_txn(req: &TxnRequest) -> bool {
+    use oxcd_api::etcdserverpb::request_op::Request as Op;
+    req.compare.iter().all(|c| c.range_end.is_empty())
+        && req
+            .success
+            .iter()
+            .chain(&req.failure)
+            .all(|op| match &op.request {
+                Some(Op::RequestRange(r)) => is_point(r),
+                Some(Op::RequestTxn(inner)) => is_point_txn(inner),
+                _ => true,
+            })
 }
 
 /// A read-only txn is serializable when every range in it is.

@@ -14,7 +14,6 @@ use crate::config::ETCD_VERSION;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 use oxcd_api::EtcdError;
-use sha2::{Digest, Sha256};
 
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
@@ -150,25 +149,24 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        // The backend's contents, streamed in chunks as they are dumped from one read
-        // transaction, followed (as etcd does) by the SHA-256 of everything before it.
+        // etcd's format: a bbolt database of one read transaction's view, followed by its
+        // SHA-256, streamed in chunks as it is laid out (oxcd_storage::SnapshotFile reads it).
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SnapshotResponse, Status>>(4);
         let server = self.server.clone();
         tokio::task::spawn_blocking(move || {
             let header = server.header(server.kv.current_revision());
-            let estimate = server.kv.backend().size().unwrap_or(0);
-            let mut writer = SnapshotWriter {
-                buf: Vec::new(),
-                hasher: Sha256::new(),
-                tx: tx.clone(),
-                header,
-                sent: 0,
-                estimate,
-            };
-            let result = server.kv.backend().dump(&mut writer, |_| {});
-            let result = result
-                .map_err(|e| e.to_string())
-                .and_then(|_| writer.finish().map_err(|e| e.to_string()));
+            let result = server.kv.backend().begin_etcd_snapshot().and_then(|snap| {
+                let mut writer = SnapshotWriter {
+                    buf: Vec::with_capacity(SNAPSHOT_CHUNK),
+                    tx: tx.clone(),
+                    header,
+                    total: snap.size(),
+                    sent: 0,
+                };
+                snap.write_to(&mut writer, &mut |_| {})?;
+                writer.finish()?;
+                Ok(snap.size())
+            });
             match result {
                 Ok(total) => tracing::info!(bytes = total, "sent database snapshot to client"),
                 Err(e) => {
@@ -213,24 +211,23 @@ impl Maintenance for MaintenanceService {
 /// Bytes of snapshot per response message.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
-/// Cuts a backend dump into `SnapshotResponse`s, hashing as it goes.
+/// Cuts the snapshot stream into `SnapshotResponse`s.
 struct SnapshotWriter {
     buf: Vec<u8>,
-    hasher: Sha256,
     tx: tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
     header: ResponseHeader,
+    /// Bytes of the whole stream, known before it starts.
+    total: u64,
     sent: u64,
-    /// The backend file's size: the dump's length is only known at its end, so
-    /// `remaining_bytes` counts down from this estimate (never reaching 0 before the end).
-    estimate: u64,
 }
 
 impl SnapshotWriter {
-    fn send(&mut self, blob: Vec<u8>, remaining_bytes: u64) -> std::io::Result<()> {
+    fn send(&mut self) -> std::io::Result<()> {
+        let blob = std::mem::replace(&mut self.buf, Vec::with_capacity(SNAPSHOT_CHUNK));
         self.sent += blob.len() as u64;
         let resp = SnapshotResponse {
             header: Some(self.header),
-            remaining_bytes,
+            remaining_bytes: self.total.saturating_sub(self.sent),
             blob,
         };
         self.tx
@@ -238,32 +235,23 @@ impl SnapshotWriter {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
     }
 
-    /// Sends what is buffered and the trailing SHA-256; returns the bytes sent.
-    fn finish(mut self) -> std::io::Result<u64> {
-        let rest = std::mem::take(&mut self.buf);
-        if !rest.is_empty() {
-            self.send(rest, 32)?;
+    /// Sends what is still buffered.
+    fn finish(mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send()?;
         }
-        let digest = self.hasher.clone().finalize().to_vec();
-        self.send(digest, 0)?;
-        Ok(self.sent)
+        Ok(())
     }
 }
 
 impl std::io::Write for SnapshotWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.hasher.update(data);
-        self.buf.extend_from_slice(data);
-        while self.buf.len() >= SNAPSHOT_CHUNK {
-            let rest = self.buf.split_off(SNAPSHOT_CHUNK);
-            let chunk = std::mem::replace(&mut self.buf, rest);
-            let remaining = self
-                .estimate
-                .saturating_sub(self.sent + chunk.len() as u64)
-                .max(1);
-            self.send(chunk, remaining)?;
+        let n = data.len().min(SNAPSHOT_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == SNAPSHOT_CHUNK {
+            self.send()?;
         }
-        Ok(data.len())
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

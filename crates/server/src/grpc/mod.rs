@@ -1,7 +1,7 @@
 //! gRPC on the client URLs: the etcd v3 services, served over one listener per URL (plain or
 //! TLS), through an axum router so HTTP routes can share the port.
 
-mod cluster;
+pub mod cluster;
 mod election;
 mod kv;
 mod lease;
@@ -26,6 +26,46 @@ use crate::config::ServerConfig;
 pub use status::{oversized_request_as_grpc_go, status};
 
 use crate::server::EtcdServer;
+
+/// The client gRPC services as one tower service: tonic's router, with oversized requests
+/// refused in grpc-go's words.
+#[derive(Clone)]
+pub struct ClientGrpc {
+    routes: axum::Router,
+}
+
+impl ClientGrpc {
+    pub fn new(server: Arc<EtcdServer>, cfg: &ServerConfig) -> ClientGrpc {
+        ClientGrpc {
+            routes: client_routes(server, cfg).into_axum_router(),
+        }
+    }
+}
+
+type Answer = Result<axum::response::Response, std::convert::Infallible>;
+
+impl tower::Service<axum::extract::Request> for ClientGrpc {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::Map<
+        axum::routing::future::RouteFuture<std::convert::Infallible>,
+        fn(Answer) -> Answer,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower::Service::<axum::extract::Request>::poll_ready(&mut self.routes, cx)
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        use futures::FutureExt as _;
+        self.routes.call(req).map(
+            (|answer: Answer| answer.map(oversized_request_as_grpc_go)) as fn(Answer) -> Answer,
+        )
+    }
+}
 
 /// The etcd v3 gRPC services as one router. Services not built yet are absent, and tonic
 /// answers their RPCs with `Unimplemented`.

@@ -8,6 +8,11 @@ impl From<ServerError> for Status {
     fn from(e: ServerError) -> Status {
         match e {
             ServerError::Etcd(err) => Status::new(err.code(), err.message()),
+            // What etcd's clients see from a grpc-go server over its send limit.
+            ServerError::ResponseTooLarge { size, max } => Status::new(
+                Code::ResourceExhausted,
+                format!("grpc: trying to send message larger than max ({size} vs. {max})"),
+            ),
             other => {
                 tracing::warn!(error = %other, "request failed inside the server");
                 Status::new(Code::Unknown, other.to_string())

@@ -1,18 +1,22 @@
 //! gRPC server metrics, as go-grpc-prometheus names them for etcd: `grpc_server_started_total`
 //! and `grpc_server_handled_total` per service, method and call type (with the status code
-//! when handled), and etcd's client byte counters. A middleware on the gRPC router: the
+//! when handled), and etcd's client byte counters. A tower service in front of the gRPC
+//! services ([`Tracked`]), with each method's counters looked up once: the
 //! status is read where tonic writes it, in the response headers of a call refused at once or
 //! in the trailers at the end of the body. A call whose body is dropped before its trailers
 //! (the client went away) counts as `Canceled`.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http_body::{Frame, SizeHint};
 use metrics::{counter, describe_counter, Counter};
 use tonic::{Code, Status};
@@ -39,52 +43,102 @@ pub fn describe() {
     );
 }
 
-/// Adds the metrics middleware to the client gRPC router.
-pub fn layer(grpc: axum::Router) -> axum::Router {
-    grpc.layer(axum::middleware::from_fn(track))
+/// The client gRPC services, counted: a tower service in front of them.
+#[derive(Clone)]
+pub struct Tracked<S> {
+    inner: S,
+    calls: Arc<Calls>,
 }
 
-/// The middleware: counts the start, watches the response for the end.
-async fn track(req: Request, next: Next) -> Response {
-    let Some(call) = Call::for_path(req.uri().path()) else {
-        return next.run(req).await;
-    };
-    // Labels in the order Prometheus' Go client writes them: sorted by name.
-    counter!(
-        "grpc_server_started_total",
-        "grpc_method" => call.method.clone(),
-        "grpc_service" => call.service.clone(),
-        "grpc_type" => call.kind,
-    )
-    .increment(1);
-    let received = counter!("etcd_network_client_grpc_received_bytes_total");
-    let req = req.map(|body| {
-        Body::new(Counted {
-            inner: body,
-            bytes: received,
-            end: None,
-        })
-    });
-    let resp = next.run(req).await;
-    if let Some(status) = Status::from_header_map(resp.headers()) {
-        call.handled(status.code());
-        return resp;
+/// Wraps the client gRPC services in the metrics counters.
+pub fn layer<S>(grpc: S) -> Tracked<S> {
+    Tracked {
+        inner: grpc,
+        calls: Arc::new(Calls {
+            known: RwLock::new(HashMap::new()),
+            received: counter!("etcd_network_client_grpc_received_bytes_total"),
+            sent: counter!("etcd_network_client_grpc_sent_bytes_total"),
+        }),
     }
-    let sent = counter!("etcd_network_client_grpc_sent_bytes_total");
-    resp.map(|body| {
-        Body::new(Counted {
-            inner: body,
-            bytes: sent,
-            end: Some(call),
-        })
-    })
 }
 
-/// One call's labels.
+impl<S> tower::Service<Request> for Tracked<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    /// Counts the start, and watches the response for the end.
+    fn call(&mut self, req: Request) -> Self::Future {
+        let Some(call) = self.calls.get(req.uri().path()) else {
+            return Box::pin(self.inner.call(req));
+        };
+        call.started.increment(1);
+        let received = self.calls.received.clone();
+        let req = req.map(|body| {
+            Body::new(Counted {
+                inner: body,
+                bytes: received,
+                end: None,
+            })
+        });
+        let response = self.inner.call(req);
+        let sent = self.calls.sent.clone();
+        Box::pin(async move {
+            let resp = response.await?;
+            if let Some(status) = Status::from_header_map(resp.headers()) {
+                call.handled(status.code());
+                return Ok(resp);
+            }
+            Ok(resp.map(|body| {
+                Body::new(Counted {
+                    inner: body,
+                    bytes: sent,
+                    end: Some(call),
+                })
+            }))
+        })
+    }
+}
+
+/// The labels and counters of every method called so far, so a call costs a map lookup
+/// rather than a label lookup in the registry.
+struct Calls {
+    /// By path (`/etcdserverpb.KV/Range`); only methods the protos declare, so a client
+    /// cannot grow it.
+    known: RwLock<HashMap<String, Arc<Call>>>,
+    received: Counter,
+    sent: Counter,
+}
+
+impl Calls {
+    fn get(&self, path: &str) -> Option<Arc<Call>> {
+        if let Some(call) = self.known.read().ok()?.get(path) {
+            return Some(call.clone());
+        }
+        let call = Arc::new(Call::for_path(path)?);
+        self.known
+            .write()
+            .ok()?
+            .insert(path.to_owned(), call.clone());
+        Some(call)
+    }
+}
+
+/// One method's labels, and the counters every call of it moves.
 struct Call {
     service: String,
     method: String,
     kind: &'static str,
+    started: Counter,
+    handled_ok: Counter,
 }
 
 impl Call {
@@ -93,23 +147,40 @@ impl Call {
     fn for_path(path: &str) -> Option<Call> {
         let (service, method) = path.strip_prefix('/')?.split_once('/')?;
         let kind = method_kind(service, method)?;
+        // Labels in the order Prometheus' Go client writes them: sorted by name.
+        let started = counter!(
+            "grpc_server_started_total",
+            "grpc_method" => method.to_owned(),
+            "grpc_service" => service.to_owned(),
+            "grpc_type" => kind,
+        );
+        let handled_ok = handled_counter(service, method, kind, Code::Ok);
         Some(Call {
             service: service.to_owned(),
             method: method.to_owned(),
             kind,
+            started,
+            handled_ok,
         })
     }
 
     fn handled(&self, code: Code) {
-        counter!(
-            "grpc_server_handled_total",
-            "grpc_code" => code_name(code),
-            "grpc_method" => self.method.clone(),
-            "grpc_service" => self.service.clone(),
-            "grpc_type" => self.kind,
-        )
-        .increment(1);
+        if code == Code::Ok {
+            self.handled_ok.increment(1);
+        } else {
+            handled_counter(&self.service, &self.method, self.kind, code).increment(1);
+        }
     }
+}
+
+fn handled_counter(service: &str, method: &str, kind: &'static str, code: Code) -> Counter {
+    counter!(
+        "grpc_server_handled_total",
+        "grpc_code" => code_name(code),
+        "grpc_method" => method.to_owned(),
+        "grpc_service" => service.to_owned(),
+        "grpc_type" => kind,
+    )
 }
 
 /// A gRPC code as grpc-go spells it in metric labels.
@@ -141,7 +212,7 @@ struct Counted {
     inner: Body,
     bytes: Counter,
     /// The call to report when the trailers pass; `None` once reported, or for a request.
-    end: Option<Call>,
+    end: Option<Arc<Call>>,
 }
 
 impl http_body::Body for Counted {
@@ -214,6 +285,10 @@ mod tests {
             "server_stream"
         );
         assert!(Call::for_path("/etcdserverpb.KV/Nope").is_none());
+        let calls = layer(()).calls;
+        assert!(calls.get("/etcdserverpb.KV/Range").is_some());
+        assert!(calls.get("/etcdserverpb.KV/Nope").is_none());
+        assert_eq!(calls.known.read().unwrap().len(), 1);
         assert!(Call::for_path("/random").is_none());
         assert!(Call::for_path("/v3/kv/range").is_none());
     }

@@ -9,6 +9,7 @@
 //! | `/version` | this module |
 //! | `/health`, `/livez`, `/readyz` | `health` |
 //! | `/metrics` | [`metrics`], fed also by [`grpc_metrics`] and `process` |
+//! | `/v2/...` | `v2`: etcd's v2 API, with `--enable-v2` |
 //!
 //! With `--listen-client-http-urls`, HTTP moves to those URLs and the client URLs serve gRPC
 //! only; `--listen-metrics-urls` serve `/metrics` and the health endpoints;
@@ -21,6 +22,7 @@ pub mod grpc_metrics;
 mod health;
 pub mod metrics;
 mod process;
+mod v2;
 
 use std::sync::Arc;
 
@@ -31,21 +33,23 @@ use axum::routing::get;
 use http::{header, HeaderValue, StatusCode};
 use http_body_util::BodyExt as _;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tower::ServiceExt as _;
 
 use crate::config::{ServerConfig, ETCD_CLUSTER_VERSION, ETCD_VERSION};
+use crate::grpc::ClientGrpc;
 use crate::server::EtcdServer;
 
 /// A JSON gateway request may be this many times the gRPC receive limit: base64 makes bytes
 /// 4/3 as long, and field names add their own.
 const JSON_OVER_PROTO: usize = 2;
 
-/// The HTTP services of one member, and the gRPC router they share a port with.
+/// The HTTP services of one member, and the gRPC services they share a port with.
 #[derive(Clone)]
 pub struct HttpServices {
     server: Arc<EtcdServer>,
     /// The client gRPC services, counted by [`grpc_metrics`].
-    grpc: axum::Router,
+    grpc: grpc_metrics::Tracked<ClientGrpc>,
+    /// The same as a router, for the gateway and the HTTP routes' fallback.
+    grpc_router: axum::Router,
     metrics: PrometheusHandle,
     quota_bytes: Option<u64>,
     max_body: usize,
@@ -53,6 +57,8 @@ pub struct HttpServices {
     max_streams: u32,
     /// `--enable-grpc-gateway`.
     gateway: bool,
+    /// `--enable-v2`.
+    v2: bool,
     /// `--cors`.
     cors: access::Allowed,
     /// `--host-whitelist`.
@@ -60,49 +66,50 @@ pub struct HttpServices {
 }
 
 impl HttpServices {
-    /// `grpc` is the router of the client gRPC services; `metrics` renders the process's
-    /// recorder ([`metrics::install`]).
+    /// `grpc` is the client gRPC services; `metrics` renders the process's recorder
+    /// ([`metrics::install`]).
     pub fn new(
         server: Arc<EtcdServer>,
-        grpc: axum::Router,
+        grpc: ClientGrpc,
         metrics: PrometheusHandle,
         cfg: &ServerConfig,
     ) -> HttpServices {
+        let grpc = grpc_metrics::layer(grpc);
         HttpServices {
             server,
-            grpc: grpc_metrics::layer(grpc),
+            grpc_router: axum::Router::new().fallback_service(grpc.clone()),
+            grpc,
             metrics,
             quota_bytes: cfg.quota_backend_bytes,
             max_body: cfg.max_recv_msg_size().saturating_mul(JSON_OVER_PROTO),
             max_streams: cfg.flags.max_concurrent_streams,
             gateway: cfg.flags.enable_grpc_gateway,
+            v2: cfg.enable_v2,
             cors: access::Allowed::parse(&cfg.flags.cors),
             hosts: access::Allowed::parse(&cfg.flags.host_whitelist),
         }
     }
 
-    /// gRPC and HTTP on one port: the client URLs' router. `secure`: the listener is TLS.
-    pub fn client_router(&self, secure: bool) -> axum::Router {
-        self.access(secure)
-            .wrap(self.http_routes().fallback_service(Steer {
-                grpc: Some(self.grpc.clone()),
-                gateway: self.gateway,
-            }))
+    /// gRPC and HTTP on one port: the client URLs' service. `secure`: the listener is TLS.
+    pub fn client_service(&self, secure: bool) -> ClientService {
+        ClientService {
+            grpc: self.grpc.clone(),
+            http: self.http_router(secure),
+        }
     }
 
-    /// gRPC only: the client URLs' router when `--listen-client-http-urls` takes HTTP away.
-    pub fn grpc_router(&self) -> axum::Router {
-        axum::Router::new().fallback_service(Steer {
-            grpc: Some(self.grpc.clone()),
-            gateway: false,
-        })
+    /// gRPC only: the client URLs' service when `--listen-client-http-urls` takes HTTP away.
+    pub fn grpc_service(&self) -> ClientService {
+        ClientService {
+            grpc: self.grpc.clone(),
+            http: axum::Router::new().fallback_service(Steer { gateway: false }),
+        }
     }
 
     /// HTTP only, for `--listen-client-http-urls`. `secure`: the listener is TLS.
     pub fn http_router(&self, secure: bool) -> axum::Router {
         self.access(secure)
             .wrap(self.http_routes().fallback_service(Steer {
-                grpc: None,
                 gateway: self.gateway,
             }))
     }
@@ -117,21 +124,23 @@ impl HttpServices {
 
     /// `/metrics` and the health endpoints, for `--listen-metrics-urls`.
     pub fn metrics_router(&self) -> axum::Router {
-        self.metrics_and_health().fallback_service(Steer {
-            grpc: None,
-            gateway: false,
-        })
+        self.metrics_and_health()
+            .fallback_service(Steer { gateway: false })
     }
 
     fn http_routes(&self) -> axum::Router {
-        let routes = self
+        let mut routes = self
             .metrics_and_health()
             .route("/version", get(version).fallback(method_not_allowed));
+        if self.v2 {
+            routes = routes.merge(v2::routes(self.server.clone()));
+        }
         if !self.gateway {
             return routes;
         }
         routes.merge(
-            gateway::Gateway::new(self.grpc.clone(), self.max_body, self.max_streams).router(),
+            gateway::Gateway::new(self.grpc_router.clone(), self.max_body, self.max_streams)
+                .router(),
         )
     }
 
@@ -150,11 +159,44 @@ impl HttpServices {
     }
 }
 
-/// What the routes do not match: gRPC calls go to the gRPC services (when this port serves
-/// them), anything else is not found, worded as Go's HTTP server words it.
+/// A client URL's service: a request with a gRPC content type goes straight to the gRPC
+/// services, past the HTTP routes and their access rules (which let gRPC through anyway);
+/// anything else to `http`.
+#[derive(Clone)]
+pub struct ClientService {
+    grpc: grpc_metrics::Tracked<ClientGrpc>,
+    http: axum::Router,
+}
+
+impl tower::Service<Request> for ClientService {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::Either<
+        <grpc_metrics::Tracked<ClientGrpc> as tower::Service<Request>>::Future,
+        axum::routing::future::RouteFuture<std::convert::Infallible>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both are always ready: tonic's router and axum's.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        use futures::future::Either;
+        if is_grpc(&req) {
+            Either::Left(self.grpc.call(req))
+        } else {
+            Either::Right(self.http.call(req))
+        }
+    }
+}
+
+/// What the routes do not match: not found, worded as Go's HTTP server words it.
 #[derive(Clone)]
 struct Steer {
-    grpc: Option<axum::Router>,
     /// Whether `/v3/` is the gateway's (its misses are worded as the gateway words them).
     gateway: bool,
 }
@@ -172,12 +214,8 @@ impl tower::Service<Request> for Steer {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let grpc = self.grpc.clone().filter(|_| is_grpc(&req));
         let gateway = self.gateway;
         Box::pin(async move {
-            if let Some(grpc) = grpc {
-                return grpc.oneshot(req).await;
-            }
             let path = req.uri().path();
             let text = if gateway && (path.starts_with("/v3/") || path.starts_with("/v3beta/")) {
                 "Not Found\n"

@@ -2,5 +2,6 @@
 //! and how Put, DeleteRange and Txn are applied.
 
 pub mod range;
+pub mod range_stream;
 pub mod txn;
 pub mod validate;

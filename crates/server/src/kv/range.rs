@@ -46,6 +46,16 @@ pub fn range(
     source: &mut impl RangeSource,
     req: &RangeRequest,
 ) -> Result<RangeResponse, MvccError> {
+    range_capped(source, req, None)
+}
+
+/// [`range`], failing with [`MvccError::TooLarge`] rather than reading keys and values of
+/// more than `max_bytes` (before the revision filters and the limit; see `--max-send-bytes`).
+pub fn range_capped(
+    source: &mut impl RangeSource,
+    req: &RangeRequest,
+    max_bytes: Option<usize>,
+) -> Result<RangeResponse, MvccError> {
     let sort_order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
     let sort_target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
     let filters = req.min_mod_revision != 0
@@ -64,9 +74,9 @@ pub fn range(
         rev: req.revision,
         limit,
         count_only: req.count_only,
-        // Sorting by value needs the values even when they are not returned: etcd reads
-        // them, sorts, and drops them afterwards.
+        // Sorting by value needs the values, even when the answer leaves them out.
         keys_only: req.keys_only && sort_target != SortTarget::Value,
+        max_bytes,
     };
     let RangeResult {
         mut kvs,

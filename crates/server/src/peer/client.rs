@@ -159,6 +159,7 @@ async fn stream_snapshot(
         .await
         .map_err(|_| "apply did not reach the snapshot index in time".to_string())?
         .map_err(|_| "member is stopping".to_string())?;
+    fail::fail_point!("raft_before_snapshot_send");
     msg.mut_snapshot().data = Default::default();
     let metadata = msg.write_to_bytes().map_err(|e| e.to_string())?;
 

@@ -106,6 +106,7 @@ impl Peer for PeerService {
             bytes = received,
             "received database snapshot"
         );
+        fail::fail_point!("raft_after_snapshot_receive");
         // Raft carries the snapshot on to the apply thread; `data` tells it where the dump is.
         msg.mut_snapshot().data = path.to_string_lossy().into_owned().into_bytes().into();
         if self.raft.send(RaftInput::Step(msg)).is_err() {

@@ -213,11 +213,7 @@ impl RaftNode {
                     self.raw.report_unreachable(to);
                 }
             }
-            RaftInput::Snapshot { index } => {
-                if let Err(e) = self.snapshot_at(index) {
-                    tracing::error!(error = %e, index, "failed to save snapshot");
-                }
-            }
+            RaftInput::Snapshot { index } => self.snapshot_at(index),
         }
     }
 
@@ -279,9 +275,11 @@ impl RaftNode {
             let hs = hard_state
                 .clone()
                 .unwrap_or_else(|| self.raw.raft.hard_state());
+            fail::fail_point!("raft_before_save");
             if let Err(e) = self.wal.save(&hs, rd.entries()) {
-                panic!("failed to write to the WAL, cannot continue safely: {e}");
+                self.wal_failed("failed to save Raft hard state and entries", &e);
             }
+            fail::fail_point!("raft_after_save");
         }
         if let Err(e) = self.raw.mut_store().wl().append(rd.entries()) {
             panic!("failed to append entries to the raft log: {e}");
@@ -354,14 +352,17 @@ impl RaftNode {
         {
             panic!("the apply thread stopped; cannot continue");
         }
+        fail::fail_point!("raft_before_save_snap");
         if let Err(e) = self.snapshotter.save(&snapshot) {
-            panic!("failed to save the received snapshot: {e}");
+            crate::fatal::exit("failed to save Raft snapshot", self.snapshotter.dir(), &e);
         }
+        fail::fail_point!("raft_after_save_snap");
+        fail::fail_point!("raft_before_wal_save_snapshot");
         if let Err(e) = self.wal.save_snapshot(WalSnapshot {
             index: meta.index,
             term: meta.term,
         }) {
-            panic!("failed to record the received snapshot in the WAL: {e}");
+            self.wal_failed("failed to save Raft snapshot", &e);
         }
         if let Err(e) = self.raw.mut_store().wl().apply_snapshot(snapshot) {
             panic!("failed to install the received snapshot: {e}");
@@ -401,13 +402,24 @@ impl RaftNode {
         }
     }
 
+    /// The WAL cannot take a write: nothing more may be promised to anyone. Everything
+    /// acknowledged so far is in the WAL already.
+    fn wal_failed(&self, message: &str, error: &dyn std::fmt::Display) -> ! {
+        crate::fatal::exit(message, self.wal.dir(), error)
+    }
+
     /// Records a snapshot at `index` (the backend is already durable there), then drops the log
-    /// and WAL segments it makes unnecessary.
-    fn snapshot_at(&mut self, index: u64) -> Result<(), ServerError> {
+    /// and WAL segments it makes unnecessary. A failure to write stops the member, as in etcd.
+    fn snapshot_at(&mut self, index: u64) {
         let store = self.raw.store().clone();
-        let term = store
-            .term(index)
-            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        let term = match store.term(index) {
+            Ok(term) => term,
+            Err(e) => {
+                // Compacted away by a newer snapshot already: nothing to do.
+                tracing::warn!(error = %e, index, "skipped a snapshot");
+                return;
+            }
+        };
         let mut snapshot = Snapshot::default();
         snapshot.mut_metadata().index = index;
         snapshot.mut_metadata().term = term;
@@ -417,10 +429,22 @@ impl RaftNode {
         // The WAL must show `index` as committed, or a restart would not trust the marker.
         let mut hs = self.raw.raft.hard_state();
         hs.commit = hs.commit.max(index);
-        self.wal.save(&hs, &[])?;
-        self.snapshotter.save(&snapshot)?;
-        self.wal.save_snapshot(WalSnapshot { index, term })?;
-        self.wal.release_to(index)?;
+        if let Err(e) = self.wal.save(&hs, &[]) {
+            self.wal_failed("failed to save Raft hard state and entries", &e);
+        }
+        fail::fail_point!("raft_before_save_snap");
+        if let Err(e) = self.snapshotter.save(&snapshot) {
+            crate::fatal::exit("failed to save Raft snapshot", self.snapshotter.dir(), &e);
+        }
+        fail::fail_point!("raft_after_save_snap");
+        fail::fail_point!("raft_before_wal_save_snapshot");
+        if let Err(e) = self.wal.save_snapshot(WalSnapshot { index, term }) {
+            self.wal_failed("failed to save Raft snapshot", &e);
+        }
+        if let Err(e) = self.wal.release_to(index) {
+            self.wal_failed("failed to release Raft wal", &e);
+        }
+        fail::fail_point!("raft_after_wal_release");
         if index > SNAPSHOT_CATCH_UP_ENTRIES {
             let compact_to = index - SNAPSHOT_CATCH_UP_ENTRIES;
             if compact_to > store.first_index().unwrap_or(0) {
@@ -429,6 +453,5 @@ impl RaftNode {
         }
         let _ = self.snapshotter.purge(5);
         tracing::info!(snapshot_index = index, "saved snapshot");
-        Ok(())
     }
 }

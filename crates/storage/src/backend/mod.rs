@@ -15,22 +15,31 @@
 //!
 //! The apply task writes through [`WriteBatch`] (via the MVCC store's batch); the MVCC
 //! compactor and the flusher write small transactions of their own; anyone may read through
-//! [`Backend::begin_read`]. redb admits one write transaction at a time, so these take turns.
+//! [`Backend::begin_read`]. redb admits one write transaction at a time, so these take turns,
+//! in the order they ask for the backend's writer slot.
+//!
+//! # Defragmentation
+//!
+//! [`Backend::defrag`] copies the live data into a new file while reads and writes go on, and
+//! swaps files with writes held off only for the last few changes (see `defrag.rs`).
 //!
 //! # Snapshots
 //!
 //! [`Backend::dump`] streams every table as of one commit, and [`Backend::restore`] replaces
 //! every table with such a stream in one transaction; the format is in `snapshot.rs`.
 
+mod defrag;
 pub mod schema;
+mod slot;
 mod snapshot;
 
 pub use snapshot::{Dump, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 use std::fs;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock, Weak};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -47,10 +56,6 @@ pub const DEFAULT_CACHE_SIZE: usize = 32 * 1024 * 1024;
 /// How long a non-durable commit may wait for a durable one. Bounds the WAL that must be
 /// replayed after a crash, and fsyncs at most ten times a second, whatever the write rate.
 pub const DEFAULT_DURABLE_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How long [`Backend::defrag`] waits for open transactions (readers, a compaction batch) to
-/// end before giving up.
-pub const DEFRAG_WAIT: Duration = Duration::from_secs(10);
 
 /// Backend errors: all of them come from redb or the file system.
 #[derive(Debug, thiserror::Error)]
@@ -122,22 +127,37 @@ pub struct Backend {
 }
 
 struct Inner {
-    /// The database. Transactions do not borrow it, so the lock is held only while one begins;
-    /// `defrag` takes it exclusively because redb compacts through `&mut Database`.
-    db: RwLock<Database>,
+    /// The database. The lock is held only to clone the handle; defrag replaces it, and
+    /// transactions begun before keep the old one (and its file) alive until they end.
+    db: RwLock<Arc<Database>>,
+    /// Taken by every write transaction, from begin to commit or abort: redb admits one
+    /// writer, and taking turns here rather than inside redb lets defrag hold writers off
+    /// and then send them to the new file.
+    writer: Arc<slot::Slot>,
+    /// Taken by defrag for its whole run, and by the writes that remove or rewrite `key`
+    /// entries (compaction batches, restores): defrag's catch-up copies only new revisions.
+    rewrites: Arc<slot::Slot>,
     /// The file, for `size()` and logs.
     path: PathBuf,
+    /// redb page cache of the file, for the new file defrag writes.
+    cache_size: usize,
     /// Set by a non-durable commit, cleared by the durable commit that covers it.
     dirty: AtomicBool,
     /// Dropping this wakes the flusher thread, which then exits; held only for its drop.
     _stop_flusher: Mutex<mpsc::Sender<()>>,
+    /// What the flusher does when a durable commit fails; see [`Backend::on_flush_failure`].
+    on_flush_failure: OnceLock<FlushFailureHook>,
 }
+
+/// Called by the flusher thread with the error of a failed durable commit.
+type FlushFailureHook = Box<dyn Fn(&Error) + Send + Sync>;
 
 impl Backend {
     /// Opens the backend file at `path`, creating it (and every table) if missing, and starts
     /// the flusher thread.
     pub fn open(path: impl AsRef<Path>, cfg: BackendConfig) -> Result<Backend> {
         let path = path.as_ref().to_path_buf();
+        defrag::remove_leftover(&path)?;
         let fresh = !path.exists();
         let mut db = Database::builder()
             .set_cache_size(cfg.cache_size)
@@ -155,10 +175,14 @@ impl Backend {
 
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let inner = Arc::new(Inner {
-            db: RwLock::new(db),
+            db: RwLock::new(Arc::new(db)),
+            writer: Arc::default(),
+            rewrites: Arc::default(),
             path,
+            cache_size: cfg.cache_size,
             dirty: AtomicBool::new(false),
             _stop_flusher: Mutex::new(stop_tx),
+            on_flush_failure: OnceLock::new(),
         });
         let weak = Arc::downgrade(&inner);
         thread::Builder::new()
@@ -169,18 +193,41 @@ impl Backend {
     }
 
     /// Begins a read transaction: a snapshot of the last commit, durable or not.
-    pub fn begin_read(&self) -> Result<ReadTransaction> {
-        Ok(self.db().begin_read()?)
+    pub fn begin_read(&self) -> Result<ReadTxn> {
+        let db = self.db();
+        Ok(ReadTxn {
+            txn: db.begin_read()?,
+            _db: db,
+        })
     }
 
     /// Begins a write batch; waits while another write transaction is open.
     pub fn begin_write(&self) -> Result<WriteBatch> {
+        let writer = self.inner.writer.take();
         let mut txn = self.db().begin_write()?;
         txn.set_durability(Durability::None)?;
         Ok(WriteBatch {
             txn,
             inner: self.inner.clone(),
+            _rewrites: None,
+            _writer: writer,
         })
+    }
+
+    /// Begins a write batch that may remove or rewrite `key` entries (compaction); waits
+    /// while a defrag runs, as well as for other writers.
+    pub fn begin_rewrite(&self) -> Result<WriteBatch> {
+        let rewrites = self.inner.rewrites.take();
+        let mut batch = self.begin_write()?;
+        batch._rewrites = Some(rewrites);
+        Ok(batch)
+    }
+
+    /// Sets what happens when a durable commit of the flusher thread fails (the server stops:
+    /// redb refuses every transaction after a failed write). Without it the failure is logged
+    /// and the next write transaction fails. Only the first call counts.
+    pub fn on_flush_failure(&self, hook: impl Fn(&Error) + Send + Sync + 'static) {
+        let _ = self.inner.on_flush_failure.set(Box::new(hook));
     }
 
     /// Makes every commit so far durable, now.
@@ -188,13 +235,41 @@ impl Backend {
         self.inner.durable_commit()
     }
 
+    /// Makes everything durable and closes the file, so that it may be opened again at once.
+    /// Fails if another handle to the backend is still in use.
+    pub fn close(self) -> Result<()> {
+        self.force_commit()?;
+        let mut inner = self.inner;
+        // The flusher holds a strong handle only while it checks for work.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match Arc::try_unwrap(inner) {
+                Ok(inner) => {
+                    drop(inner);
+                    return Ok(());
+                }
+                Err(shared) if Instant::now() < deadline => {
+                    inner = shared;
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => {
+                    return Err(Error::Io(std::io::Error::other(
+                        "backend still in use, cannot close it",
+                    )))
+                }
+            }
+        }
+    }
+
     /// The file's size in bytes, free pages included (etcd's `dbSize`).
     pub fn size(&self) -> Result<u64> {
         Ok(fs::metadata(&self.inner.path)?.len())
     }
 
-    /// Bytes of the file in use by live pages (etcd's `dbSizeInUse`). Waits for the write lock.
+    /// Bytes of the file in use by live pages (etcd's `dbSizeInUse`). Waits for the writer
+    /// slot.
     pub fn size_in_use(&self) -> Result<u64> {
+        let _writer = self.inner.writer.take();
         let txn = self.db().begin_write()?;
         let stats = txn.stats()?;
         txn.abort()?;
@@ -216,36 +291,29 @@ impl Backend {
         &self.inner.path
     }
 
-    /// Rewrites the file to release free pages, as etcd's defragment does; makes everything
-    /// durable first. Blocks new transactions meanwhile and waits up to [`DEFRAG_WAIT`] for
-    /// open ones to end, failing with redb's `TransactionInProgress` after that.
-    pub fn defrag(&self) -> Result<()> {
-        let mut db = self.inner.db.write().unwrap_or_else(|e| e.into_inner());
-        let deadline = Instant::now() + DEFRAG_WAIT;
-        loop {
-            // redb compacts only durable state.
-            db.begin_write()?.commit()?;
-            self.inner.dirty.store(false, Ordering::Release);
-            match db.compact() {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
-                Err(redb::CompactionError::TransactionInProgress) if Instant::now() < deadline => {
-                    thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
     /// A CRC-32C over every table in [`schema::ALL_TABLES`] order (each table's name, then its
     /// keys and values in key order), leaving out the `meta` entries that differ between members
     /// applying the same history (consistent index and term). etcd's Maintenance.Hash.
     pub fn hash(&self) -> Result<u32> {
-        hash_tables(&self.begin_read()?)
+        hash_tables(&*self.begin_read()?)
     }
 
-    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
-        self.inner.db.read().unwrap_or_else(|e| e.into_inner())
+    fn db(&self) -> Arc<Database> {
+        self.inner.db()
+    }
+}
+
+/// A read transaction, keeping the file it reads alive across a defrag's swap.
+pub struct ReadTxn {
+    txn: ReadTransaction,
+    _db: Arc<Database>,
+}
+
+impl Deref for ReadTxn {
+    type Target = ReadTransaction;
+
+    fn deref(&self) -> &ReadTransaction {
+        &self.txn
     }
 }
 
@@ -258,16 +326,19 @@ impl std::fmt::Debug for Backend {
 }
 
 impl Inner {
+    fn db(&self) -> Arc<Database> {
+        self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn durable_commit(&self) -> Result<()> {
+        let _writer = self.writer.take();
         // Cleared before the commit: a non-durable commit racing with this one sets it again.
         self.dirty.store(false, Ordering::Release);
-        let txn = self
-            .db
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .begin_write()?;
+        let txn = self.db().begin_write()?;
         let start = Instant::now();
+        fail::fail_point!("before_commit");
         let result = txn.commit();
+        fail::fail_point!("after_commit");
         metrics::histogram!("etcd_disk_backend_commit_duration_seconds")
             .record(start.elapsed().as_secs_f64());
         if result.is_err() {
@@ -296,7 +367,12 @@ fn flush_loop(inner: Weak<Inner>, stop: mpsc::Receiver<()>, interval: Duration) 
         let Some(inner) = inner.upgrade() else { return };
         if inner.dirty.load(Ordering::Acquire) {
             if let Err(e) = inner.durable_commit() {
-                tracing::warn!(path = %inner.path.display(), error = %e, "failed to commit backend");
+                match inner.on_flush_failure.get() {
+                    Some(hook) => hook(&e),
+                    None => {
+                        tracing::warn!(path = %inner.path.display(), error = %e, "failed to commit backend")
+                    }
+                }
             }
         }
     }
@@ -304,8 +380,12 @@ fn flush_loop(inner: Weak<Inner>, stop: mpsc::Receiver<()>, interval: Duration) 
 
 /// One redb write transaction, committed without fsync (see the module doc).
 pub struct WriteBatch {
+    /// Declared before the permits: it ends (aborts, if not committed) before they go.
     txn: WriteTransaction,
     inner: Arc<Inner>,
+    /// Held by a batch that may remove `key` entries (see [`Backend::begin_rewrite`]).
+    _rewrites: Option<slot::Permit>,
+    _writer: slot::Permit,
 }
 
 impl WriteBatch {

@@ -39,9 +39,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use redb::{Durability, ReadTransaction, ReadableTable, TableHandle, WriteTransaction};
+use redb::{Durability, ReadableTable, TableHandle, WriteTransaction};
 
-use super::{read_meta_u64, schema, Backend, Error, Inner, Result};
+use super::{read_meta_u64, schema, slot, Backend, Error, Inner, ReadTxn, Result};
 
 /// The first bytes of every stream.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"OXCDDUMP";
@@ -66,7 +66,7 @@ const IO_BUFFER: usize = 64 * 1024;
 /// A point-in-time view of the whole backend, ready to be streamed. Holds a redb read
 /// transaction: keep it no longer than the transfer takes.
 pub struct Dump {
-    txn: ReadTransaction,
+    txn: ReadTxn,
 }
 
 impl Dump {
@@ -165,6 +165,9 @@ impl Backend {
     /// nothing is visible until the returned restore commits, and dropping it aborts.
     pub(crate) fn stage_restore(&self, input: &mut impl Read) -> Result<StagedRestore> {
         let started = Instant::now();
+        // Every table is rewritten: no defrag may copy meanwhile.
+        let rewrites = self.inner.rewrites.take();
+        let writer = self.inner.writer.take();
         let txn = self.db().begin_write()?;
         for table in schema::ALL_TABLES {
             txn.delete_table(table)?;
@@ -180,14 +183,19 @@ impl Backend {
         Ok(StagedRestore {
             txn,
             inner: self.inner.clone(),
+            _writer: writer,
+            _rewrites: rewrites,
         })
     }
 }
 
 /// A checked restore, not yet committed; see [`Backend::stage_restore`].
 pub(crate) struct StagedRestore {
+    /// Declared before the permits: it ends before they go.
     txn: WriteTransaction,
     inner: Arc<Inner>,
+    _writer: slot::Permit,
+    _rewrites: slot::Permit,
 }
 
 impl StagedRestore {

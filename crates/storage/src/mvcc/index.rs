@@ -25,6 +25,15 @@ pub(crate) enum KeyRange<'a> {
 /// Lower and upper bound of a key range, for `BTreeMap::range`.
 type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
+/// Whether `key` is below the upper bound `hi`.
+fn below_upper(key: &[u8], hi: Bound<&[u8]>) -> bool {
+    match hi {
+        Bound::Included(h) => key < h,
+        Bound::Excluded(h) => key < h,
+        Bound::Unbounded => true,
+    }
+}
+
 impl<'a> KeyRange<'a> {
     /// Reads `key` and `range_end` as etcd does.
     pub fn new(key: &'a [u8], range_end: &'a [u8]) -> KeyRange<'a> {
@@ -82,7 +91,23 @@ impl TreeIndex {
         &'s self,
         range: KeyRange<'_>,
     ) -> impl Iterator<Item = (&'s Vec<u8>, &'s KeyIndex)> + 's {
-        let bounds = range.bounds();
+        self.iter_range_after(range, None)
+    }
+
+    /// Keys in `range` after `after` (from the start when `None`) with their history, in key
+    /// order: where a range read in pieces goes on.
+    pub fn iter_range_after<'s>(
+        &'s self,
+        range: KeyRange<'_>,
+        after: Option<&[u8]>,
+    ) -> impl Iterator<Item = (&'s Vec<u8>, &'s KeyIndex)> + 's {
+        let bounds = range.bounds().and_then(|(lo, hi)| match after {
+            None => Some((lo, hi)),
+            // Past the upper bound already: nothing left (and BTreeMap::range would panic).
+            Some(a) if !below_upper(a, hi) => None,
+            Some(a) if matches!(lo, Bound::Included(l) if l > a) => Some((lo, hi)),
+            Some(a) => Some((Bound::Excluded(a), hi)),
+        });
         let it = bounds.map(|b| self.tree.range::<[u8], _>(b));
         it.into_iter().flatten()
     }
@@ -97,22 +122,34 @@ impl TreeIndex {
             .filter_map(move |(k, ki)| ki.get(at).map(|a| (k, a)))
     }
 
-    /// The revisions holding the first `limit` keys (all when `limit` ≤ 0) of `range` that
-    /// exist at `at`, in key order, and the number of all such keys.
-    pub fn revisions(&self, range: KeyRange<'_>, at: i64, limit: i64) -> (Vec<Revision>, i64) {
+    /// What `f` makes of the first `limit` keys (all when `limit` ≤ 0) of `range` that exist at
+    /// `at`, in key order, and the number of all such keys.
+    pub fn collect<T>(
+        &self,
+        range: KeyRange<'_>,
+        at: i64,
+        limit: i64,
+        mut f: impl FnMut(&[u8], KeyAt) -> T,
+    ) -> (Vec<T>, i64) {
         let limit = usize::try_from(limit)
             .ok()
             .filter(|&l| l > 0)
             .unwrap_or(usize::MAX);
-        let mut revs = Vec::new();
+        let mut out = Vec::new();
         let mut total = 0i64;
-        for (_, k) in self.live_at(range, at) {
-            if revs.len() < limit {
-                revs.push(k.modified);
+        for (k, a) in self.live_at(range, at) {
+            if out.len() < limit {
+                out.push(f(k, a));
             }
             total += 1;
         }
-        (revs, total)
+        (out, total)
+    }
+
+    /// The revisions holding the first `limit` keys (all when `limit` ≤ 0) of `range` that
+    /// exist at `at`, in key order, and the number of all such keys.
+    pub fn revisions(&self, range: KeyRange<'_>, at: i64, limit: i64) -> (Vec<Revision>, i64) {
+        self.collect(range, at, limit, |_, a| a.modified)
     }
 
     /// The number of keys of `range` that exist at `at`.
@@ -194,11 +231,11 @@ mod tests {
     /// a@2, b@3, c@4, b deleted @5, d@6
     fn sample() -> TreeIndex {
         let mut t = TreeIndex::default();
-        t.entry(b"a").put(r(2));
-        t.entry(b"b").put(r(3));
-        t.entry(b"c").put(r(4));
+        t.entry(b"a").put(r(2), 0);
+        t.entry(b"b").put(r(3), 0);
+        t.entry(b"c").put(r(4), 0);
         assert!(t.entry(b"b").tombstone(r(5)));
-        t.entry(b"d").put(r(6));
+        t.entry(b"d").put(r(6), 0);
         t
     }
 
@@ -276,11 +313,11 @@ mod tests {
     #[test]
     fn roll_back_forgets_pending_changes() {
         let mut t = sample();
-        t.entry(b"a").put(r(7));
+        t.entry(b"a").put(r(7), 0);
         assert!(t.entry(b"c").tombstone(r(7)));
-        t.entry(b"new").put(r(8));
+        t.entry(b"new").put(r(8), 0);
         assert!(!t.entry(b"b").tombstone(r(8)));
-        t.entry(b"b").put(r(8));
+        t.entry(b"b").put(r(8), 0);
         t.roll_back_after(6);
         let fresh = sample();
         assert_eq!(t.len(), fresh.len());

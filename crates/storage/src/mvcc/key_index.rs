@@ -35,6 +35,13 @@
 //! ```
 //!
 //! A tombstone is never kept: a read at or after it sees no key, which needs no value.
+//!
+//! # Leases
+//!
+//! A key index also knows the lease of each put, so that keys-only reads need no value from
+//! the backend. Most keys never have a lease and the rest rarely change it, so it keeps only the
+//! puts whose lease differs from the previous put's (`lease_changes`): the lease of a put at
+//! `r` is that of the newest change at or before `r`, or none.
 
 use std::collections::HashSet;
 
@@ -47,6 +54,9 @@ pub(crate) struct KeyIndex {
     modified: Revision,
     /// Oldest first; never empty; only the last may be empty.
     generations: Vec<Generation>,
+    /// The puts that changed the key's lease (from the previous put's, or from none), oldest
+    /// first: the put's revision and its lease. Empty for a key that never had a lease.
+    lease_changes: Box<[(Revision, i64)]>,
 }
 
 /// One life of a key.
@@ -70,6 +80,8 @@ pub(crate) struct KeyAt {
     pub created: Revision,
     /// The key's version: 1 for the creating put, then one more per put.
     pub version: i64,
+    /// The lease the put at `modified` attached (0 for none).
+    pub lease: i64,
 }
 
 impl KeyIndex {
@@ -78,12 +90,19 @@ impl KeyIndex {
         KeyIndex {
             modified: Revision::default(),
             generations: vec![Generation::default()],
+            lease_changes: Box::default(),
         }
     }
 
     /// A key index rebuilt from the first revision the backend still holds for a key, whose
-    /// earlier history compaction removed. `created` and `version` come from the stored value.
-    pub fn restored(created: Revision, modified: Revision, version: i64) -> KeyIndex {
+    /// earlier history compaction removed. `created`, `version` and `lease` come from the
+    /// stored value.
+    pub fn restored(created: Revision, modified: Revision, version: i64, lease: i64) -> KeyIndex {
+        let lease_changes = if lease == 0 {
+            Box::default()
+        } else {
+            Box::new([(modified, lease)]) as Box<[_]>
+        };
         KeyIndex {
             modified,
             generations: vec![Generation {
@@ -91,11 +110,24 @@ impl KeyIndex {
                 created,
                 revs: vec![modified],
             }],
+            lease_changes,
         }
     }
 
-    /// Records a put at `rev`, which must be newer than every revision recorded so far.
-    pub fn put(&mut self, rev: Revision) {
+    /// Records a put at `rev` with `lease` (0 for none); `rev` must be newer than every
+    /// revision recorded so far.
+    pub fn put(&mut self, rev: Revision, lease: i64) {
+        let last_put = self.lease_changes.last().map_or(0, |&(_, l)| l);
+        self.record(rev);
+        if lease != last_put {
+            let mut changes = std::mem::take(&mut self.lease_changes).into_vec();
+            changes.push((rev, lease));
+            self.lease_changes = changes.into_boxed_slice();
+        }
+    }
+
+    /// Appends `rev`, a put or a tombstone, to the current generation.
+    fn record(&mut self, rev: Revision) {
         assert!(
             rev > self.modified,
             "key index: put at {rev} is not after the last change {}",
@@ -119,7 +151,7 @@ impl KeyIndex {
         if self.current_is_empty() {
             return false;
         }
-        self.put(rev);
+        self.record(rev);
         self.generations.push(Generation::default());
         true
     }
@@ -132,7 +164,35 @@ impl KeyIndex {
             modified: g.revs[n],
             created: g.created,
             version: g.ver - (g.revs.len() - 1 - n) as i64,
+            lease: self.lease_at(g.revs[n]),
         })
+    }
+
+    /// The lease of the put at `rev` (see the module doc).
+    fn lease_at(&self, rev: Revision) -> i64 {
+        let n = self.lease_changes.partition_point(|&(r, _)| r <= rev);
+        n.checked_sub(1).map_or(0, |i| self.lease_changes[i].1)
+    }
+
+    /// Keeps of `lease_changes` only what reads at or after the oldest revision left need:
+    /// the newest change at or before it, and every later one.
+    fn trim_lease_changes(&mut self) {
+        let Some(oldest) = self
+            .generations
+            .iter()
+            .find_map(|g| g.revs.first().copied())
+        else {
+            self.lease_changes = Box::default();
+            return;
+        };
+        let n = self.lease_changes.partition_point(|&(r, _)| r <= oldest);
+        let mut from = n.saturating_sub(1);
+        if n > 0 && self.lease_changes[from].1 == 0 {
+            from = n; // a change to no lease before everything left says nothing
+        }
+        if from > 0 {
+            self.lease_changes = self.lease_changes[from..].into();
+        }
     }
 
     /// The newest revision recorded, put or tombstone.
@@ -174,6 +234,7 @@ impl KeyIndex {
                 keep.insert(g.revs[0]);
             }
         }
+        self.trim_lease_changes();
     }
 
     /// Adds to `keep` the revision [`KeyIndex::compact`] at `at` would keep, changing nothing.
@@ -221,6 +282,10 @@ impl KeyIndex {
             .rev()
             .find_map(|g| g.revs.last().copied())
             .unwrap_or_default();
+        let kept = self.lease_changes.partition_point(|&(r, _)| r.main <= rev);
+        if kept < self.lease_changes.len() {
+            self.lease_changes = self.lease_changes[..kept].into();
+        }
     }
 
     /// True when nothing is left: a single empty generation. Such a key leaves the tree index.
@@ -271,11 +336,11 @@ mod tests {
     /// The module doc's example: put 2, put 4, del 6, put 8, put 9, del 11.
     fn example() -> KeyIndex {
         let mut ki = KeyIndex::new();
-        ki.put(r(2));
-        ki.put(r(4));
+        ki.put(r(2), 0);
+        ki.put(r(4), 0);
         assert!(ki.tombstone(r(6)));
-        ki.put(r(8));
-        ki.put(r(9));
+        ki.put(r(8), 0);
+        ki.put(r(9), 0);
         assert!(ki.tombstone(r(11)));
         ki
     }
@@ -319,7 +384,7 @@ mod tests {
     fn tombstone_on_a_missing_key_is_refused() {
         let mut ki = KeyIndex::new();
         assert!(!ki.tombstone(r(1)));
-        ki.put(r(2));
+        ki.put(r(2), 0);
         assert!(ki.tombstone(r(3)));
         assert!(!ki.tombstone(r(4)));
         assert_eq!(gens(&ki), vec![vec![2, 3], vec![]]);
@@ -329,17 +394,17 @@ mod tests {
     #[should_panic(expected = "not after the last change")]
     fn put_going_back_in_time_is_a_broken_invariant() {
         let mut ki = KeyIndex::new();
-        ki.put(r(5));
-        ki.put(r(5));
+        ki.put(r(5), 0);
+        ki.put(r(5), 0);
     }
 
     #[test]
     fn since_returns_last_sub_of_each_main() {
         let mut ki = KeyIndex::new();
-        ki.put(Revision::new(2, 0));
-        ki.put(Revision::new(2, 1));
+        ki.put(Revision::new(2, 0), 0);
+        ki.put(Revision::new(2, 1), 0);
         assert!(ki.tombstone(Revision::new(3, 0)));
-        ki.put(Revision::new(4, 0));
+        ki.put(Revision::new(4, 0), 0);
         assert_eq!(ki.since(0), vec![Revision::new(2, 1), r(3), r(4)]);
         assert_eq!(ki.since(3), vec![r(3), r(4)]);
         assert_eq!(ki.since(5), vec![]);
@@ -409,13 +474,13 @@ mod tests {
     fn compaction_of_a_live_key_keeps_its_latest_value() {
         let mut ki = KeyIndex::new();
         for m in 1..=5 {
-            ki.put(r(m));
+            ki.put(r(m), 0);
         }
         let mut kept = HashSet::new();
         ki.compact(100, &mut kept);
         assert_eq!(kept, HashSet::from([r(5)]));
         assert_eq!(at(&ki, 100), Some((5, 1, 5)));
-        ki.put(r(101));
+        ki.put(r(101), 0);
         assert_eq!(at(&ki, 101), Some((101, 1, 6)));
     }
 
@@ -438,7 +503,7 @@ mod tests {
                     if tomb {
                         rebuilt.tombstone(r(m));
                     } else {
-                        rebuilt.put(r(m));
+                        rebuilt.put(r(m), 0);
                     }
                 }
             }
@@ -448,10 +513,85 @@ mod tests {
 
     #[test]
     fn restored_index_continues_versions() {
-        let mut ki = KeyIndex::restored(r(3), r(7), 4);
-        ki.put(r(9));
+        let mut ki = KeyIndex::restored(r(3), r(7), 4, 0);
+        ki.put(r(9), 0);
         assert_eq!(at(&ki, 8), Some((7, 3, 4)));
         assert_eq!(at(&ki, 9), Some((9, 3, 5)));
         assert_eq!(at(&ki, 6), None);
+    }
+
+    fn lease(ki: &KeyIndex, rev: i64) -> Option<i64> {
+        ki.get(rev).map(|k| k.lease)
+    }
+
+    /// Puts with lease 5 at 2, 5 at 3, none at 4, 7 at 5; delete at 6; put with 7 at 8 and
+    /// none at 9.
+    fn leased() -> KeyIndex {
+        let mut ki = KeyIndex::new();
+        for (m, l) in [(2, 5), (3, 5), (4, 0), (5, 7)] {
+            ki.put(r(m), l);
+        }
+        assert!(ki.tombstone(r(6)));
+        ki.put(r(8), 7);
+        ki.put(r(9), 0);
+        ki
+    }
+
+    #[test]
+    fn lease_of_each_put_is_known_and_only_changes_are_kept() {
+        let ki = leased();
+        let want = [
+            (1, None),
+            (2, Some(5)),
+            (3, Some(5)),
+            (4, Some(0)),
+            (5, Some(7)),
+            (6, None),
+            (7, None),
+            (8, Some(7)),
+            (9, Some(0)),
+            (10, Some(0)),
+        ];
+        for (rev, l) in want {
+            assert_eq!(lease(&ki, rev), l, "at {rev}");
+        }
+        let changes: Vec<(i64, i64)> = ki.lease_changes.iter().map(|&(r, l)| (r.main, l)).collect();
+        assert_eq!(changes, [(2, 5), (4, 0), (5, 7), (9, 0)]);
+    }
+
+    #[test]
+    fn compaction_and_roll_back_keep_leases_right() {
+        let full = leased();
+        for rev in 1..=10 {
+            let mut ki = full.clone();
+            ki.compact(rev, &mut HashSet::new());
+            for read in rev..12 {
+                assert_eq!(
+                    lease(&ki, read),
+                    lease(&full, read),
+                    "read at {read} after compact({rev})"
+                );
+            }
+            assert!(ki.lease_changes.len() <= full.lease_changes.len());
+        }
+        let mut ki = full.clone();
+        ki.compact(10, &mut HashSet::new());
+        assert!(ki.lease_changes.is_empty(), "the live put has no lease");
+
+        let mut ki = full.clone();
+        ki.roll_back_after(4);
+        assert_eq!(lease(&ki, 10), Some(0));
+        ki.put(r(5), 3);
+        assert_eq!(lease(&ki, 5), Some(3));
+        assert_eq!(lease(&ki, 3), Some(5));
+    }
+
+    #[test]
+    fn restored_index_keeps_the_lease() {
+        let mut ki = KeyIndex::restored(r(3), r(7), 4, 9);
+        assert_eq!(lease(&ki, 7), Some(9));
+        ki.put(r(8), 9);
+        ki.put(r(10), 0);
+        assert_eq!((lease(&ki, 8), lease(&ki, 10)), (Some(9), Some(0)));
     }
 }

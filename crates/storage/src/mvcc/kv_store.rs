@@ -4,6 +4,7 @@
 //! replacing the contents with a snapshot in `restore.rs`.
 
 mod compaction;
+mod cursor;
 mod restore;
 mod txn;
 
@@ -14,10 +15,11 @@ use prost::Message;
 use redb::ReadableTable;
 
 pub use compaction::CompactionWait;
+pub use cursor::{PieceLimits, RangeCursor};
 pub use txn::{Batch, Txn};
 
 use super::index::{KeyRange, TreeIndex};
-use super::key_index::KeyIndex;
+use super::key_index::{KeyAt, KeyIndex};
 use super::revision::Revision;
 use super::{Error, Result};
 use crate::backend::{self, schema, Backend};
@@ -33,6 +35,9 @@ pub struct RangeOptions {
     pub count_only: bool,
     /// Return keys without their values.
     pub keys_only: bool,
+    /// Fail with [`Error::TooLarge`] rather than return keys and values of more than this many
+    /// bytes (protobuf-encoded, as a response carries them); `None` for no cap.
+    pub max_bytes: Option<usize>,
 }
 
 /// What a range read returns.
@@ -155,10 +160,11 @@ impl KvStore {
         let (revs, count, cur, rtxn) = {
             let st = self.shared.lock();
             let at = check_read_rev(opts.rev, st.current_rev, st.compact_rev)?;
-            if opts.count_only {
+            if let Some(answer) = answer_from_index(&st.index, range, at, opts) {
+                let (kvs, count) = answer?;
                 return Ok(RangeResult {
-                    kvs: Vec::new(),
-                    count: st.index.count(range, at),
+                    kvs,
+                    count,
                     rev: st.current_rev,
                 });
             }
@@ -180,7 +186,7 @@ impl KvStore {
         };
         let table = rtxn.open_table(schema::KEY)?;
         Ok(RangeResult {
-            kvs: fetch(&table, &revs, opts.keys_only)?,
+            kvs: fetch(&table, &revs, opts.max_bytes)?,
             count,
             rev: cur,
         })
@@ -338,21 +344,83 @@ pub(crate) fn check_read_rev(rev: i64, current: i64, compacted: i64) -> Result<i
     Ok(at)
 }
 
-/// Fetches the values stored at `revs` (never tombstones), in order.
+/// Answers count-only and keys-only reads from the index alone, without reading a value:
+/// the keys (none for count-only) and the count; `None` when values are needed.
+pub(crate) fn answer_from_index(
+    index: &TreeIndex,
+    range: KeyRange<'_>,
+    at: i64,
+    opts: RangeOptions,
+) -> Option<Result<(Vec<KeyValue>, i64)>> {
+    if opts.count_only {
+        return Some(Ok((Vec::new(), index.count(range, at))));
+    }
+    if !opts.keys_only {
+        return None;
+    }
+    let (kvs, count) = index.collect(range, at, opts.limit, key_only);
+    if let Some(max) = opts.max_bytes {
+        let size = kvs.iter().map(|kv| encoded_size(kv.encoded_len())).sum();
+        if size > max {
+            return Some(Err(Error::TooLarge { size, max }));
+        }
+    }
+    Some(Ok((kvs, count)))
+}
+
+/// The bytes a key-value takes in a response: its field tag, its length and itself.
+pub(crate) fn encoded_size(kv_len: usize) -> usize {
+    1 + prost::encoding::encoded_len_varint(kv_len as u64) + kv_len
+}
+
+/// A key as a keys-only read returns it: everything but the value, from the index.
+pub(crate) fn key_only(key: &[u8], at: KeyAt) -> KeyValue {
+    KeyValue {
+        key: key.to_vec(),
+        create_revision: at.created.main,
+        mod_revision: at.modified.main,
+        version: at.version,
+        lease: at.lease,
+        ..Default::default()
+    }
+}
+
+/// Fetches the values stored at `revs` (never tombstones), in order. Past `max_bytes` it stops
+/// decoding and drops what it holds, but goes on measuring the rest, so that
+/// [`Error::TooLarge`] tells the whole size.
 pub(crate) fn fetch(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     revs: &[Revision],
-    keys_only: bool,
+    max_bytes: Option<usize>,
 ) -> Result<Vec<KeyValue>> {
-    revs.iter()
-        .map(|&r| {
-            let mut kv = fetch_one(table, r)?;
-            if keys_only {
-                kv.value = Default::default();
-            }
-            Ok(kv)
-        })
-        .collect()
+    let Some(max) = max_bytes else {
+        return revs.iter().map(|&r| fetch_one(table, r)).collect();
+    };
+    let mut kvs = Vec::with_capacity(revs.len());
+    let mut size = 0usize;
+    for &r in revs {
+        let Some(v) = table.get(&r.to_bytes()[..])? else {
+            return Err(missing(r));
+        };
+        size += encoded_size(v.value().len());
+        if size <= max {
+            kvs.push(decode_kv(r, v.value())?);
+        } else if !kvs.is_empty() {
+            kvs = Vec::new();
+        }
+    }
+    if size > max {
+        return Err(Error::TooLarge { size, max });
+    }
+    Ok(kvs)
+}
+
+fn missing(rev: Revision) -> Error {
+    tracing::error!(revision = %rev, "range failed to find revision pair");
+    Error::Corrupt {
+        revision: rev.to_string(),
+        what: "the index names it but the backend does not hold it".into(),
+    }
 }
 
 /// The value stored at `rev`, which the index says exists.
@@ -361,11 +429,7 @@ pub(crate) fn fetch_one(
     rev: Revision,
 ) -> Result<KeyValue> {
     let Some(v) = table.get(&rev.to_bytes()[..])? else {
-        tracing::error!(revision = %rev, "range failed to find revision pair");
-        return Err(Error::Corrupt {
-            revision: rev.to_string(),
-            what: "the index names it but the backend does not hold it".into(),
-        });
+        return Err(missing(rev));
     };
     decode_kv(rev, v.value())
 }
@@ -467,7 +531,7 @@ fn restore_index(
                 if tombstone {
                     ki.tombstone(rev);
                 } else {
-                    ki.put(rev);
+                    ki.put(rev, kv.lease);
                 }
             }
             // The first change the backend still holds for the key: its earlier history was
@@ -476,7 +540,7 @@ fn restore_index(
                 let created = Revision::new(kv.create_revision, 0);
                 tree.insert(
                     kv.key.to_vec(),
-                    KeyIndex::restored(created, rev, kv.version),
+                    KeyIndex::restored(created, rev, kv.version, kv.lease),
                 );
             }
             None => {}
@@ -981,6 +1045,97 @@ mod tests {
         put(&s, "c", "1");
         delete(&s, "b", "");
         assert_eq!(s.leased_keys().unwrap(), vec![(b"a".to_vec(), 5)]);
+    }
+
+    /// Keys-only and count-only reads come from the index; they must equal a full read with
+    /// the values dropped, at every revision, limit and range, leases included.
+    #[test]
+    fn keys_only_and_count_only_equal_full_reads() {
+        let (_d, s) = new_store();
+        for i in 0..40 {
+            let k = format!("k{}", i % 9);
+            put_lease(&s, &k, &format!("v{i}"), if i % 3 == 0 { i } else { 0 });
+            if i % 7 == 0 {
+                delete(&s, &format!("k{}", i % 5), "");
+            }
+        }
+        s.compact(20).unwrap().wait().unwrap();
+        put(&s, "z", "last");
+        let cur = s.current_revision();
+        for rev in [0, 20, 25, cur] {
+            for (k, end) in [("", "\0"), ("k3", ""), ("k2", "k6"), ("zz", "\0")] {
+                for limit in [0, 1, 3] {
+                    let opts = RangeOptions {
+                        rev,
+                        limit,
+                        ..Default::default()
+                    };
+                    let mut full = s.range(k.as_bytes(), end.as_bytes(), opts).unwrap();
+                    for kv in &mut full.kvs {
+                        kv.value.clear();
+                    }
+                    let keys_only = RangeOptions {
+                        keys_only: true,
+                        ..opts
+                    };
+                    let got = s.range(k.as_bytes(), end.as_bytes(), keys_only).unwrap();
+                    assert_eq!(got, full, "keys-only {k:?}..{end:?} at {rev} limit {limit}");
+                    let count_only = RangeOptions {
+                        count_only: true,
+                        ..opts
+                    };
+                    let got = s.range(k.as_bytes(), end.as_bytes(), count_only).unwrap();
+                    assert_eq!((got.count, got.kvs.len()), (full.count, 0));
+                    let mut b = s.begin_batch().unwrap();
+                    let mut t = b.txn();
+                    assert_eq!(
+                        t.range(k.as_bytes(), end.as_bytes(), keys_only).unwrap(),
+                        full
+                    );
+                    t.end();
+                    b.commit().unwrap();
+                }
+            }
+        }
+        assert!(s
+            .range(b"", b"\0", RangeOptions::default())
+            .unwrap()
+            .kvs
+            .iter()
+            .any(|kv| kv.lease != 0));
+    }
+
+    #[test]
+    fn capped_range_fails_with_the_whole_size_and_fits_at_exactly_that_size() {
+        let (_d, s) = new_store();
+        for i in 0..10 {
+            put(&s, &format!("k{i}"), &"v".repeat(100));
+        }
+        let all = s.range(b"", b"\0", RangeOptions::default()).unwrap();
+        let size: usize = all
+            .kvs
+            .iter()
+            .map(|kv| encoded_size(kv.encoded_len()))
+            .sum();
+        for keys_only in [false, true] {
+            let capped = |max| RangeOptions {
+                keys_only,
+                max_bytes: Some(max),
+                ..Default::default()
+            };
+            let want = if keys_only {
+                let mut kvs = all.kvs.clone();
+                kvs.iter_mut().for_each(|kv| kv.value.clear());
+                kvs.iter().map(|kv| encoded_size(kv.encoded_len())).sum()
+            } else {
+                size
+            };
+            match s.range(b"", b"\0", capped(want - 1)) {
+                Err(Error::TooLarge { size, max }) => assert_eq!((size, max), (want, want - 1)),
+                other => panic!("keys_only {keys_only}: want TooLarge, got {other:?}"),
+            }
+            assert_eq!(s.range(b"", b"\0", capped(want)).unwrap().kvs.len(), 10);
+        }
     }
 
     /// Not a benchmark: catches accidental quadratic work on a hot key (run with --ignored).

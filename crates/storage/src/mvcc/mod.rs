@@ -41,7 +41,10 @@ mod key_index;
 mod kv_store;
 mod revision;
 
-pub use kv_store::{Batch, CompactionWait, HashKv, KvStore, RangeOptions, RangeResult, Txn};
+pub use kv_store::{
+    Batch, CompactionWait, HashKv, KvStore, PieceLimits, RangeCursor, RangeOptions, RangeResult,
+    Txn,
+};
 pub use revision::Revision;
 
 use crate::backend;
@@ -60,6 +63,14 @@ pub enum Error {
     /// restore replaced the contents it was compacting) before the operation finished.
     #[error("mvcc: closed")]
     Closed,
+    /// A read would return more than its cap allows (`RangeOptions::max_bytes`).
+    #[error("mvcc: range of {size} bytes is larger than the cap of {max}")]
+    TooLarge {
+        /// Bytes of keys and values the read would return, protobuf-encoded.
+        size: usize,
+        /// The cap.
+        max: usize,
+    },
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] backend::Error),

@@ -354,7 +354,11 @@ impl Wal {
             .file
             .write_all_at(buf, self.offset)
             .map_err(io_err("writing", path))
-            .and_then(|()| fdatasync(&self.file, path));
+            .and_then(|()| {
+                fail::fail_point!("wal_before_sync");
+                fdatasync(&self.file, path)
+            });
+        fail::fail_point!("wal_after_sync");
         if r.is_err() {
             self.failed = true;
         }

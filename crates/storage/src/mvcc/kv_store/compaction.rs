@@ -182,7 +182,7 @@ fn compact_backend(
     let mut removed = 0u64;
     loop {
         let shared = shared.upgrade().ok_or(Error::Closed)?;
-        let wb = shared.backend.begin_write()?;
+        let wb = shared.backend.begin_rewrite()?;
         // Checked while holding the write lock: a restore cannot commit until this batch ends.
         if shared.lock().epoch != epoch {
             wb.abort()?;
@@ -217,7 +217,9 @@ fn compact_backend(
                 &schema::encode_u64(rev as u64)[..],
             )?;
         }
+        fail::fail_point!("compact_before_commit_batch");
         wb.commit()?;
+        fail::fail_point!("compact_after_commit_batch");
         drop(shared);
         if last_batch {
             return Ok(removed);

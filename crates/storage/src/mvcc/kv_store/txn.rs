@@ -14,7 +14,9 @@ use prost::Message;
 use redb::{Table, WriteTransaction};
 
 use super::compaction::{self, CompactionWait};
-use super::{check_read_rev, fetch, fetch_one, RangeOptions, RangeResult, Shared};
+use super::{
+    answer_from_index, check_read_rev, fetch, fetch_one, RangeOptions, RangeResult, Shared,
+};
 use crate::backend::{schema, WriteBatch};
 use crate::mvcc::index::KeyRange;
 use crate::mvcc::revision::Revision;
@@ -239,17 +241,17 @@ impl<'b> Txn<'b> {
         let at = check_read_rev(opts.rev, cur, self.compact_rev)?;
         let (revs, count) = {
             let st = self.shared.lock();
-            if opts.count_only {
-                let count = st.index.count(range, at);
+            if let Some(answer) = answer_from_index(&st.index, range, at, opts) {
+                let (kvs, count) = answer?;
                 return Ok(RangeResult {
-                    kvs: Vec::new(),
+                    kvs,
                     count,
                     rev: cur,
                 });
             }
             st.index.revisions(range, at, opts.limit)
         };
-        let kvs = fetch(self.table()?, &revs, opts.keys_only)?;
+        let kvs = fetch(self.table()?, &revs, opts.max_bytes)?;
         Ok(RangeResult {
             kvs,
             count,
@@ -265,7 +267,7 @@ impl<'b> Txn<'b> {
             let mut st = self.shared.lock();
             let ki = st.index.entry(key);
             let prev = ki.get(rev.main);
-            ki.put(rev);
+            ki.put(rev, lease);
             prev
         };
         let result = self.write_put(key, value, lease, rev, prev_at);

@@ -1,0 +1,141 @@
+//! TLS to the servers: a CA bundle, a client certificate, a server name, or no verification.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+use crate::error::{Error, Result};
+
+/// TLS settings, built from PEM bytes (read the files yourself, or use
+/// [`TlsOptions::from_files`]).
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    ca: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    server_name: Option<String>,
+    skip_verify: bool,
+}
+
+impl TlsOptions {
+    /// TLS with no CA (the server certificate must then be skipped or trusted otherwise).
+    pub fn new() -> TlsOptions {
+        TlsOptions::default()
+    }
+
+    /// Reads the optional CA bundle, client certificate and key files, as etcdctl's
+    /// `--cacert`, `--cert` and `--key`.
+    pub fn from_files(ca: Option<&str>, cert: Option<&str>, key: Option<&str>) -> Result<Self> {
+        let read =
+            |path: &str| std::fs::read(path).map_err(|e| Error::Tls(format!("open {path}: {e}")));
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = ca {
+            tls.ca = Some(read(ca)?);
+        }
+        match (cert, key) {
+            (Some(cert), Some(key)) => tls.identity = Some((read(cert)?, read(key)?)),
+            (None, None) => {}
+            _ => return Err(Error::Tls("tls: both cert and key are needed".into())),
+        }
+        Ok(tls)
+    }
+
+    /// Trust the certificates of this PEM bundle.
+    pub fn with_ca(mut self, pem: impl Into<Vec<u8>>) -> TlsOptions {
+        self.ca = Some(pem.into());
+        self
+    }
+
+    /// Present this client certificate and key (PEM).
+    pub fn with_identity(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Expect the server certificate to carry this name instead of the endpoint's host.
+    pub fn with_server_name(mut self, name: impl Into<String>) -> TlsOptions {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Accept any server certificate (testing only; as `--insecure-skip-tls-verify`).
+    pub fn with_skip_verify(mut self, skip: bool) -> TlsOptions {
+        self.skip_verify = skip;
+        self
+    }
+
+    /// tonic's configuration and, when verification is skipped, the verifier that does so.
+    pub(crate) fn to_tonic(
+        &self,
+    ) -> Result<(ClientTlsConfig, Option<Arc<dyn ServerCertVerifier>>)> {
+        let mut config = ClientTlsConfig::new();
+        if let Some(ca) = &self.ca {
+            config = config.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(name) = &self.server_name {
+            config = config.domain_name(name.clone());
+        }
+        let verifier: Option<Arc<dyn ServerCertVerifier>> = if self.skip_verify {
+            Some(Arc::new(AcceptAnyCertificate(
+                rustls::crypto::ring::default_provider(),
+            )))
+        } else {
+            None
+        };
+        Ok((config, verifier))
+    }
+}
+
+/// Accepts every server certificate; signatures are still checked with ring.
+#[derive(Debug)]
+struct AcceptAnyCertificate(rustls::crypto::CryptoProvider);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,55 @@
+//! One module per group of etcdctl commands; [`run`] dispatches.
+
+mod auth;
+mod concurrency;
+mod endpoint;
+mod kv;
+mod lease;
+mod maintenance;
+mod member;
+mod txn;
+mod watch;
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
+use crate::context::Ctx;
+use crate::exit::CmdResult;
+
+/// The etcd version whose etcdctl oxcdctl answers for.
+const ETCDCTL_VERSION: &str = "3.4.23";
+const API_VERSION: &str = "3.4";
+
+pub async fn run(cli: Cli) -> CmdResult {
+    let ctx = Ctx { flags: cli.global };
+    match cli.command {
+        Command::Get(a) => kv::get(&ctx, a).await,
+        Command::Put(a) => kv::put(&ctx, a).await,
+        Command::Del(a) => kv::del(&ctx, a).await,
+        Command::Txn(a) => txn::txn(&ctx, a).await,
+        Command::Compaction(a) => maintenance::compaction(&ctx, a).await,
+        Command::Alarm(c) => maintenance::alarm(&ctx, c).await,
+        Command::Defrag(a) => maintenance::defrag(&ctx, a).await,
+        Command::Endpoint(a) => endpoint::endpoint(&ctx, a).await,
+        Command::MoveLeader(a) => maintenance::move_leader(&ctx, a).await,
+        Command::Watch(a) => watch::watch(&ctx, a).await,
+        Command::Version => {
+            println!("etcdctl version: {ETCDCTL_VERSION}");
+            println!("API version: {API_VERSION}");
+            Ok(())
+        }
+        Command::Lease(c) => lease::lease(&ctx, c).await,
+        Command::Member(c) => member::member(&ctx, c).await,
+        Command::Snapshot(c) => maintenance::snapshot(&ctx, c).await,
+        Command::Lock(a) => concurrency::lock(&ctx, a).await,
+        Command::Elect(a) => concurrency::elect(&ctx, a).await,
+        Command::Auth(c) => auth::auth(&ctx, c).await,
+        Command::User(c) => auth::user(&ctx, c).await,
+        Command::Role(c) => auth::role(&ctx, c).await,
+        Command::Completion(a) => {
+            let mut command = Cli::command();
+            clap_complete::generate(a.shell, &mut command, "oxcdctl", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}

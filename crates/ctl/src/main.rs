@@ -1,0 +1,123 @@
+//! `oxcdctl`: etcdctl 3.4's v3 commands, flags, `ETCDCTL_*` variables, output formats,
+//! error lines and exit codes, over [`oxcd_client`]; plus shell completions and, on a
+//! terminal, progress for the long maintenance commands.
+//!
+//! The binary is thin: [`cli`] declares the commands, [`command`] runs them with a
+//! client from [`context`], and [`output`] renders answers as etcdctl does.
+
+mod cli;
+mod command;
+mod context;
+mod exit;
+mod go;
+mod output;
+mod retry_log;
+
+use std::process::ExitCode;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::exit::code;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
+    let result = runtime.block_on(command::run(cli));
+    // Background tasks (watches, keep-alives) must not hold the exit.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(exit) => {
+            if let Some(message) = exit.message {
+                eprintln!("Error: {message}");
+            }
+            ExitCode::from(exit.code as u8)
+        }
+    }
+}
+
+/// Reports a command-line error as cobra does (`Error: unknown flag: --foo`, twice: once
+/// from cobra and once from etcdctl), exit 1; help and version go to stdout, exit 0.
+fn usage_error(err: clap::Error) -> ExitCode {
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(code::ERROR as u8)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+        _ => {}
+    }
+    let invalid = |kind| match err.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(s)) => s.join(" "),
+        _ => String::new(),
+    };
+    let program = std::env::args()
+        .next()
+        .and_then(|p| p.rsplit('/').next().map(str::to_owned))
+        .unwrap_or_else(|| "oxcdctl".to_owned());
+    let message = match err.kind() {
+        ErrorKind::UnknownArgument => {
+            let arg = invalid(ContextKind::InvalidArg);
+            let arg = arg.split('=').next().unwrap_or_default().to_owned();
+            if let Some(short) = arg.strip_prefix('-').filter(|s| !s.starts_with('-')) {
+                format!(
+                    "unknown shorthand flag: '{}' in {arg}",
+                    short.chars().next().unwrap_or(' ')
+                )
+            } else {
+                format!("unknown flag: {arg}")
+            }
+        }
+        ErrorKind::InvalidSubcommand => {
+            let sub = invalid(ContextKind::InvalidSubcommand);
+            eprintln!("Error: unknown command \"{sub}\" for \"{program}\"\nRun '{program} --help' for usage.");
+            eprintln!("Error: unknown command \"{sub}\" for \"{program}\"");
+            return ExitCode::from(code::ERROR as u8);
+        }
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
+            let arg = invalid(ContextKind::InvalidArg);
+            let flag = arg
+                .split([' ', '=', '['])
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let value = invalid(ContextKind::InvalidValue);
+            let reason = std::error::Error::source(&err)
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "invalid value".to_owned());
+            format!(
+                "invalid argument {} for \"{flag}\" flag: {reason}",
+                go::quote(value.as_bytes())
+            )
+        }
+        ErrorKind::MissingRequiredArgument | ErrorKind::MissingSubcommand => {
+            let _ = err.print();
+            return ExitCode::from(code::ERROR as u8);
+        }
+        _ => err
+            .to_string()
+            .trim_start_matches("error: ")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    eprintln!("Error: {message}\n");
+    eprintln!("Error: {message}");
+    ExitCode::from(code::ERROR as u8)
+}

@@ -1,0 +1,383 @@
+//! `/v2/auth/...` (enable, users, roles) and the v2 permission checks of the other v2
+//! paths, over [`crate::v2::auth`].
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use super::{http_error, json_response, method_not_allowed_with};
+use crate::server::EtcdServer;
+use crate::v2::auth::{AuthError, AuthStore, Role, User, GUEST, ROOT};
+
+const PREFIX: &str = "/v2/auth";
+
+/// `Authorization: Basic` credentials.
+fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+async fn user_from_basic_auth(store: &AuthStore<'_>, headers: &HeaderMap) -> Option<User> {
+    let Some((name, password)) = basic_auth(headers) else {
+        tracing::warn!("malformed basic auth encoding");
+        return None;
+    };
+    store.check_password(&name, &password).await
+}
+
+/// Whether the request may use root-only resources (always, with auth off).
+pub async fn has_root_access(server: &EtcdServer, headers: &HeaderMap) -> bool {
+    let store = AuthStore::new(server);
+    if !store.enabled() {
+        return true;
+    }
+    match user_from_basic_auth(&store, headers).await {
+        Some(user) => user.roles().iter().any(|r| r == ROOT),
+        None => false,
+    }
+}
+
+/// `/v2/members`: reads are free, changes need root.
+pub async fn has_write_root_access(
+    server: &EtcdServer,
+    method: &Method,
+    headers: &HeaderMap,
+) -> bool {
+    if method == Method::GET || method == Method::HEAD {
+        return true;
+    }
+    has_root_access(server, headers).await
+}
+
+/// Whether the request may touch `key` (a keys-API path, `/foo`), or all under it.
+pub async fn has_key_access(
+    server: &EtcdServer,
+    method: &Method,
+    headers: &HeaderMap,
+    key: &str,
+    recursive: bool,
+) -> bool {
+    let store = AuthStore::new(server);
+    if !store.enabled() {
+        return true;
+    }
+    let write = method != Method::GET && method != Method::HEAD;
+    if headers.get(http::header::AUTHORIZATION).is_none() {
+        return match store.get_role(GUEST, false).await {
+            Ok(role) => role.has_key_access(key, write),
+            Err(_) => false,
+        };
+    }
+    let Some(user) = user_from_basic_auth(&store, headers).await else {
+        return false;
+    };
+    for name in user.roles() {
+        let Ok(role) = store.get_role(name, false).await else {
+            continue;
+        };
+        let allowed = if recursive {
+            role.has_recursive_access(key, write)
+        } else {
+            role.has_key_access(key, write)
+        };
+        if allowed {
+            return true;
+        }
+    }
+    tracing::warn!(
+        "user-name" = user.user,
+        key,
+        "invalid access for user on key"
+    );
+    false
+}
+
+pub fn no_auth() -> Response {
+    http_error(StatusCode::UNAUTHORIZED, "Insufficient credentials")
+}
+
+fn auth_error(e: AuthError) -> Response {
+    match e {
+        AuthError::Auth(status, msg) => http_error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            &msg,
+        ),
+        AuthError::V2(e) => super::keys::error_response(&e),
+        AuthError::Internal(text) => {
+            tracing::warn!(
+                "internal-server-error" = text,
+                "unexpected v2 response error"
+            );
+            http_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    }
+}
+
+fn json_line<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+    let mut body = serde_json::to_string(v).unwrap_or_default();
+    body.push('\n');
+    json_response(status, body)
+}
+
+fn with_cluster(server: &EtcdServer, mut resp: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("{:x}", server.cluster_id)) {
+        resp.headers_mut().insert("x-etcd-cluster-id", v);
+    }
+    resp
+}
+
+#[derive(serde::Serialize)]
+struct UserWithRoles {
+    user: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<Role>,
+}
+
+/// `/v2/auth/users`, `/v2/auth/users/<name>`.
+pub async fn users(State(server): State<Arc<EtcdServer>>, request: Request) -> Response {
+    let Some(name) = subject(request.uri().path(), "users") else {
+        return http_error(StatusCode::BAD_REQUEST, "Invalid path");
+    };
+    let allowed = if name.is_empty() {
+        "GET"
+    } else {
+        "GET,PUT,DELETE"
+    };
+    if !allowed.split(',').any(|m| m == request.method().as_str()) {
+        return method_not_allowed_with(allowed);
+    }
+    if !has_root_access(&server, request.headers()).await {
+        return no_auth();
+    }
+    let store = AuthStore::new(&server);
+    let resp = if name.is_empty() {
+        list_users(&store).await
+    } else {
+        let (parts, body) = request.into_parts();
+        for_user(&store, &parts.method, &name, body).await
+    };
+    with_cluster(&server, resp.unwrap_or_else(auth_error))
+}
+
+async fn with_roles(store: &AuthStore<'_>, user: &User) -> UserWithRoles {
+    let mut roles = Vec::new();
+    for name in user.roles() {
+        if let Ok(role) = store.get_role(name, false).await {
+            roles.push(role);
+        }
+    }
+    UserWithRoles {
+        user: user.user.clone(),
+        roles,
+    }
+}
+
+async fn list_users(store: &AuthStore<'_>) -> Result<Response, AuthError> {
+    #[derive(serde::Serialize)]
+    struct Users {
+        users: Option<Vec<UserWithRoles>>,
+    }
+    let mut users = Vec::new();
+    for name in store.all_users().await? {
+        let user = store.get_user(&name, false).await?;
+        users.push(with_roles(store, &user).await);
+    }
+    let users = Users {
+        users: (!users.is_empty()).then_some(users),
+    };
+    Ok(json_line(StatusCode::OK, &users))
+}
+
+async fn for_user(
+    store: &AuthStore<'_>,
+    method: &Method,
+    name: &str,
+    body: Body,
+) -> Result<Response, AuthError> {
+    match *method {
+        Method::GET => {
+            let user = store.get_user(name, false).await?;
+            Ok(json_line(StatusCode::OK, &with_roles(store, &user).await))
+        }
+        Method::PUT => {
+            let Ok(user) = read_json::<User>(body).await else {
+                return Ok(http_error(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid JSON in request body.",
+                ));
+            };
+            if user.user != name {
+                return Ok(http_error(
+                    StatusCode::BAD_REQUEST,
+                    "User JSON name does not match the name in the URL",
+                ));
+            }
+            let changes = user.grant.as_ref().is_some_and(|g| !g.is_empty())
+                || user.revoke.as_ref().is_some_and(|r| !r.is_empty());
+            let (mut out, created) = if !changes {
+                if !user.roles().is_empty() {
+                    (store.create_user(user).await?, true)
+                } else {
+                    store.create_or_update_user(user).await?
+                }
+            } else {
+                if !user.roles().is_empty() {
+                    return Ok(http_error(
+                        StatusCode::BAD_REQUEST,
+                        "User JSON contains both roles and grant/revoke",
+                    ));
+                }
+                (store.update_user(user).await?, false)
+            };
+            out.password.clear();
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json_line(status, &out))
+        }
+        _ => {
+            store.delete_user(name).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+    }
+}
+
+/// `/v2/auth/roles`, `/v2/auth/roles/<name>`.
+pub async fn roles(State(server): State<Arc<EtcdServer>>, request: Request) -> Response {
+    let Some(name) = subject(request.uri().path(), "roles") else {
+        return http_error(StatusCode::BAD_REQUEST, "Invalid path");
+    };
+    let allowed = if name.is_empty() {
+        "GET"
+    } else {
+        "GET,PUT,DELETE"
+    };
+    if !allowed.split(',').any(|m| m == request.method().as_str()) {
+        return method_not_allowed_with(allowed);
+    }
+    if !has_root_access(&server, request.headers()).await {
+        return no_auth();
+    }
+    let store = AuthStore::new(&server);
+    let resp = if name.is_empty() {
+        list_roles(&store).await
+    } else {
+        let (parts, body) = request.into_parts();
+        for_role(&store, &parts.method, &name, body).await
+    };
+    with_cluster(&server, resp.unwrap_or_else(auth_error))
+}
+
+async fn list_roles(store: &AuthStore<'_>) -> Result<Response, AuthError> {
+    #[derive(serde::Serialize)]
+    struct Roles {
+        roles: Vec<Role>,
+    }
+    let mut roles = Vec::new();
+    for name in store.all_roles().await? {
+        roles.push(store.get_role(&name, false).await?);
+    }
+    Ok(json_line(StatusCode::OK, &Roles { roles }))
+}
+
+async fn for_role(
+    store: &AuthStore<'_>,
+    method: &Method,
+    name: &str,
+    body: Body,
+) -> Result<Response, AuthError> {
+    use crate::v2::auth::Permissions;
+    match *method {
+        Method::GET => Ok(json_line(
+            StatusCode::OK,
+            &store.get_role(name, false).await?,
+        )),
+        Method::PUT => {
+            let Ok(role) = read_json::<Role>(body).await else {
+                return Ok(http_error(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid JSON in request body.",
+                ));
+            };
+            if role.role != name {
+                return Ok(http_error(
+                    StatusCode::BAD_REQUEST,
+                    "Role JSON name does not match the name in the URL",
+                ));
+            }
+            if Permissions::is_empty(&role.grant) && Permissions::is_empty(&role.revoke) {
+                store.create_role(&role).await?;
+                return Ok(json_line(StatusCode::CREATED, &role));
+            }
+            if !Permissions::is_empty(&Some(role.permissions.clone())) {
+                return Ok(http_error(
+                    StatusCode::BAD_REQUEST,
+                    "Role JSON contains both permissions and grant/revoke",
+                ));
+            }
+            Ok(json_line(StatusCode::OK, &store.update_role(&role).await?))
+        }
+        _ => {
+            store.delete_role(name).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+    }
+}
+
+/// `/v2/auth/enable`: GET the state, PUT to enable, DELETE to disable.
+pub async fn enable(State(server): State<Arc<EtcdServer>>, request: Request) -> Response {
+    if !matches!(request.method().as_str(), "GET" | "PUT" | "DELETE") {
+        return method_not_allowed_with("GET,PUT,DELETE");
+    }
+    if !has_write_root_access(&server, request.method(), request.headers()).await {
+        return no_auth();
+    }
+    let store = AuthStore::new(&server);
+    let resp = match *request.method() {
+        Method::GET => {
+            let body = format!("{{\"enabled\":{}}}\n", store.enabled());
+            Ok(json_response(StatusCode::OK, body))
+        }
+        Method::PUT => store.enable().await.map(|_| StatusCode::OK.into_response()),
+        _ => store
+            .disable()
+            .await
+            .map(|_| StatusCode::OK.into_response()),
+    };
+    let mut resp = with_cluster(&server, resp.unwrap_or_else(auth_error));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The name after `/v2/auth/<kind>`: empty for the collection, `None` for deeper paths.
+fn subject(path: &str, kind: &str) -> Option<String> {
+    let path = super::form::unescape(path, false).ok()?;
+    let rest = path.strip_prefix(PREFIX)?;
+    let clean = crate::v2::store::clean(rest);
+    let pieces: Vec<&str> = clean.split('/').collect();
+    match pieces.as_slice() {
+        ["", k] if *k == kind => Some(String::new()),
+        ["", k, name] if *k == kind => Some((*name).to_owned()),
+        _ => None,
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ()> {
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|_| ())?;
+    serde_json::from_slice(&bytes).map_err(|_| ())
+}
