@@ -200,6 +200,11 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     shutdown_signal().await;
     tracing::info!("received a stop signal; stopping");
     lease::primary::checkpoint_before_stop(&server).await;
+    // What apply committed lazily becomes durable in the backend file, so that offline tools
+    // (oxcdutl) see every write acknowledged before the stop; the WAL has it either way.
+    if let Err(e) = server.kv.force_commit() {
+        tracing::warn!(error = %e, "failed to make the backend durable before stopping");
+    }
     Ok(())
 }
 
