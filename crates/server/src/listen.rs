@@ -164,12 +164,7 @@ async fn handle<I, S>(
 }
 
 /// Serves HTTP/1 or HTTP/2 (as the client speaks) on one connection until it closes.
-async fn serve_connection<I, S>(
-    io: I,
-    service: S,
-    opts: ServeOptions,
-    common_name: Option<String>,
-)
+async fn serve_connection<I, S>(io: I, service: S, opts: ServeOptions, common_name: Option<String>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
