@@ -5,6 +5,8 @@
 /// `(path, service, method)` for every RPC the gateway serves.
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("/v3/kv/range", "etcdserverpb.KV", "Range"),
+    // etcd 3.7's streamed range: the chunks come as a stream of JSON objects, as Watch's do.
+    ("/v3/kv/rangestream", "etcdserverpb.KV", "RangeStream"),
     ("/v3/kv/put", "etcdserverpb.KV", "Put"),
     ("/v3/kv/deleterange", "etcdserverpb.KV", "DeleteRange"),
     ("/v3/kv/txn", "etcdserverpb.KV", "Txn"),
