@@ -5,7 +5,8 @@
 # usage: scripts/etcd-e2e.sh [SERVER_BIN] [LIST|TEST_REGEX]
 #   SERVER_BIN  default target/release/oxcd. The suite execs it as "etcd" with etcd's flags and
 #               waits for log lines containing "enabled capabilities for version" or "published".
-#   LIST        a named list below (issue2, issue5, ...), or "all" for every list;
+#   LIST        a named list below (issue2, issue5, ...), "all" for every list, or "oxcdctl"
+#               for the lists in OXCDCTL_LISTS;
 #   TEST_REGEX  or any Go -test.run regexp. Default: the lists in CI_LISTS.
 # env: ETCDCTL_BIN  the etcdctl the suite drives (default /usr/bin/etcdctl; oxcdctl to check it)
 #      E2E_TIMEOUT  seconds for the whole run (default 1500)
@@ -52,6 +53,9 @@ CI_LISTS=(issue2 issue3 issue4 issue5 issue9 issue10 issue14 issue15)
 # Lists CI runs each in a suite process of its own: TestCtlV2* set ETCDCTL_API=2 in the
 # suite's environment, which must never reach a v3 test.
 CI_APART_LISTS=(issue11)
+# The lists CI runs a second time with oxcdctl as the suite's etcdctl (selected by "oxcdctl"):
+# the ones oxcdctl covers every command of.
+OXCDCTL_LISTS=(issue2 issue3 issue4 issue5)
 
 join_lists() {
   local out="" name
@@ -66,6 +70,8 @@ SERVER_BIN="${1:-$ROOT/target/release/oxcd}"
 SELECT="${2:-}"
 if [[ -z "$SELECT" ]]; then
   REGEX="$(join_lists "${CI_LISTS[@]}")"
+elif [[ "$SELECT" == oxcdctl ]]; then
+  REGEX="$(join_lists "${OXCDCTL_LISTS[@]}")"
 elif [[ "$SELECT" == all ]]; then
   mapfile -t ALL < <(printf '%s\n' "${!LISTS[@]}" | sort)
   REGEX="$(join_lists "${ALL[@]}")"
