@@ -43,6 +43,19 @@ impl Membership {
                 removed.insert(u64::from_be_bytes(bytes));
             }
         }
+        if let Some(version) = rtx
+            .open_table(schema::CLUSTER)?
+            .get(schema::CLUSTER_VERSION)?
+        {
+            // A restarting member recovers the version it had agreed on, as etcd's does; the
+            // e2e suite counts these lines to tell a member is ready.
+            let version = String::from_utf8_lossy(version.value()).into_owned();
+            tracing::info!("cluster-version" = version, "set initial cluster version");
+            tracing::info!(
+                "cluster-version" = version,
+                "enabled capabilities for version"
+            );
+        }
         Ok(Membership {
             cluster_id,
             members: Mutex::new(members),
@@ -188,10 +201,13 @@ impl Membership {
         &self,
         tx: &WriteTransaction,
         version: &str,
-    ) -> Result<(), ServerError> {
+    ) -> Result<bool, ServerError> {
         let mut table = tx.open_table(schema::CLUSTER)?;
+        let changed = table
+            .get(schema::CLUSTER_VERSION)?
+            .is_none_or(|old| old.value() != version.as_bytes());
         table.insert(schema::CLUSTER_VERSION, version.as_bytes())?;
-        Ok(())
+        Ok(changed)
     }
 
     /// The members as the Cluster API shows them, in id order.

@@ -519,18 +519,23 @@ impl Applier {
             return Ok(ApplyResponse::Empty);
         }
         if let Some(version) = req.cluster_version_set {
-            self.membership
+            let changed = self
+                .membership
                 .set_cluster_version(batch.raw(), &version.ver)?;
             self.v2
                 .with_tree(batch.raw(), |tree| tree.cluster_version(&version.ver))?;
-            tracing::info!(
-                "cluster-version" = version.ver,
-                "set initial cluster version"
-            );
-            tracing::info!(
-                "cluster-version" = version.ver,
-                "enabled capabilities for version"
-            );
+            // Logged once per version, as etcd does: every member publishes the version, and
+            // tools (etcd's e2e suite among them) count this line to tell a member is ready.
+            if changed {
+                tracing::info!(
+                    "cluster-version" = version.ver,
+                    "set initial cluster version"
+                );
+                tracing::info!(
+                    "cluster-version" = version.ver,
+                    "enabled capabilities for version"
+                );
+            }
             return Ok(ApplyResponse::Empty);
         }
         Err(ServerError::Raft(
