@@ -96,6 +96,7 @@ impl Backend {
     fn copy_into(&self, new: Database) -> Result<()> {
         let mut after = None;
         let mut rounds = 0;
+        fail::fail_point!("defrag_before_copy");
         loop {
             let snapshot = self.begin_read()?;
             let copied = copy_key_entries(&snapshot.open_table(schema::KEY)?, &new, &mut after)?;
@@ -117,6 +118,7 @@ impl Backend {
         let tail = copy_key_entries(&last.open_table(schema::KEY)?, &new, &mut after)?;
         copy_other_tables(&last, &new, Durability::None)?;
         drop(last);
+        fail::fail_point!("defrag_before_rename");
         // The open database follows its file across the rename.
         fs::rename(defrag_path(&self.inner.path), &self.inner.path)?;
         *self.inner.db.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
