@@ -143,27 +143,42 @@ struct UserWithRoles {
     roles: Vec<Role>,
 }
 
-/// `/v2/auth/users`, `/v2/auth/users/<name>`.
-pub async fn users(State(server): State<Arc<EtcdServer>>, request: Request) -> Response {
-    let Some(name) = subject(request.uri().path(), "users") else {
-        return http_error(StatusCode::BAD_REQUEST, "Invalid path");
+/// The checks `/v2/auth/users[/<name>]` and `/v2/auth/roles[/<name>]` share: the path names a
+/// `collection` member (or the collection itself), the method suits it, and the sender has root
+/// access. Gives the member's name, empty for the collection.
+async fn admit(
+    server: &EtcdServer,
+    request: &http::request::Parts,
+    collection: &str,
+) -> Result<String, Response> {
+    let Some(name) = subject(request.uri.path(), collection) else {
+        return Err(http_error(StatusCode::BAD_REQUEST, "Invalid path"));
     };
     let allowed = if name.is_empty() {
         "GET"
     } else {
         "GET,PUT,DELETE"
     };
-    if !allowed.split(',').any(|m| m == request.method().as_str()) {
-        return method_not_allowed_with(allowed);
+    if !allowed.split(',').any(|m| m == request.method.as_str()) {
+        return Err(method_not_allowed_with(allowed));
     }
-    if !has_root_access(&server, request.headers()).await {
-        return no_auth();
+    if !has_root_access(server, &request.headers).await {
+        return Err(no_auth());
     }
+    Ok(name)
+}
+
+/// `/v2/auth/users`, `/v2/auth/users/<name>`.
+pub async fn users(State(server): State<Arc<EtcdServer>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let name = match admit(&server, &parts, "users").await {
+        Ok(name) => name,
+        Err(refused) => return refused,
+    };
     let store = AuthStore::new(&server);
     let resp = if name.is_empty() {
         list_users(&store).await
     } else {
-        let (parts, body) = request.into_parts();
         for_user(&store, &parts.method, &name, body).await
     };
     with_cluster(&server, resp.unwrap_or_else(auth_error))
@@ -256,25 +271,15 @@ async fn for_user(
 
 /// `/v2/auth/roles`, `/v2/auth/roles/<name>`.
 pub async fn roles(State(server): State<Arc<EtcdServer>>, request: Request) -> Response {
-    let Some(name) = subject(request.uri().path(), "roles") else {
-        return http_error(StatusCode::BAD_REQUEST, "Invalid path");
+    let (parts, body) = request.into_parts();
+    let name = match admit(&server, &parts, "roles").await {
+        Ok(name) => name,
+        Err(refused) => return refused,
     };
-    let allowed = if name.is_empty() {
-        "GET"
-    } else {
-        "GET,PUT,DELETE"
-    };
-    if !allowed.split(',').any(|m| m == request.method().as_str()) {
-        return method_not_allowed_with(allowed);
-    }
-    if !has_root_access(&server, request.headers()).await {
-        return no_auth();
-    }
     let store = AuthStore::new(&server);
     let resp = if name.is_empty() {
         list_roles(&store).await
     } else {
-        let (parts, body) = request.into_parts();
         for_role(&store, &parts.method, &name, body).await
     };
     with_cluster(&server, resp.unwrap_or_else(auth_error))
