@@ -157,6 +157,7 @@ pub fn start(
         wait.clone(),
         status.clone(),
         cfg.heartbeat_interval,
+        cfg.snapshot_catch_up_entries,
     );
     let applier = Applier {
         kv: kv.clone(),

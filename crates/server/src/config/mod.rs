@@ -260,6 +260,8 @@ pub struct ServerConfig {
     pub initial_cluster_token: String,
     /// Applied entries between snapshots (0 already replaced by the default).
     pub snapshot_count: u64,
+    /// Raft log entries kept behind each snapshot for followers to catch up from.
+    pub snapshot_catch_up_entries: u64,
     /// One raft tick.
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
@@ -667,6 +669,7 @@ impl ServerConfig {
             } else {
                 f.snapshot_count
             },
+            snapshot_catch_up_entries: f.experimental_snapshot_catchup_entries,
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
             election_timeout: Duration::from_millis(election_ms),
             heartbeat_ticks: 1,
