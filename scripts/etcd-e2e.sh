@@ -36,11 +36,10 @@ declare -A LISTS=(
 # TestCtlV3AuthSnapshot, and TestCtlV3AuthCertCNWithWithConcurrentOperation (hangs).
 LISTS[issue10]='^TestCtlV3(AuthCertCN|AuthCertCNAndUsername|AuthCertCNAndUsernameNoPassword|AuthEnable|AuthDisable|AuthWriteKey|AuthRoleUpdate|AuthUserDeleteDuringOps|AuthRoleRevokeDuringOps|AuthTxn|AuthPrefixPerm|AuthMemberAdd|AuthMemberRemove|AuthMemberUpdate|AuthRevokeWithDelete|AuthInvalidMgmt|AuthAndWatch|AuthLeaseTestKeepAlive|AuthLeaseTestTimeToLiveExpired|AuthLeaseGrantLeases|AuthLeaseRevoke|AuthRoleGet|AuthUserGet|AuthRoleList|AuthDefrag|AuthEndpointHealth|AuthTestCacheReload|RoleAdd|RoleAddNoTLS|RoleAddClientTLS|RoleAddPeerTLS|RoleAddTimeout|RoleGrant|UserAdd|UserAddNoTLS|UserAddClientTLS|UserAddPeerTLS|UserAddTimeout|UserAddClientAutoTLS|UserList|UserListNoTLS|UserListClientTLS|UserListPeerTLS|UserListClientAutoTLS|UserDelete|UserDeleteNoTLS|UserDeleteClientTLS|UserDeletePeerTLS|UserDeleteClientAutoTLS|UserPasswd|UserPasswdNoTLS|UserPasswdClientTLS|UserPasswdPeerTLS|UserPasswdClientAutoTLS)$|^TestV3CurlAuth(ClientTLSCertAuth)?$'
 # clients dialing endpoints one by one (the whole URL as :authority), TLS and transport
-# flags, L4 gateway. Not listed: TestCtlV3Alarm and TestV3CurlCipherSuitesValid (they expect
-# etcd 3.4's /health body without "reason" and server_version 3.4.23, where oxcd answers as
-# etcd 3.5); TestV3Curl_MaxStreams_*_TLS_Medium (99 TLS curls at once; pass alone, time out
-# on a loaded 2-core machine).
-LISTS[issue9]='^TestCtlV3(Defrag|EndpointHashKV|MoveLeaderScenarios|GetRevokedCRL)$|^TestEtcd(PeerCNAuth|PeerNameAuth|UnixPeers|ExampleConfig)$|^TestGateway$|^TestV3CurlCipherSuitesMismatch$|^TestV3Curl_MaxStreams_(BelowLimit|ReachLimit)_(NoTLS_Small|NoTLS_Medium|TLS_Small)$'
+# flags, the backend quota, the example config file, L4 gateway. TestCtlV3Alarm and
+# TestV3CurlCipherSuitesValid check etcd 3.4's /health body and version metric: oxcd presents
+# itself as 3.4 to this suite (ETCD_EXPERIMENTAL_EMULATE_ETCD_VERSION below).
+LISTS[issue9]='^TestCtlV3(Defrag|EndpointHashKV|MoveLeaderScenarios|GetRevokedCRL)$|^TestEtcd(PeerCNAuth|PeerNameAuth|UnixPeers|ExampleConfig)$|^TestCtlV3Alarm$|^TestGateway$|^TestV3CurlCipherSuites(Valid|Mismatch)$|^TestV3Curl_MaxStreams_(BelowLimit|ReachLimit)_(NoTLS|TLS)_(Small|Medium)$'
 # issue 11, the v2 API: every TestCtlV2* but the four TestCtlV2Backup* (etcdctl backup reads
 # etcd's own data dir; out of scope), and every TestV2Curl* but two that need what oxcd's
 # listeners lack: TestV2CurlClientBoth (http and https on one port) and
@@ -87,6 +86,9 @@ SERVER_BIN="$(readlink -f "$SERVER_BIN")"
 "$ROOT/scripts/deps.sh" golang-go golang-etcd-server-dev etcd-client curl
 
 SRC=/usr/share/gocode/src/go.etcd.io/etcd
+# The suite is etcd 3.4.23's and checks that version's text (/health, version metrics): oxcd
+# presents itself as etcd 3.4 to it. Real etcd warns about the variable and goes on.
+export ETCD_EXPERIMENTAL_EMULATE_ETCD_VERSION="${ETCD_EXPERIMENTAL_EMULATE_ETCD_VERSION:-3.4}"
 CACHE="${E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/oxcd/etcd-e2e}"
 SUITE="$CACHE/e2e.test"
 mkdir -p "$CACHE"

@@ -220,7 +220,7 @@ async fn publish(server: Arc<EtcdServer>, name: String, client_urls: Vec<String>
     };
     let version = InternalRaftRequest {
         cluster_version_set: Some(ClusterVersionSetRequest {
-            ver: config::ETCD_CLUSTER_VERSION.to_string(),
+            ver: config::etcd_release().cluster_version().to_string(),
         }),
         ..Default::default()
     };

@@ -84,6 +84,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "log-level",
     "experimental-watch-progress-notify-interval",
     "experimental-max-learners",
+    "experimental-emulate-etcd-version",
     "auth-token",
     "bcrypt-cost",
     "auth-token-ttl",
@@ -629,6 +630,12 @@ pub struct Flags {
     /// Traces sampled per million requests.
     #[arg(long, env = "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_SAMPLING_RATE", default_value = "0", help_heading = EXPERIMENTAL)]
     pub experimental_distributed_tracing_sampling_rate: u32,
+
+    /// The etcd release to present as: 3.5 (the default) or 3.4. It sets the server and
+    /// cluster versions reported by /version, /metrics and the Status RPC, and the /health
+    /// body (etcd 3.4's has no "reason"), for clients and monitoring written against 3.4.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_EMULATE_ETCD_VERSION", default_value = "3.5", help_heading = EXPERIMENTAL)]
+    pub experimental_emulate_etcd_version: String,
 
     // ---- unsafe ----
     /// Restart as a one-member cluster, dropping the other members (breaks consensus guarantees).

@@ -512,6 +512,7 @@ fn version_and_help() {
         other => panic!("{other:?}"),
     }
     assert_eq!(api_version(), "3.5");
+    assert_eq!(etcd_release(), EtcdRelease::V3_5, "3.5 unless asked");
 }
 
 #[test]

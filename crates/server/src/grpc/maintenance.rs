@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::auth::{require_admin, sender};
 use super::status::status;
 use crate::apply::ApplyResponse;
-use crate::config::ETCD_VERSION;
+use crate::config::etcd_release;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::alarm_request::AlarmAction;
@@ -80,7 +80,7 @@ impl Maintenance for MaintenanceService {
                 let backend = s.kv.backend();
                 Ok(StatusResponse {
                     header: Some(s.header(s.kv.current_revision())),
-                    version: ETCD_VERSION.to_string(),
+                    version: etcd_release().server_version().to_string(),
                     db_size: backend.size()? as i64,
                     leader: s.raft_status.leader(),
                     raft_index: s.raft_status.commit(),

@@ -20,7 +20,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use oxcd_storage::RangeOptions;
 
-use crate::config::{api_version, ETCD_VERSION};
+use crate::config::{api_version, etcd_release};
 use crate::server::EtcdServer;
 
 /// WAL fsync duration, as etcd names it.
@@ -155,7 +155,7 @@ pub fn refresh(server: &EtcdServer, quota_bytes: Option<u64>) {
     gauge!("etcd_server_proposals_committed_total").set(status.commit() as f64);
     gauge!("etcd_server_proposals_applied_total").set(server.applied_index() as f64);
     gauge!("etcd_server_id", "server_id" => format!("{:x}", server.member_id)).set(1.0);
-    gauge!("etcd_server_version", "server_version" => ETCD_VERSION).set(1.0);
+    gauge!("etcd_server_version", "server_version" => etcd_release().server_version()).set(1.0);
     gauge!("etcd_cluster_version", "cluster_version" => api_version()).set(1.0);
     // -1 when the quota is disabled, as etcd reports it.
     gauge!("etcd_server_quota_backend_bytes").set(quota_bytes.map_or(-1.0, |q| q as f64));

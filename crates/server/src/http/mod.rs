@@ -34,7 +34,7 @@ use http::{header, HeaderValue, StatusCode};
 use http_body_util::BodyExt as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::config::{ServerConfig, ETCD_CLUSTER_VERSION, ETCD_VERSION};
+use crate::config::{etcd_release, ServerConfig};
 use crate::grpc::ClientGrpc;
 use crate::server::EtcdServer;
 
@@ -242,7 +242,11 @@ async fn version() -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{ETCD_CLUSTER_VERSION}"}}"#),
+        format!(
+            r#"{{"etcdserver":"{}","etcdcluster":"{}"}}"#,
+            etcd_release().server_version(),
+            etcd_release().cluster_version()
+        ),
     )
         .into_response()
 }
