@@ -64,7 +64,7 @@ impl TxnOps {
 }
 
 /// Adds `n`, skipping the atomic when there is nothing to add.
-pub(crate) fn add(counter: &AtomicU64, n: u64) {
+pub fn add(counter: &AtomicU64, n: u64) {
     if n > 0 {
         counter.fetch_add(n, Ordering::Relaxed);
     }
