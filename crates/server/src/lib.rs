@@ -32,6 +32,7 @@ pub mod peer;
 pub mod quota;
 pub mod raft;
 pub mod server;
+pub mod stats;
 pub mod tcp_gateway;
 pub mod tls;
 pub mod v2;

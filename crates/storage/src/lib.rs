@@ -37,6 +37,7 @@ mod backup;
 pub mod bbolt;
 mod mvcc;
 mod snap;
+pub mod stats;
 mod wal;
 mod watch;
 

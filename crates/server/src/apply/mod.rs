@@ -7,6 +7,7 @@
 
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use oxcd_api::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseCheckpointResponse,
@@ -31,6 +32,9 @@ use crate::v2::V2Store;
 use crate::wait::Wait;
 use oxcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType};
 use oxcd_api::EtcdError;
+
+/// An apply slower than this is logged and counted, as etcd's `warnApplyDuration`.
+const SLOW_APPLY: Duration = Duration::from_millis(100);
 
 /// What applying one request produced, for its proposer.
 pub enum ApplyResponse {
@@ -183,7 +187,18 @@ impl Applier {
                     Err(e) => panic!("committed entry {} does not decode: {e}", entry.index),
                 };
                 let id = req.header.as_ref().map_or(req.id, |h| h.id);
+                let started = Instant::now();
                 let result = self.dispatch(batch, req, entry.index, events);
+                let took = started.elapsed();
+                if took > SLOW_APPLY {
+                    crate::stats::inc(&crate::stats::SERVER.slow_applies);
+                    tracing::warn!(
+                        took = ?took,
+                        "expected-duration" = ?SLOW_APPLY,
+                        index = entry.index,
+                        "apply request took too long"
+                    );
+                }
                 if let Err(ServerError::Storage(e)) = &result {
                     // Other members applied this entry; answering it with an error here
                     // would let this member's state part from theirs.
@@ -269,6 +284,7 @@ impl Applier {
     fn restore_snapshot(&self, path: &std::path::Path, index: u64) {
         tracing::info!("snapshot-index" = index, path = %path.display(), "restoring mvcc store from a snapshot");
         fail::fail_point!("raft_before_apply_snap");
+        let _applying = crate::stats::InProgress::start(&crate::stats::SERVER.snapshot_applying);
         let restored = std::fs::File::open(path)
             .map_err(|e| e.to_string())
             .and_then(|file| {
@@ -344,7 +360,13 @@ impl Applier {
                     .add(batch.raw(), id, context.peer_urls, true),
             },
             ConfChangeType::AddNode => match self.membership.get(id) {
-                Some(member) if member.is_learner => self.membership.promote(batch.raw(), id),
+                Some(member) if member.is_learner => {
+                    let promoted = self.membership.promote(batch.raw(), id);
+                    if promoted.is_ok() {
+                        crate::stats::inc(&crate::stats::SERVER.learner_promotions);
+                    }
+                    promoted
+                }
                 Some(_) => self
                     .membership
                     .update_peer_urls(batch.raw(), id, context.peer_urls),
@@ -480,6 +502,9 @@ impl Applier {
         }
         if let Some(compaction) = req.compaction {
             let wait = batch.compact(compaction.revision)?;
+            // etcd reads a key here for the header's revision, which its metrics count as a
+            // range: counted too, so etcd_mvcc_range_total moves alike.
+            oxcd_storage::stats::add(&oxcd_storage::stats::MVCC.ranges, 1);
             let header = Some(ResponseHeader {
                 revision: batch.current_revision(),
                 ..Default::default()

@@ -50,6 +50,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "cors",
     "host-whitelist",
     "listen-metrics-urls",
+    "metrics",
     "quota-backend-bytes",
     "max-txn-ops",
     "max-request-bytes",

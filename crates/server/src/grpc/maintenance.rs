@@ -15,6 +15,7 @@ use crate::apply::ApplyResponse;
 use crate::config::etcd_release;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
+use crate::stats::{InProgress, SERVER};
 use oxcd_api::etcdserverpb::alarm_request::AlarmAction;
 use oxcd_api::EtcdError;
 
@@ -105,6 +106,7 @@ impl Maintenance for MaintenanceService {
             .blocking(|s| {
                 let before = s.kv.backend().size()?;
                 let started = std::time::Instant::now();
+                let _running = InProgress::start(&SERVER.defrags_running);
                 s.kv.backend().defrag()?;
                 tracing::info!(
                     "current-db-size-bytes" = before,
@@ -170,6 +172,7 @@ impl Maintenance for MaintenanceService {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SnapshotResponse, Status>>(4);
         let server = self.server.clone();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let header = server.header(server.kv.current_revision());
             let result = server.kv.backend().begin_etcd_snapshot().and_then(|snap| {
                 let mut writer = SnapshotWriter {
@@ -184,7 +187,11 @@ impl Maintenance for MaintenanceService {
                 Ok(snap.size())
             });
             match result {
-                Ok(total) => tracing::info!(bytes = total, "sent database snapshot to client"),
+                Ok(total) => {
+                    metrics::histogram!("etcd_disk_backend_snapshot_duration_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    tracing::info!(bytes = total, "sent database snapshot to client");
+                }
                 Err(e) => {
                     let _ =
                         tx.blocking_send(Err(Status::internal(format!("snapshot failed: {e}"))));

@@ -17,6 +17,7 @@
 //! `--host-whitelist` to every HTTP request of the client listeners.
 
 mod access;
+pub mod families;
 pub mod gateway;
 pub mod grpc_metrics;
 mod health;
@@ -74,7 +75,7 @@ impl HttpServices {
         metrics: PrometheusHandle,
         cfg: &ServerConfig,
     ) -> HttpServices {
-        let grpc = grpc_metrics::layer(grpc);
+        let grpc = grpc_metrics::layer(grpc, cfg.flags.metrics == "extensive");
         HttpServices {
             server,
             grpc_router: axum::Router::new().fallback_service(grpc.clone()),

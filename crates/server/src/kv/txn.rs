@@ -10,7 +10,7 @@ use oxcd_api::etcdserverpb::{
 };
 use oxcd_api::mvccpb::KeyValue;
 use oxcd_api::EtcdError;
-use oxcd_storage::{RangeOptions, Txn};
+use oxcd_storage::{MvccError, RangeOptions, RangeResult, Txn};
 
 use super::range::{range, RangeSource};
 use crate::error::ServerError;
@@ -233,6 +233,7 @@ pub fn apply_txn(
 ) -> Result<TxnResponse, ServerError> {
     let mut path = Vec::new();
     compare_path(txn, req, &mut path)?;
+    txn.end_read_phase();
     check_branches(txn, req, &path, &mut 0, ctx)?;
     let mut resp = run_branch(txn, req, &path, &mut 0, ctx.lease_exists)?;
     resp.header = header(current_rev(txn));
@@ -284,9 +285,31 @@ pub fn read_txn(
     source: &mut impl RangeSource,
     req: &TxnRequest,
 ) -> Result<TxnResponse, ServerError> {
+    let mut counted = CountRanges { source, ranges: 0 };
     let mut path = Vec::new();
-    compare_path(source, req, &mut path)?;
-    read_branch(source, req, &path, &mut 0)
+    compare_path(&mut counted, req, &mut path)?;
+    let resp = read_branch(&mut counted, req, &path, &mut 0);
+    oxcd_storage::stats::end_read_txn(counted.ranges);
+    resp
+}
+
+/// Counts the ranges of a read-only txn, which reach the store one by one, so the metrics
+/// count the txn as etcd does (one transaction of several ranges).
+struct CountRanges<'a, S> {
+    source: &'a mut S,
+    ranges: u64,
+}
+
+impl<S: RangeSource> RangeSource for CountRanges<'_, S> {
+    fn range(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError> {
+        self.ranges += 1;
+        self.source.range(key, range_end, opts)
+    }
 }
 
 fn read_branch(

@@ -83,6 +83,7 @@ impl Peer for PeerService {
             Status::invalid_argument(format!("snapshot message does not decode: {e}"))
         })?;
         let index = msg.get_snapshot().get_metadata().index;
+        let started = std::time::Instant::now();
         let path = self.snap_dir.join(format!("{index:016x}.snap.db"));
         let mut file = tokio::fs::File::create(&path)
             .await
@@ -97,9 +98,14 @@ impl Peer for PeerService {
                 .map_err(|e| Status::internal(e.to_string()))?;
             received += chunk.data.len() as u64;
         }
+        let fsync_started = std::time::Instant::now();
         file.sync_all()
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
+        metrics::histogram!("etcd_snap_db_fsync_duration_seconds")
+            .record(fsync_started.elapsed().as_secs_f64());
+        metrics::histogram!("etcd_snap_db_save_total_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(
             "remote-peer-id" = format!("{:x}", first.from),
             "snapshot-index" = index,

@@ -19,6 +19,7 @@ use raft::storage::MemStorage;
 use raft::{RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::oneshot;
 
+use super::heartbeat::HeartbeatTimes;
 use super::transport::Transport;
 use super::RaftStatus;
 use crate::error::ServerError;
@@ -97,6 +98,8 @@ pub struct RaftNode {
     reads_in_flight: HashMap<Vec<u8>, (Instant, Vec<oneshot::Sender<u64>>)>,
     /// Source of unique read-index contexts.
     next_read_ctx: u64,
+    /// When each follower's last heartbeat went out, to tell late ones.
+    heartbeats: HeartbeatTimes,
 }
 
 impl RaftNode {
@@ -127,6 +130,7 @@ impl RaftNode {
             pending_reads: Vec::new(),
             reads_in_flight: HashMap::new(),
             next_read_ctx: 1,
+            heartbeats: HeartbeatTimes::new(tick_interval),
         }
     }
 
@@ -232,6 +236,7 @@ impl RaftNode {
             .collect();
         for ctx in stale {
             if let Some((_, waiters)) = self.reads_in_flight.remove(&ctx) {
+                crate::stats::inc(&crate::stats::SERVER.slow_read_indexes);
                 self.pending_reads
                     .extend(waiters.into_iter().filter(|w| !w.is_closed()));
             }
@@ -255,11 +260,15 @@ impl RaftNode {
         if let Some(ss) = rd.ss() {
             self.status
                 .set_soft_state(ss.leader_id, ss.raft_state == StateRole::Leader);
+            self.heartbeats.reset();
         }
 
         // A leader may send its appends before its own fsync: the entries are only committed
         // once a quorum, which may include itself later, has them on disk (raft thesis 10.2.1).
-        self.transport.send(rd.take_messages());
+        let msgs = rd.take_messages();
+        let late = self.heartbeats.observe(&msgs, Instant::now());
+        crate::stats::add(&crate::stats::SERVER.heartbeat_send_failures, late);
+        self.transport.send(msgs);
 
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone());

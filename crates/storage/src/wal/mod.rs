@@ -363,6 +363,7 @@ impl Wal {
             self.failed = true;
         }
         r?;
+        crate::stats::add(&crate::stats::MVCC.wal_bytes, buf.len() as u64);
         self.offset += buf.len() as u64;
         Ok(())
     }
