@@ -31,10 +31,10 @@ declare -A LISTS=(
   [issue14]='^TestCtlV3Defrag$'
 )
 # auth (issue 10): every TestCtlV3Auth*, TestCtlV3User*, TestCtlV3Role*, TestV3CurlAuth* that
-# passes. Not yet: the JWT ones (TestCtlV3AuthTxnJWT, AndWatchJWT, LeaseGrantLeasesJWT,
-# SnapshotJWT, JWTExpire: --auth-token jwt is not built), TestCtlV3AuthFromKeyPerm,
-# TestCtlV3AuthSnapshot, and TestCtlV3AuthCertCNWithWithConcurrentOperation (hangs).
-LISTS[issue10]='^TestCtlV3(AuthCertCN|AuthCertCNAndUsername|AuthCertCNAndUsernameNoPassword|AuthEnable|AuthDisable|AuthWriteKey|AuthRoleUpdate|AuthUserDeleteDuringOps|AuthRoleRevokeDuringOps|AuthTxn|AuthPrefixPerm|AuthMemberAdd|AuthMemberRemove|AuthMemberUpdate|AuthRevokeWithDelete|AuthInvalidMgmt|AuthAndWatch|AuthLeaseTestKeepAlive|AuthLeaseTestTimeToLiveExpired|AuthLeaseGrantLeases|AuthLeaseRevoke|AuthRoleGet|AuthUserGet|AuthRoleList|AuthDefrag|AuthEndpointHealth|AuthTestCacheReload|RoleAdd|RoleAddNoTLS|RoleAddClientTLS|RoleAddPeerTLS|RoleAddTimeout|RoleGrant|UserAdd|UserAddNoTLS|UserAddClientTLS|UserAddPeerTLS|UserAddTimeout|UserAddClientAutoTLS|UserList|UserListNoTLS|UserListClientTLS|UserListPeerTLS|UserListClientAutoTLS|UserDelete|UserDeleteNoTLS|UserDeleteClientTLS|UserDeletePeerTLS|UserDeleteClientAutoTLS|UserPasswd|UserPasswdNoTLS|UserPasswdClientTLS|UserPasswdPeerTLS|UserPasswdClientAutoTLS)$|^TestV3CurlAuth(ClientTLSCertAuth)?$'
+# passes. Not listed: TestCtlV3AuthSnapshot and AuthSnapshotJWT (etcdctl 3.4 reads the saved
+# file as bbolt), TestCtlV3AuthFromKeyPerm (~60 etcdctl runs, each authenticating with bcrypt
+# cost 10, in the suite's 15 s: real etcd 3.4 fails it too on a loaded 2-core machine).
+LISTS[issue10]='^TestCtlV3(AuthCertCN|AuthTxnJWT|AuthAndWatchJWT|AuthLeaseGrantLeasesJWT|AuthJWTExpire|AuthCertCNAndUsername|AuthCertCNAndUsernameNoPassword|AuthEnable|AuthDisable|AuthWriteKey|AuthRoleUpdate|AuthUserDeleteDuringOps|AuthRoleRevokeDuringOps|AuthTxn|AuthPrefixPerm|AuthMemberAdd|AuthMemberRemove|AuthMemberUpdate|AuthRevokeWithDelete|AuthInvalidMgmt|AuthAndWatch|AuthLeaseTestKeepAlive|AuthLeaseTestTimeToLiveExpired|AuthLeaseGrantLeases|AuthLeaseRevoke|AuthRoleGet|AuthUserGet|AuthRoleList|AuthDefrag|AuthEndpointHealth|AuthTestCacheReload|RoleAdd|RoleAddNoTLS|RoleAddClientTLS|RoleAddPeerTLS|RoleAddTimeout|RoleGrant|UserAdd|UserAddNoTLS|UserAddClientTLS|UserAddPeerTLS|UserAddTimeout|UserAddClientAutoTLS|UserList|UserListNoTLS|UserListClientTLS|UserListPeerTLS|UserListClientAutoTLS|UserDelete|UserDeleteNoTLS|UserDeleteClientTLS|UserDeletePeerTLS|UserDeleteClientAutoTLS|UserPasswd|UserPasswdNoTLS|UserPasswdClientTLS|UserPasswdPeerTLS|UserPasswdClientAutoTLS)$|^TestV3CurlAuth(ClientTLSCertAuth)?$'
 # clients dialing endpoints one by one (the whole URL as :authority), TLS and transport
 # flags, the backend quota, the example config file, L4 gateway, /metrics. TestCtlV3Alarm,
 # TestV3CurlCipherSuitesValid and TestV3Metrics* check etcd 3.4's /health body and version: oxcd presents
