@@ -667,3 +667,52 @@ fn etcd_35_users_and_roles_restore_into_oxcd() {
     };
     etcd_users_and_roles_restore_into_oxcd(bin, true);
 }
+
+/// Every file under `dir` with its size, to tell that nothing was touched.
+fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(files(&entry.path()));
+        } else {
+            out.push((entry.path(), meta.len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A data dir that real etcd has run on (its WAL may hold entries its backend lacks) is
+/// refused with the way to bring it over, and left as it was.
+#[test]
+fn a_data_dir_etcd_ran_on_is_refused_with_the_way_over() {
+    oxcd_only!();
+    let (client, peer) = (free_port(), free_port());
+    let mut etcd = Member::builder()
+        .name("m0")
+        .bin(real_etcd_bin())
+        .ports(client, peer)
+        .start();
+    etcd.etcdctl(&["put", "k", "v"]).expect_success();
+    etcd.stop();
+    let data = etcd.data_dir().to_path_buf();
+    let before = files(&data);
+
+    let mut oxcd = Member::builder()
+        .name("m0")
+        .ports(client, peer)
+        .arg(format!("--data-dir={}", data.display()))
+        .spawn();
+    let status = oxcd.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let log = oxcd.log();
+    assert!(
+        log.contains("etcd has run on it")
+            && log.contains("etcdctl snapshot save")
+            && log.contains("oxcdutl snapshot restore"),
+        "{log}"
+    );
+    assert_eq!(files(&data), before);
+}
