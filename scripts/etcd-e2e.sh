@@ -47,7 +47,7 @@ LISTS[issue9]='^TestCtlV3(Defrag|EndpointHashKV|MoveLeaderScenarios|GetRevokedCR
 LISTS[issue11]='^TestCtlV2(Set|SetQuorum|SetClientTLS|SetPeerTLS|SetTLS|Mk|MkQuorum|MkTLS|Rm|RmTLS|Ls|LsQuorum|LsTLS|Watch|WatchTLS|GetRoleUser|UserListUsername|UserListRoot|RoleList|ClusterHealth)$|^TestV2Curl(NoTLS|AutoTLS|AllTLS|PeerTLS|ClientTLS|Issue5182)$'
 # etcd-format snapshots: save, status, restore by etcdctl, and a server started on what
 # `etcdctl snapshot restore` wrote (TestIssue6361).
-LISTS[issue15]='^TestCtlV3(Snapshot|SnapshotCorrupt|SnapshotStatusBeforeRestore)$|^TestIssue6361$'
+LISTS[issue15]='^TestCtlV3(Snapshot|SnapshotCorrupt|SnapshotStatusBeforeRestore|AuthSnapshot)$|^TestIssue6361$'
 # The lists CI runs (scripts/test.sh): add an issue's name once oxcd passes its list.
 CI_LISTS=(issue2 issue3 issue4 issue5 issue9 issue10 issue14 issue15)
 # Lists CI runs each in a suite process of its own: TestCtlV2* set ETCDCTL_API=2 in the
