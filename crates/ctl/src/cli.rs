@@ -147,6 +147,9 @@ pub enum Command {
     /// Role related commands
     #[command(subcommand)]
     Role(RoleCommand),
+    /// commands for checking properties of the etcd cluster
+    #[command(subcommand)]
+    Check(CheckCommand),
     /// Prints a shell completion script (bash, zsh, fish) for oxcdctl
     Completion(CompletionArgs),
 }
@@ -350,6 +353,30 @@ pub enum MemberCommand {
 pub enum SnapshotCommand {
     /// Stores an etcd node backend snapshot to a given file
     Save(PositionalArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CheckCommand {
+    /// Check the performance of the etcd cluster
+    Perf(CheckArgs),
+    /// Check the memory usage of holding data for different workloads on a given server endpoint.
+    Datascale(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)
+    #[arg(long, default_value = "s")]
+    pub load: String,
+    /// The prefix for writing the check's keys (default: /etcdctl-check-perf/ or /etcdctl-check-datascale/).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Compact storage with last revision after test is finished.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
+    pub auto_compact: bool,
+    /// Defragment storage after test is finished.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
+    pub auto_defrag: bool,
 }
 
 #[derive(Args, Debug)]

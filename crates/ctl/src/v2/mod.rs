@@ -3,8 +3,6 @@
 //! `simple`, `extended` and `json` outputs and `Error:  <code>: <message> (<cause>)
 //! [<index>]` failures (exit 4) of etcdctl 3.4.
 
-mod http;
-
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
 use crate::go;
+use crate::http;
 
 /// Exit codes of the v2 etcdctl.
 const EXIT_BAD_ARGS: u8 = 1;
@@ -534,7 +533,7 @@ impl Keys {
         let body = encode(form);
         let mut errors = Vec::new();
         for endpoint in &self.endpoints {
-            match http::request(endpoint, method, &path, &body, timeout) {
+            match http::request(endpoint, method, &path, &body, timeout, None) {
                 Ok(response) => return decode(response),
                 Err(e) => errors.push(format!("error #{}: {e}", errors.len())),
             }
