@@ -150,6 +150,8 @@ pub enum Command {
     /// commands for checking properties of the etcd cluster
     #[command(subcommand)]
     Check(CheckCommand),
+    /// Makes a mirror at the destination etcd cluster
+    MakeMirror(MakeMirrorArgs),
     /// Prints a shell completion script (bash, zsh, fish) for oxcdctl
     Completion(CompletionArgs),
 }
@@ -377,6 +379,33 @@ pub struct CheckArgs {
     /// Defragment storage after test is finished.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
     pub auto_defrag: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MakeMirrorArgs {
+    /// Key-value prefix to mirror
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// destination prefix to mirror a prefix to a different prefix in the destination cluster
+    #[arg(long, default_value = "")]
+    pub dest_prefix: String,
+    /// mirror key-values to the root of the destination cluster
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
+    pub no_dest_prefix: bool,
+    /// Identify secure client using this TLS certificate file for the destination cluster
+    #[arg(long, default_value = "")]
+    pub dest_cert: String,
+    /// Identify secure client using this TLS key file
+    #[arg(long, default_value = "")]
+    pub dest_key: String,
+    /// Verify certificates of TLS enabled secure servers using this CA bundle
+    #[arg(long, default_value = "")]
+    pub dest_cacert: String,
+    /// Disable transport security for client connections
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", value_parser = bool_value_parser!())]
+    pub dest_insecure_transport: bool,
+    /// the destination endpoint
+    pub args: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -8,6 +8,7 @@ mod kv;
 mod lease;
 mod maintenance;
 mod member;
+mod mirror;
 mod txn;
 mod watch;
 
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Role(c) => auth::role(&ctx, c).await,
         Command::Check(CheckCommand::Perf(a)) => check::perf(&ctx, a).await,
         Command::Check(CheckCommand::Datascale(a)) => check::datascale(&ctx, a).await,
+        Command::MakeMirror(a) => mirror::make_mirror(&ctx, a).await,
         Command::Completion(a) => {
             let mut command = Cli::command();
             clap_complete::generate(a.shell, &mut command, "oxcdctl", &mut std::io::stdout());
