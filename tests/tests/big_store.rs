@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
 use oxcd_api::etcdserverpb::kv_client::KvClient;
 use oxcd_api::etcdserverpb::range_request::SortOrder;
-use oxcd_api::etcdserverpb::{RangeRequest, RangeResponse};
+use oxcd_api::etcdserverpb::request_op::Request as Op;
+use oxcd_api::etcdserverpb::{PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest};
 use oxcd_e2e::{oxcd_only, testing_real_etcd, Member};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -275,44 +276,50 @@ async fn issue_14_plain_range_holds_its_answer_once_and_the_cap_covers_txns() {
         whole.message().ends_with(&format!(" vs. {CAP})")),
         "{whole:?}"
     );
-    let range_op = |from, to| {
-        let r = keys(from, to);
-        TxnOp::get(r.key, Some(GetOptions::new().with_range(r.range_end)))
+    // Through the raw client: etcd-client cannot take answers over 4 MiB.
+    let range_op = |from, to| RequestOp {
+        request: Some(Op::RequestRange(keys(from, to))),
     };
-    let mut client = connect(&member).await;
-    let halves = client
-        .txn(Txn::new().and_then([range_op(0, 40_000), range_op(40_000, 80_000)]))
+    let txn = |ops: Vec<RequestOp>| TxnRequest {
+        success: ops,
+        ..Default::default()
+    };
+    let halves = kv
+        .txn(txn(vec![range_op(0, 40_000), range_op(40_000, 80_000)]))
         .await
         .expect_err("a read-only txn past the cap");
-    let etcd_client::Error::GRpcStatus(halves) = halves else {
-        panic!("not a gRPC status: {halves:?}");
-    };
     assert_eq!(
         (halves.code(), halves.message()),
         (whole.code(), whole.message())
     );
-    let half = client
-        .txn(Txn::new().and_then([range_op(0, 40_000)]))
+    let half = kv
+        .txn(txn(vec![range_op(0, 40_000)]))
         .await
-        .expect("a read-only txn under the cap");
-    assert_eq!(half.op_responses().len(), 1);
+        .expect("a read-only txn under the cap")
+        .into_inner();
+    assert_eq!(half.responses.len(), 1);
 
-    let written = client
-        .txn(Txn::new().and_then([
-            TxnOp::put("written", "by a txn whose answer is refused", None),
-            range_op(0, 80_000),
-        ]))
+    let put = RequestOp {
+        request: Some(Op::RequestPut(PutRequest {
+            key: b"written".to_vec(),
+            value: b"by a txn whose answer is refused".to_vec(),
+            ..Default::default()
+        })),
+    };
+    let written = kv
+        .txn(txn(vec![put, range_op(0, 80_000)]))
         .await
         .expect_err("a write txn whose answer is past the cap");
-    let etcd_client::Error::GRpcStatus(written) = written else {
-        panic!("not a gRPC status: {written:?}");
-    };
     assert_eq!(
         written.code(),
         tonic::Code::ResourceExhausted,
         "{written:?}"
     );
-    let applied = client.get("written", None).await.expect("get");
+    let applied = connect(&member)
+        .await
+        .get("written", None)
+        .await
+        .expect("get");
     assert_eq!(applied.kvs().len(), 1, "the write txn was applied");
 }
 
