@@ -5,6 +5,7 @@
 
 mod compaction;
 mod cursor;
+mod encoded;
 mod restore;
 mod txn;
 
@@ -16,6 +17,7 @@ use redb::ReadableTable;
 
 pub use compaction::CompactionWait;
 pub use cursor::{PieceLimits, RangeCursor};
+pub use encoded::EncodedRange;
 pub use txn::{Batch, Txn};
 
 use super::index::{KeyRange, TreeIndex};
