@@ -14,7 +14,7 @@ use raft::{RawNode, Storage};
 use tokio::sync::watch;
 
 use crate::alarm::Alarms;
-use crate::apply::{Applier, EventSink};
+use crate::apply::{Applier, ApplyLane, EventSink};
 use crate::auth::token::TokenProvider;
 use crate::auth::AuthStore;
 use crate::config::ServerConfig;
@@ -29,10 +29,6 @@ use crate::raft::{raft_logger, RaftInput, RaftNode, RaftStatus, Transport};
 use crate::server::{EtcdServer, Limits};
 use crate::v2::V2Store;
 use crate::wait::Wait;
-
-/// Committed batches waiting for apply. When apply falls this far behind, the raft thread
-/// waits for it rather than queueing without bound.
-const APPLY_QUEUE: usize = 64;
 
 /// The WAL's metadata record: who this member is, fixed at creation.
 struct WalMetadata {
@@ -126,7 +122,6 @@ pub fn start(
         .map_err(|e| ServerError::Raft(e.to_string()))?;
 
     let (raft_tx, raft_rx) = mpsc::channel::<RaftInput>();
-    let (apply_tx, apply_rx) = mpsc::sync_channel(APPLY_QUEUE);
     let wait = Arc::new(Wait::default());
     let status = Arc::new(RaftStatus::default());
     let (applied_tx, applied_rx) = watch::channel(kv.consistent_index().0);
@@ -147,18 +142,6 @@ pub fn start(
         raft: raft_tx.clone(),
     };
     let transport: Box<dyn Transport> = Box::new(PeerTransport::start(ctx, peers));
-    let node = RaftNode::new(
-        raw,
-        wal,
-        snapshotter,
-        raft_rx,
-        apply_tx,
-        transport,
-        wait.clone(),
-        status.clone(),
-        cfg.heartbeat_interval,
-        cfg.snapshot_catch_up_entries,
-    );
     let applier = Applier {
         kv: kv.clone(),
         membership: membership.clone(),
@@ -175,10 +158,22 @@ pub fn start(
         member_id: meta.member_id,
         removed_self: Default::default(),
     };
+    let apply = ApplyLane::start(applier)
+        .map_err(|e| ServerError::Raft(format!("cannot start the apply thread: {e}")))?;
+    let node = RaftNode::new(
+        raw,
+        wal,
+        snapshotter,
+        raft_rx,
+        apply,
+        transport,
+        wait.clone(),
+        status.clone(),
+        cfg.heartbeat_interval,
+        cfg.snapshot_catch_up_entries,
+    );
     fatal::spawn_essential("raft", move || node.run())
         .map_err(|e| ServerError::Raft(format!("cannot start the raft thread: {e}")))?;
-    fatal::spawn_essential("apply", move || applier.run(apply_rx))
-        .map_err(|e| ServerError::Raft(format!("cannot start the apply thread: {e}")))?;
 
     let limits = Limits {
         max_request_bytes: cfg.max_request_bytes,

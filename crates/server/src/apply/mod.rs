@@ -5,7 +5,9 @@
 //! index of its last entry, so after a crash the WAL is replayed from exactly there and no
 //! entry is applied twice.
 
-use std::sync::mpsc::{Receiver, Sender};
+mod lane;
+
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,8 @@ use crate::v2::V2Store;
 use crate::wait::Wait;
 use oxcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType};
 use oxcd_api::EtcdError;
+
+pub use lane::ApplyLane;
 
 /// An apply slower than this is logged and counted, as etcd's `warnApplyDuration`.
 const SLOW_APPLY: Duration = Duration::from_millis(100);
@@ -98,67 +102,65 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Applies batches until the raft thread goes away.
-    pub fn run(self, batches: Receiver<Apply>) {
-        let mut last_snapshot = self.kv.consistent_index().0;
-        while let Ok(work) = batches.recv() {
-            let entries = match work {
-                Apply::Entries(entries) => entries,
-                Apply::Snapshot { path, index } => {
-                    self.restore_snapshot(&path, index);
-                    last_snapshot = self.kv.consistent_index().0;
-                    continue;
-                }
-            };
-            let Some(last) = entries.last() else { continue };
-            let (last_index, last_term) = (last.index, last.term);
-            let (consistent_index, _) = self.kv.consistent_index();
-            if last_index <= consistent_index {
-                // Replayed from the WAL, already in the backend.
-                self.advance_applied(last_index);
-                continue;
+    /// Applies one batch of work. `last_snapshot` is the index of the last snapshot asked of
+    /// the raft thread; it moves when this batch asks for the next one.
+    pub fn apply(&self, work: Apply, last_snapshot: &mut u64) {
+        let entries = match work {
+            Apply::Entries(entries) => entries,
+            Apply::Snapshot { path, index } => {
+                self.restore_snapshot(&path, index);
+                *last_snapshot = self.kv.consistent_index().0;
+                return;
             }
-            let mut answers = Vec::new();
-            let mut events = Vec::new();
-            let mut batch = match self.kv.begin_batch() {
-                Ok(batch) => batch,
-                Err(e) => self.backend_failed("failed to begin tx", &e),
-            };
-            for entry in entries.iter().filter(|e| e.index > consistent_index) {
-                if let Some(answer) = self.apply_entry(&mut batch, entry, &mut events) {
-                    answers.push(answer);
-                }
+        };
+        let Some(last) = entries.last() else { return };
+        let (last_index, last_term) = (last.index, last.term);
+        let (consistent_index, _) = self.kv.consistent_index();
+        if last_index <= consistent_index {
+            // Replayed from the WAL, already in the backend.
+            self.advance_applied(last_index);
+            return;
+        }
+        let mut answers = Vec::new();
+        let mut events = Vec::new();
+        let mut batch = match self.kv.begin_batch() {
+            Ok(batch) => batch,
+            Err(e) => self.backend_failed("failed to begin tx", &e),
+        };
+        for entry in entries.iter().filter(|e| e.index > consistent_index) {
+            if let Some(answer) = self.apply_entry(&mut batch, entry, &mut events) {
+                answers.push(answer);
             }
-            if let Err(e) = batch.set_consistent_index(last_index, last_term) {
-                self.backend_failed("failed to commit tx", &e);
+        }
+        if let Err(e) = batch.set_consistent_index(last_index, last_term) {
+            self.backend_failed("failed to commit tx", &e);
+        }
+        if let Err(e) = batch.commit() {
+            self.backend_failed("failed to commit tx", &e);
+        }
+        if let Some(sink) = &self.events {
+            if !events.is_empty() {
+                sink.notify(events);
             }
-            if let Err(e) = batch.commit() {
-                self.backend_failed("failed to commit tx", &e);
+        }
+        for (id, result) in answers {
+            if self.wait.trigger(id, result) {
+                metrics::gauge!("etcd_server_proposals_pending").decrement(1.0);
             }
-            if let Some(sink) = &self.events {
-                if !events.is_empty() {
-                    sink.notify(events);
-                }
-            }
-            for (id, result) in answers {
-                if self.wait.trigger(id, result) {
-                    metrics::gauge!("etcd_server_proposals_pending").decrement(1.0);
-                }
-            }
-            self.applied.send_replace(last_index);
-            if self.removed_self.load(std::sync::atomic::Ordering::Acquire) {
-                self.stop_removed_member();
-            }
+        }
+        self.applied.send_replace(last_index);
+        if self.removed_self.load(std::sync::atomic::Ordering::Acquire) {
+            self.stop_removed_member();
+        }
 
-            if last_index - last_snapshot > self.snapshot_count {
-                // The snapshot says "state up to here is in the backend": make that true on
-                // disk before the WAL behind it is released.
-                if let Err(e) = self.kv.force_commit() {
-                    self.backend_failed("failed to commit tx", &e);
-                }
-                last_snapshot = last_index;
-                let _ = self.raft.send(RaftInput::Snapshot { index: last_index });
+        if last_index - *last_snapshot > self.snapshot_count {
+            // The snapshot says "state up to here is in the backend": make that true on
+            // disk before the WAL behind it is released.
+            if let Err(e) = self.kv.force_commit() {
+                self.backend_failed("failed to commit tx", &e);
             }
+            *last_snapshot = last_index;
+            let _ = self.raft.send(RaftInput::Snapshot { index: last_index });
         }
     }
 

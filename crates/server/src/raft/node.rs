@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use super::heartbeat::HeartbeatTimes;
 use super::transport::Transport;
 use super::RaftStatus;
+use crate::apply::ApplyLane;
 use crate::error::ServerError;
 use crate::wait::Wait;
 
@@ -78,8 +79,10 @@ pub struct RaftNode {
     snapshotter: Snapshotter,
     /// Inputs from handlers and peers.
     inputs: Receiver<RaftInput>,
-    /// Committed entries go to the apply thread; when it is full, this thread waits.
-    apply_tx: SyncSender<Apply>,
+    /// An input taken off `inputs` to see whether one was waiting; handled first.
+    waiting: Option<RaftInput>,
+    /// Committed entries go to the applier; when its queue is full, this thread waits.
+    apply: ApplyLane,
     /// Messages to peers.
     transport: Box<dyn Transport>,
     /// Proposers to wake when raft refuses their proposal.
@@ -109,7 +112,7 @@ impl RaftNode {
         wal: Wal,
         snapshotter: Snapshotter,
         inputs: Receiver<RaftInput>,
-        apply_tx: SyncSender<Apply>,
+        apply: ApplyLane,
         transport: Box<dyn Transport>,
         wait: Arc<Wait<ProposalResult>>,
         status: Arc<RaftStatus>,
@@ -121,7 +124,8 @@ impl RaftNode {
             wal,
             snapshotter,
             inputs,
-            apply_tx,
+            waiting: None,
+            apply,
             transport,
             wait,
             status,
@@ -152,7 +156,11 @@ impl RaftNode {
         let mut next_tick = Instant::now() + self.tick_interval;
         loop {
             let timeout = next_tick.saturating_duration_since(Instant::now());
-            match self.inputs.recv_timeout(timeout) {
+            let input = match self.waiting.take() {
+                Some(input) => Ok(input),
+                None => self.inputs.recv_timeout(timeout),
+            };
+            match input {
                 Ok(input) => {
                     self.handle_input(input);
                     for _ in 1..MAX_INPUTS_PER_READY {
@@ -172,6 +180,14 @@ impl RaftNode {
             self.start_read_round();
             self.on_ready();
         }
+    }
+
+    /// Whether an input waits to be handled (it is kept in `waiting` until then).
+    fn input_waiting(&mut self) -> bool {
+        if self.waiting.is_none() {
+            self.waiting = self.inputs.try_recv().ok();
+        }
+        self.waiting.is_some()
     }
 
     fn handle_input(&mut self, input: RaftInput) {
@@ -274,8 +290,9 @@ impl RaftNode {
             self.install_snapshot(rd.snapshot().clone());
         }
 
-        // Committed entries are on a quorum's disks already; apply may start on them now.
-        self.handle_committed(rd.take_committed_entries());
+        // Committed entries are on a quorum's disks already; apply may start on them now,
+        // beside this thread's fsync.
+        self.handle_committed(rd.take_committed_entries(), false);
 
         // Persist new entries and hard state with one fdatasync, then make them visible to
         // raft's storage. Nothing is acknowledged to anyone before this returns.
@@ -316,7 +333,10 @@ impl RaftNode {
                 .set_commit(commit);
         }
         self.transport.send(light.take_messages());
-        self.handle_committed(light.take_committed_entries());
+        // Nothing left to persist: if no input waits either, this thread may apply the batch
+        // itself and answer its proposers without waking the apply thread.
+        let idle = !self.input_waiting();
+        self.handle_committed(light.take_committed_entries(), idle);
         self.raw.advance_apply();
     }
 
@@ -329,8 +349,8 @@ impl RaftNode {
     }
 
     /// Applies membership changes to raft itself (only this thread may) and hands the batch
-    /// to the apply thread.
-    fn handle_committed(&mut self, entries: Vec<Entry>) {
+    /// to the applier; `idle` lets this thread apply it when the applier is idle.
+    fn handle_committed(&mut self, entries: Vec<Entry>, idle: bool) {
         if entries.is_empty() {
             return;
         }
@@ -340,9 +360,7 @@ impl RaftNode {
                 self.apply_conf_change(entry);
             }
         }
-        if self.apply_tx.send(Apply::Entries(entries)).is_err() {
-            panic!("the apply thread stopped; cannot continue");
-        }
+        self.apply.hand(Apply::Entries(entries), idle);
     }
 
     /// Installs a snapshot the leader sent: apply replaces the state from the received dump
@@ -353,16 +371,13 @@ impl RaftNode {
         // The peer service put the local path of the received dump in `data`.
         let path = PathBuf::from(String::from_utf8_lossy(&snapshot.data).into_owned());
         snapshot.data = Default::default();
-        if self
-            .apply_tx
-            .send(Apply::Snapshot {
+        self.apply.hand(
+            Apply::Snapshot {
                 path,
                 index: meta.index,
-            })
-            .is_err()
-        {
-            panic!("the apply thread stopped; cannot continue");
-        }
+            },
+            false,
+        );
         fail::fail_point!("raft_before_save_snap");
         if let Err(e) = self.snapshotter.save(&snapshot) {
             crate::fatal::exit("failed to save Raft snapshot", self.snapshotter.dir(), &e);
