@@ -28,10 +28,6 @@ use crate::wait::Wait;
 /// a burst of proposals can add to the requests already in the batch.
 const MAX_INPUTS_PER_READY: usize = 4096;
 
-/// Entries kept in the in-memory log behind a snapshot, so a slightly slow follower can catch
-/// up from the log rather than a full snapshot (etcd's SnapshotCatchUpEntries).
-const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
-
 /// How long a ReadIndex round may stay unanswered before it is sent again.
 const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
 
@@ -89,6 +85,10 @@ pub struct RaftNode {
     wait: Arc<Wait<ProposalResult>>,
     /// Leader, term and commit index published for the rest of the server.
     status: Arc<RaftStatus>,
+    /// Entries kept in the in-memory log behind a snapshot, so a slightly slow follower can
+    /// catch up from the log rather than a full snapshot
+    /// (`--experimental-snapshot-catchup-entries`, etcd's SnapshotCatchUpEntries).
+    snapshot_catch_up_entries: u64,
     /// Time between ticks (the heartbeat interval).
     tick_interval: Duration,
     /// Read-index requests not yet sent to raft.
@@ -111,6 +111,7 @@ impl RaftNode {
         wait: Arc<Wait<ProposalResult>>,
         status: Arc<RaftStatus>,
         tick_interval: Duration,
+        snapshot_catch_up_entries: u64,
     ) -> RaftNode {
         RaftNode {
             raw,
@@ -122,6 +123,7 @@ impl RaftNode {
             wait,
             status,
             tick_interval,
+            snapshot_catch_up_entries,
             pending_reads: Vec::new(),
             reads_in_flight: HashMap::new(),
             next_read_ctx: 1,
@@ -445,8 +447,8 @@ impl RaftNode {
             self.wal_failed("failed to release Raft wal", &e);
         }
         fail::fail_point!("raft_after_wal_release");
-        if index > SNAPSHOT_CATCH_UP_ENTRIES {
-            let compact_to = index - SNAPSHOT_CATCH_UP_ENTRIES;
+        if index > self.snapshot_catch_up_entries {
+            let compact_to = index - self.snapshot_catch_up_entries;
             if compact_to > store.first_index().unwrap_or(0) {
                 let _ = store.wl().compact(compact_to);
             }
