@@ -438,6 +438,9 @@ impl Applier {
         if self.alarms.no_space() && grows_backend(&req) {
             return Err(EtcdError::NoSpace.into());
         }
+        if self.alarms.corrupt() && refused_when_corrupt(&req) {
+            return Err(EtcdError::Corrupt.into());
+        }
         // The auth layer: the sender must still be allowed, at the auth revision it was
         // checked at.
         let lease_keys = |lease: i64| {
@@ -579,6 +582,18 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 }
 
 /// Requests a NOSPACE alarm refuses: those that may add data to the backend.
+/// What etcd's corrupt applier refuses while the CORRUPT alarm is active: every change to
+/// keys and leases.
+fn refused_when_corrupt(req: &InternalRaftRequest) -> bool {
+    req.put.is_some()
+        || req.delete_range.is_some()
+        || req.txn.is_some()
+        || req.range.is_some()
+        || req.compaction.is_some()
+        || req.lease_grant.is_some()
+        || req.lease_revoke.is_some()
+}
+
 fn grows_backend(req: &InternalRaftRequest) -> bool {
     req.put.is_some()
         || req.lease_grant.is_some()

@@ -142,20 +142,7 @@ impl Maintenance for MaintenanceService {
         require_admin(&self.server, &request).await?;
         let rev = request.into_inner().revision;
         let resp = self
-            .blocking(move |s| {
-                let h = s.kv.hash_kv(rev)?;
-                Ok(HashKvResponse {
-                    header: Some(s.header(h.current_revision)),
-                    hash: h.hash,
-                    // etcd reports -1 until the first compaction.
-                    compact_revision: if h.compact_revision == 0 {
-                        -1
-                    } else {
-                        h.compact_revision
-                    },
-                    hash_revision: h.hash_revision,
-                })
-            })
+            .blocking(move |s| crate::corrupt::hash_kv(s, rev))
             .await?;
         Ok(Response::new(resp))
     }

@@ -6,8 +6,8 @@ use std::sync::{mpsc, Arc};
 use tokio::io::AsyncWriteExt;
 
 use oxcd_api::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    MemberListRequest, MemberListResponse,
+    HashKvRequest, HashKvResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, MemberListRequest, MemberListResponse,
 };
 use oxcd_api::oxcdpb::peer_server::Peer;
 use oxcd_api::oxcdpb::{PeerAck, PeerMessage, SnapshotAck, SnapshotChunk};
@@ -169,5 +169,17 @@ impl Peer for PeerService {
             header: Some(self.server.header(0)),
             members: self.server.membership.list(),
         }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let rev = request.into_inner().revision;
+        let server = self.server.clone();
+        let resp = tokio::task::spawn_blocking(move || crate::corrupt::hash_kv(&server, rev))
+            .await
+            .map_err(|e| Status::internal(format!("hash task failed: {e}")))??;
+        Ok(Response::new(resp))
     }
 }

@@ -89,12 +89,12 @@ pub struct RaftNode {
     wait: Arc<Wait<ProposalResult>>,
     /// Leader, term and commit index published for the rest of the server.
     status: Arc<RaftStatus>,
-    /// Time between ticks (the heartbeat interval).
-    tick_interval: Duration,
     /// Entries kept in the in-memory log behind a snapshot, so a slightly slow follower can
     /// catch up from the log rather than a full snapshot
-    /// (`--experimental-snapshot-catchup-entries`).
+    /// (`--experimental-snapshot-catchup-entries`, etcd's SnapshotCatchUpEntries).
     snapshot_catch_up_entries: u64,
+    /// Time between ticks (the heartbeat interval).
+    tick_interval: Duration,
     /// Read-index requests not yet sent to raft.
     pending_reads: Vec<oneshot::Sender<u64>>,
     /// Read-index rounds in flight, by their request context, with when they were sent.

@@ -30,7 +30,7 @@
 
 mod defrag;
 #[cfg(feature = "failpoints")]
-mod power_loss;
+pub(crate) mod power_loss;
 pub mod schema;
 mod slot;
 mod snapshot;
