@@ -11,6 +11,8 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 /// Reports how far an operation got, in bytes or in keys.
 pub struct Progress {
     what: &'static str,
+    /// What `done` and `total` count, for the log lines.
+    unit: &'static str,
     bar: Option<ProgressBar>,
     started: Instant,
     last_log: Instant,
@@ -25,10 +27,11 @@ impl Progress {
                 Some(n) => ProgressBar::new(n),
                 None => ProgressBar::new_spinner(),
             };
-            let unit = if bytes {
-                "{bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)"
-            } else {
-                "{human_pos} keys ({per_sec})"
+            let unit = match (bytes, total.is_some()) {
+                (true, true) => "{bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+                (true, false) => "{bytes} ({bytes_per_sec})",
+                (false, true) => "{human_pos}/{human_len} keys ({per_sec}, {eta} left)",
+                (false, false) => "{human_pos} keys ({per_sec})",
             };
             let template = format!("{{msg}} [{{elapsed_precise}}] {{wide_bar}} {unit}");
             if let Ok(style) = ProgressStyle::with_template(&template) {
@@ -39,6 +42,7 @@ impl Progress {
         });
         Progress {
             what,
+            unit: if bytes { "bytes" } else { "keys" },
             bar,
             started: Instant::now(),
             last_log: Instant::now(),
@@ -53,11 +57,18 @@ impl Progress {
             None if self.last_log.elapsed() >= LOG_EVERY => {
                 self.last_log = Instant::now();
                 let secs = self.started.elapsed().as_secs_f64().max(0.001);
+                let rate = done as f64 / secs;
+                let left = self
+                    .total
+                    .filter(|_| rate > 0.0)
+                    .map(|total| Duration::from_secs_f64(total.saturating_sub(done) as f64 / rate));
                 tracing::info!(
                     operation = self.what,
+                    unit = self.unit,
                     done,
                     total = self.total,
-                    rate = (done as f64 / secs) as u64,
+                    "per-second" = rate as u64,
+                    left = ?left,
                     "in progress"
                 );
             }
@@ -73,6 +84,7 @@ impl Progress {
         }
         tracing::info!(
             operation = self.what,
+            unit = self.unit,
             done,
             took = ?self.started.elapsed(),
             "finished"

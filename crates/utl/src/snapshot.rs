@@ -128,9 +128,9 @@ pub fn restore(args: &RestoreArgs) -> Result<()> {
         "wal-dir" = %cfg.wal_dir().display(),
         "restoring snapshot"
     );
-    let snap = SnapshotFile::open(&args.file, args.skip_hash_check).map_err(|e| e.to_string())?;
     // Read it all once before writing anything: damage found half way must leave no data dir.
-    let st = snap.status().map_err(|e| e.to_string())?;
+    let (snap, st) = SnapshotFile::open_and_check(&args.file, args.skip_hash_check)
+        .map_err(|e| e.to_string())?;
 
     let result = lay_out(&cfg, &snap, st.total_key, args);
     if result.is_err() {

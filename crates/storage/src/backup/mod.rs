@@ -15,14 +15,15 @@
 mod convert;
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::mpsc;
 
 use redb::{ReadTransaction, ReadableTable, TableHandle};
 use sha2::{Digest, Sha256};
 
-use crate::backend::{schema, Backend};
+use crate::backend::{schema, Backend, WriteBatch};
 use crate::bbolt::{self, BucketSource, Layout, Reader};
 use crate::mvcc::Revision;
 
@@ -203,28 +204,38 @@ impl SnapshotFile {
     /// Opens a snapshot file. Unless `skip_hash_check`, the SHA-256 trailer must be there and
     /// match the database, as etcd's restore requires.
     pub fn open(path: &Path, skip_hash_check: bool) -> Result<SnapshotFile> {
-        let file = File::open(path)?;
-        let len = file.metadata()?.len();
-        let has_hash = len % 512 == HASH_SIZE;
-        let db_len = if has_hash { len - HASH_SIZE } else { len };
+        let (file, db_len) = open_db(path, skip_hash_check)?;
         if !skip_hash_check {
-            if !has_hash {
-                return Err(Error::MissingHash);
-            }
-            let mut want = [0u8; HASH_SIZE as usize];
-            file.read_exact_at(&mut want, db_len)?;
-            let mut hasher = Sha256::new();
-            io::copy(&mut (&file).take(db_len), &mut HashWriter(&mut hasher))?;
-            let got = hasher.finalize();
-            if got[..] != want[..] {
-                return Err(Error::HashMismatch {
-                    expected: hex(&want),
-                    got: hex(&got),
-                });
-            }
+            check_hash(&file, db_len)?;
         }
         Ok(SnapshotFile {
             reader: Reader::new(file, db_len)?,
+        })
+    }
+
+    /// As [`open`](Self::open), then reads the whole database ([`status`](Self::status)),
+    /// which finds any damage; the hash is checked on a second thread meanwhile. A wrong or
+    /// missing hash is reported before any damage the reading found.
+    pub fn open_and_check(
+        path: &Path,
+        skip_hash_check: bool,
+    ) -> Result<(SnapshotFile, SnapshotStatus)> {
+        let (file, db_len) = open_db(path, skip_hash_check)?;
+        std::thread::scope(|s| {
+            let hashed = (!skip_hash_check).then(|| s.spawn(|| check_hash(&file, db_len)));
+            let read = file
+                .try_clone()
+                .map_err(Error::from)
+                .and_then(|f| Ok(Reader::new(f, db_len)?))
+                .and_then(|reader| {
+                    let snap = SnapshotFile { reader };
+                    let status = snap.status()?;
+                    Ok((snap, status))
+                });
+            if let Some(hashed) = hashed {
+                hashed.join().expect("snapshot hashing panicked")?;
+            }
+            read
         })
     }
 
@@ -273,6 +284,9 @@ impl SnapshotFile {
     /// and the Raft position in `meta` (the new cluster's log starts over). `progress` gets
     /// the entries copied so far. Commits once, durably, at the end: on any error nothing
     /// is written.
+    ///
+    /// One thread reads the file while this one inserts into redb: either alone keeps a core
+    /// busy, and neither waits for the other but through a short queue of batches.
     pub fn restore_into(
         &self,
         backend: &Backend,
@@ -285,7 +299,33 @@ impl SnapshotFile {
             ));
         }
         let batch = backend.begin_write()?;
-        let mut entries = 0u64;
+        let (send, receive) = mpsc::sync_channel::<Batch>(RESTORE_QUEUE);
+        let (read, written) = std::thread::scope(|s| {
+            let reader = s.spawn(move || self.read_batches(&send));
+            let written = insert_batches(&batch, receive, progress);
+            (reader.join().expect("snapshot reader panicked"), written)
+        });
+        // A failed insert stops the reader (its queue is gone), so the insert's error is the
+        // cause; otherwise the reader's error, if any, is.
+        let entries = written?;
+        let mut revision = read?;
+        if opts.mark_compacted {
+            revision += opts.bump_revision as i64;
+            let mut meta = batch.txn().open_table(schema::META)?;
+            meta.insert(
+                schema::META_SCHEDULED_COMPACT_REV,
+                &revision.to_be_bytes()[..],
+            )?;
+        }
+        batch.commit()?;
+        backend.force_commit()?;
+        progress(entries);
+        Ok(Restored { revision, entries })
+    }
+
+    /// Reads every bucket a restore keeps, in batches converted to oxcd's encodings, into
+    /// `send`; returns the newest revision of the `key` bucket.
+    fn read_batches(&self, send: &mpsc::SyncSender<Batch>) -> Result<i64> {
         let mut revision = 0i64;
         for name in self.reader.buckets()? {
             let Some(table) = convert::table_for(&name) else {
@@ -302,36 +342,28 @@ impl SnapshotFile {
             }
             let is_meta = table.name() == schema::META.name();
             let is_key = table.name() == schema::KEY.name();
-            let mut t = batch.txn().open_table(table)?;
+            let mut batch = Batch::new(table);
             let mut failed = None;
             self.reader
                 .scan(&name, &mut |k, v| {
                     if is_key {
                         revision = revision_main(k)?;
                     }
-                    let converted;
-                    let v = if is_meta {
-                        if k == schema::META_CONSISTENT_INDEX || k == schema::META_TERM {
-                            return Ok(());
-                        }
+                    if !is_meta {
+                        batch.push(k, v);
+                    } else if k != schema::META_CONSISTENT_INDEX && k != schema::META_TERM {
                         match convert::meta_from_etcd(k, v) {
-                            Ok(Some(v)) => {
-                                converted = v;
-                                &converted[..]
-                            }
-                            Ok(None) => return Ok(()),
+                            Ok(Some(v)) => batch.push(k, &v),
+                            Ok(None) => {}
                             Err(e) => {
                                 failed = Some(e);
                                 return Err(bbolt::Error::Invalid("meta".into()));
                             }
                         }
-                    } else {
-                        v
-                    };
-                    t.insert(k, v).map_err(io::Error::other)?;
-                    entries += 1;
-                    if entries.is_multiple_of(10_000) {
-                        progress(entries);
+                    }
+                    if batch.len() >= RESTORE_BATCH {
+                        let full = std::mem::replace(&mut batch, Batch::new(table));
+                        send.send(full).map_err(|_| queue_closed())?;
                     }
                     Ok(())
                 })
@@ -339,20 +371,114 @@ impl SnapshotFile {
                     Some(what) => Error::Invalid(what),
                     None => e.into(),
                 })?;
+            send.send(batch).map_err(|_| queue_closed())?;
         }
-        if opts.mark_compacted {
-            revision += opts.bump_revision as i64;
-            let mut meta = batch.txn().open_table(schema::META)?;
-            meta.insert(
-                schema::META_SCHEDULED_COMPACT_REV,
-                &revision.to_be_bytes()[..],
-            )?;
-        }
-        batch.commit()?;
-        backend.force_commit()?;
-        progress(entries);
-        Ok(Restored { revision, entries })
+        Ok(revision)
     }
+}
+
+/// Batches waiting between the restore's reader and its writer.
+const RESTORE_QUEUE: usize = 8;
+/// Entries in one batch.
+const RESTORE_BATCH: usize = 4096;
+
+/// Entries of one table, keys and values back to back in one buffer.
+struct Batch {
+    table: schema::Table,
+    bytes: Vec<u8>,
+    /// Each entry's key end and value end in `bytes`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    fn new(table: schema::Table) -> Batch {
+        Batch {
+            table,
+            bytes: Vec::new(),
+            ends: Vec::with_capacity(RESTORE_BATCH),
+        }
+    }
+
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        let key_end = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.ends.push((key_end, self.bytes.len()));
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(key_end, value_end)| {
+            let entry = (&self.bytes[start..key_end], &self.bytes[key_end..value_end]);
+            start = value_end;
+            entry
+        })
+    }
+}
+
+/// The reader's error when the writer has stopped; the writer's own error is reported.
+fn queue_closed() -> bbolt::Error {
+    bbolt::Error::Io(io::Error::other("restore stopped"))
+}
+
+/// Inserts every batch from `receive` in `batch`'s transaction; returns the entries inserted.
+fn insert_batches(
+    batch: &WriteBatch,
+    receive: mpsc::Receiver<Batch>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64> {
+    let mut entries = 0u64;
+    for loaded in receive {
+        let mut t = batch.txn().open_table(loaded.table)?;
+        for (k, v) in loaded.entries() {
+            t.insert(k, v)?;
+        }
+        let before = entries;
+        entries += loaded.len() as u64;
+        if before / 10_000 != entries / 10_000 {
+            progress(entries);
+        }
+    }
+    Ok(entries)
+}
+
+/// Opens a snapshot file; returns it and the length of its database, which is all of it but
+/// the trailer. Without the trailer, refused unless `skip_hash_check`.
+fn open_db(path: &Path, skip_hash_check: bool) -> Result<(File, u64)> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let has_hash = len % 512 == HASH_SIZE;
+    if !has_hash && !skip_hash_check {
+        return Err(Error::MissingHash);
+    }
+    Ok((file, if has_hash { len - HASH_SIZE } else { len }))
+}
+
+/// Checks the database's SHA-256 against the trailer that follows it.
+fn check_hash(file: &File, db_len: u64) -> Result<()> {
+    let mut want = [0u8; HASH_SIZE as usize];
+    file.read_exact_at(&mut want, db_len)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < db_len {
+        let n = buf.len().min((db_len - at) as usize);
+        file.read_exact_at(&mut buf[..n], at)?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    let got = hasher.finalize();
+    if got[..] != want[..] {
+        return Err(Error::HashMismatch {
+            expected: hex(&want),
+            got: hex(&got),
+        });
+    }
+    Ok(())
 }
 
 /// The main revision of a `key` bucket key.
@@ -360,19 +486,6 @@ fn revision_main(key: &[u8]) -> bbolt::Result<i64> {
     Revision::from_key(key)
         .map(|(r, _)| r.main)
         .ok_or_else(|| bbolt::Error::Invalid(format!("key bucket: {key:?} is not a revision")))
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
