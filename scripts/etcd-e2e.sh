@@ -55,7 +55,7 @@ CI_LISTS=(issue2 issue3 issue4 issue5 issue9 issue10 issue14 issue15)
 CI_APART_LISTS=(issue11)
 # The lists CI runs a second time with oxcdctl as the suite's etcdctl (selected by "oxcdctl"):
 # the ones oxcdctl covers every command of.
-OXCDCTL_LISTS=(issue2 issue3 issue4 issue5)
+OXCDCTL_LISTS=(issue2 issue3 issue4 issue5 issue14)
 
 join_lists() {
   local out="" name

@@ -360,19 +360,35 @@ pub enum SnapshotCommand {
 #[derive(Subcommand, Debug)]
 pub enum CheckCommand {
     /// Check the performance of the etcd cluster
-    Perf(CheckArgs),
+    Perf(CheckPerfArgs),
     /// Check the memory usage of holding data for different workloads on a given server endpoint.
-    Datascale(CheckArgs),
+    Datascale(CheckDatascaleArgs),
 }
 
 #[derive(Args, Debug)]
-pub struct CheckArgs {
-    /// The check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)
+pub struct CheckPerfArgs {
+    /// The performance check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)
     #[arg(long, default_value = "s")]
     pub load: String,
-    /// The prefix for writing the check's keys (default: /etcdctl-check-perf/ or /etcdctl-check-datascale/).
-    #[arg(long)]
-    pub prefix: Option<String>,
+    /// The prefix for writing the performance check's keys.
+    #[arg(long, default_value = "/etcdctl-check-perf/")]
+    pub prefix: String,
+    /// Compact storage with last revision after test is finished.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
+    pub auto_compact: bool,
+    /// Defragment storage after test is finished.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
+    pub auto_defrag: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckDatascaleArgs {
+    /// The datascale check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)
+    #[arg(long, default_value = "s")]
+    pub load: String,
+    /// The prefix for writing the datascale check's keys.
+    #[arg(long, default_value = "/etcdctl-check-datascale/")]
+    pub prefix: String,
     /// Compact storage with last revision after test is finished.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
     pub auto_compact: bool,

@@ -13,6 +13,7 @@ mod go;
 mod http;
 mod output;
 mod retry_log;
+mod usage;
 mod v2;
 
 use std::process::ExitCode;
@@ -149,7 +150,15 @@ fn usage_error(err: clap::Error) -> ExitCode {
             .unwrap_or_default()
             .to_owned(),
     };
-    eprintln!("Error: {message}\n");
+    // cobra: the error, then the command's usage (etcdctl's template writes it to stdout,
+    // and cobra prints the empty string it returns as a line on stderr), then etcdctl's
+    // own error line.
+    eprintln!("Error: {message}");
+    let root = <Cli as clap::CommandFactory>::command();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let path = usage::command_path(&root, &argv);
+    print!("{}", usage::usage(&root, &path, &program));
+    eprintln!();
     eprintln!("Error: {message}");
     ExitCode::from(code::ERROR as u8)
 }

@@ -15,7 +15,7 @@ use oxcd_client::{prefix_end, Client};
 use rand::Rng;
 use tokio::sync::{mpsc, Mutex};
 
-use crate::cli::CheckArgs;
+use crate::cli::{CheckDatascaleArgs, CheckPerfArgs};
 use crate::context::Ctx;
 use crate::exit::{code, error_text, CmdResult, Exit};
 use crate::go;
@@ -78,11 +78,9 @@ fn datascale_model(load: &str) -> Result<DatascaleModel, Exit> {
     Ok(DatascaleModel { keys, clients })
 }
 
-pub async fn perf(ctx: &Ctx, a: CheckArgs) -> CmdResult {
+pub async fn perf(ctx: &Ctx, a: CheckPerfArgs) -> CmdResult {
     let model = perf_model(&a.load)?;
-    let prefix = a
-        .prefix
-        .unwrap_or_else(|| "/etcdctl-check-perf/".to_owned());
+    let prefix = a.prefix;
     let clients = connect_all(ctx, model.clients).await?;
     refuse_used_prefix(
         &clients[0],
@@ -178,11 +176,9 @@ pub async fn perf(ctx: &Ctx, a: CheckArgs) -> CmdResult {
     }
 }
 
-pub async fn datascale(ctx: &Ctx, a: CheckArgs) -> CmdResult {
+pub async fn datascale(ctx: &Ctx, a: CheckDatascaleArgs) -> CmdResult {
     let model = datascale_model(&a.load)?;
-    let prefix = a
-        .prefix
-        .unwrap_or_else(|| "/etcdctl-check-datascale/".to_owned());
+    let prefix = a.prefix;
     let clients = connect_all(ctx, model.clients).await?;
     refuse_used_prefix(&clients[0], &prefix, None).await?;
 

@@ -19,8 +19,8 @@ use crate::context::Ctx;
 use crate::exit::CmdResult;
 
 /// The etcd version whose etcdctl oxcdctl answers for.
-const ETCDCTL_VERSION: &str = "3.4.23";
-const API_VERSION: &str = "3.4";
+pub const ETCDCTL_VERSION: &str = "3.4.23";
+pub const API_VERSION: &str = "3.4";
 
 pub async fn run(cli: Cli) -> CmdResult {
     let ctx = Ctx { flags: cli.global };
