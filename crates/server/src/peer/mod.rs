@@ -4,7 +4,9 @@
 mod client;
 mod lease;
 mod server;
+pub mod stats;
 
 pub use client::{discover_self, PeerContext, PeerTransport};
 pub use lease::PeerLeaseForwarder;
 pub use server::PeerService;
+pub use stats::TransportStats;
