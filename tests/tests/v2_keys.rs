@@ -1,8 +1,9 @@
 //! The v2 keys API (`--enable-v2`) against real etcd 3.4: every option of `/v2/keys`, sent
 //! to both servers alike as form bodies or query parameters; status, the v2 headers and the
 //! body must match byte for byte, apart from what must differ (the cluster id, expiration
-//! times and ports). Also `waitIndex` history and its cleared error, stream watches, the
-//! members, machines and auth paths, and what a server without `--enable-v2` answers.
+//! times and ports). Also `waitIndex` history and its cleared error, stream watches (also
+//! from the history), unclean paths (Go's mux redirects them), the members, machines and
+//! auth paths, and what a server without `--enable-v2` answers.
 
 mod http_support;
 
