@@ -44,7 +44,7 @@ LISTS[issue9]='^TestCtlV3(Defrag|EndpointHashKV|MoveLeaderScenarios|GetRevokedCR
 # etcd's own data dir; out of scope), and every TestV2Curl* but two that need what oxcd's
 # listeners lack: TestV2CurlClientBoth (http and https on one port) and
 # TestCtlV2AuthWithCommonName (v2 users named by a client certificate's common name).
-LISTS[issue11]='^TestCtlV2(Set|SetQuorum|SetClientTLS|SetPeerTLS|SetTLS|Mk|MkQuorum|MkTLS|Rm|RmTLS|Ls|LsQuorum|LsTLS|Watch|WatchTLS|GetRoleUser|UserListUsername|UserListRoot|RoleList|ClusterHealth)$|^TestV2Curl(NoTLS|AutoTLS|AllTLS|PeerTLS|ClientTLS|Issue5182)$'
+LISTS[issue11]='^TestCtlV2(Set|SetQuorum|SetClientTLS|SetPeerTLS|SetTLS|Mk|MkQuorum|MkTLS|Rm|RmTLS|Ls|LsQuorum|LsTLS|Watch|WatchTLS|GetRoleUser|UserListUsername|UserListRoot|RoleList|ClusterHealth|AuthWithCommonName)$|^TestV2Curl(NoTLS|AutoTLS|AllTLS|PeerTLS|ClientTLS|ClientBoth|Issue5182)$'
 # etcd-format snapshots: save, status, restore by etcdctl, and a server started on what
 # `etcdctl snapshot restore` wrote (TestIssue6361).
 LISTS[issue15]='^TestCtlV3(Snapshot|SnapshotCorrupt|SnapshotStatusBeforeRestore|AuthSnapshot)$|^TestIssue6361$'

@@ -1,6 +1,7 @@
 //! The v2 store replicated: TTL expiry decided once for the cluster (the leader proposes
 //! it), so every member removes the same keys at the same index, also across a leader
-//! change; and the store survives a restart and a snapshot catch-up.
+//! change; the store survives a restart and a snapshot catch-up; and the raft statistics of
+//! `/v2/stats` move with writes.
 
 mod http_support;
 
@@ -67,11 +68,77 @@ fn all_gone(member: &Member, keys: &[String]) -> bool {
         .all(|k| get(&member.endpoint(), &format!("/v2/keys{k}")).status == 404)
 }
 
+/// The raft statistics move with writes: the leader's appends sent and each follower's
+/// successes and latencies (`/v2/stats/leader`), a follower's appends received, and the
+/// rates while traffic flows (`/v2/stats/self`), as etcd 3.4 counts them.
+fn check_raft_stats_move(cluster: &Cluster) {
+    let leader = cluster.leader().expect("a leader");
+    let lead = cluster.member(leader).endpoint();
+    let follower = cluster.member((leader + 1) % 3).endpoint();
+    let counts = || {
+        let stats = get(&lead, "/v2/stats/leader").json();
+        let followers: Vec<serde_json::Value> = stats["followers"]
+            .as_object()
+            .expect("followers")
+            .values()
+            .cloned()
+            .collect();
+        let sent = get(&lead, "/v2/stats/self").json()["sendAppendRequestCnt"]
+            .as_u64()
+            .unwrap();
+        let received = get(&follower, "/v2/stats/self").json()["recvAppendRequestCnt"]
+            .as_u64()
+            .unwrap();
+        (followers, sent, received)
+    };
+    let (before, sent_before, received_before) = counts();
+    const WRITES: u64 = 20;
+    for i in 0..WRITES {
+        put(&lead, &format!("/stats/k{i}"), "value=v");
+    }
+    let lead_self = get(&lead, "/v2/stats/self").json();
+    let follower_self = get(&follower, "/v2/stats/self").json();
+    let (after, sent, received) = counts();
+    assert!(sent >= sent_before + WRITES, "{sent_before} -> {sent}");
+    assert!(
+        received >= received_before + WRITES,
+        "{received_before} -> {received}"
+    );
+    assert!(
+        lead_self["sendPkgRate"].as_f64().unwrap_or(0.0) > 0.0,
+        "{lead_self}"
+    );
+    assert!(
+        lead_self["sendBandwidthRate"].as_f64().unwrap_or(0.0) > 0.0,
+        "{lead_self}"
+    );
+    assert!(
+        follower_self["recvPkgRate"].as_f64().unwrap_or(0.0) > 0.0,
+        "{follower_self}"
+    );
+    assert_eq!(after.len(), 2, "{after:?}");
+    for (b, a) in before.iter().zip(&after) {
+        let success = |f: &serde_json::Value| f["counts"]["success"].as_u64().unwrap();
+        assert!(success(a) >= success(b) + WRITES, "{b} -> {a}");
+        let latency = &a["latency"];
+        let (min, max) = (
+            latency["minimum"].as_f64().unwrap(),
+            latency["maximum"].as_f64().unwrap(),
+        );
+        assert!(
+            min <= latency["average"].as_f64().unwrap() && min <= max,
+            "{a}"
+        );
+        assert!(latency["current"].as_f64().unwrap() > 0.0, "{a}");
+    }
+}
+
 #[test]
 fn ttl_expiry_is_the_same_on_every_member_across_a_leader_change() {
     oxcd_only!();
     let _lock = cluster_lock();
     let mut cluster = Cluster::start_with(3, |b| b.arg("--enable-v2"));
+    check_raft_stats_move(&cluster);
     let first = cluster.member(0).endpoint();
     let start = index(&put(&first, "/ttl/dir", "dir=true&ttl=1"));
     put(&first, "/ttl/dir/child", "value=c");

@@ -24,7 +24,7 @@ use crate::error::ServerError;
 use crate::fatal;
 use crate::lease::{Lessor, LessorConfig};
 use crate::membership::Membership;
-use crate::peer::{PeerContext, PeerLeaseForwarder, PeerTransport};
+use crate::peer::{PeerContext, PeerLeaseForwarder, PeerTransport, TransportStats};
 use crate::raft::{raft_logger, RaftInput, RaftNode, RaftStatus, Transport};
 use crate::server::{EtcdServer, Limits};
 use crate::v2::V2Store;
@@ -135,6 +135,7 @@ pub fn start(
         .map(|m| (m.id, m.peer_ur_ls))
         .filter(|(id, _)| *id != meta.member_id)
         .collect();
+    let transport_stats = Arc::new(TransportStats::default());
     let ctx = PeerContext {
         cluster_id: meta.cluster_id,
         local_id: meta.member_id,
@@ -143,6 +144,7 @@ pub fn start(
         kv: kv.clone(),
         applied: applied_rx.clone(),
         raft: raft_tx.clone(),
+        stats: transport_stats.clone(),
     };
     let transport: Box<dyn Transport> = Box::new(PeerTransport::start(ctx, peers));
     let applier = Applier {
@@ -201,6 +203,7 @@ pub fn start(
         auth,
         lease_forwarder,
         v2,
+        transport_stats,
         raft_tx,
         wait,
         applied_rx,

@@ -67,10 +67,11 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         );
         tracing::info!(address = %url, "listening for peers");
     }
+    let client_ports = listen::Port::group(&cfg.listen_client_urls);
     let mut client_listeners = Vec::new();
-    for url in &cfg.listen_client_urls {
+    for port in &client_ports {
         client_listeners.push(
-            listen::bind(url)
+            listen::bind(&port.urls[0])
                 .await
                 .map_err(|e| ServerError::Startup(e.to_string()))?,
         );
@@ -171,16 +172,19 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             return Ok(());
         }
     }
-    for (tcp, url) in client_listeners.into_iter().zip(&cfg.listen_client_urls) {
+    for (listener, port) in client_listeners.into_iter().zip(&client_ports) {
         // With --listen-client-http-urls, HTTP moves there and these keep gRPC only.
-        let service = if cfg.listen_client_http_urls.is_empty() {
-            services.client_service(url.scheme.is_tls())
-        } else {
-            services.grpc_service()
-        };
-        let tls = client_tls_config.clone().filter(|_| url.scheme.is_tls());
-        listen::spawn_serve(tcp, tls, service, client_serve);
-        tracing::info!(address = %url, "ready to serve client requests");
+        let protocols = port.protocols(client_tls_config.clone(), |secure| {
+            if cfg.listen_client_http_urls.is_empty() {
+                services.client_service(secure)
+            } else {
+                services.grpc_service()
+            }
+        });
+        listen::spawn_serve_protocols(listener, protocols, client_serve);
+        for url in &port.urls {
+            tracing::info!(address = %url, "ready to serve client requests");
+        }
     }
     for (tcp, url) in client_http_listeners
         .into_iter()

@@ -4,6 +4,9 @@
 //!
 //! Every connection is handshaken in its own task, so a client that stalls in its TLS
 //! handshake holds up no one else (etcd's tlsListener does the same with goroutines).
+//!
+//! An http:// and an https:// URL with the same `host:port` share one socket, as in etcd
+//! (its cmux): each connection's first byte tells a TLS handshake record from plain text.
 
 use std::convert::Infallible;
 use std::io;
@@ -18,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio_rustls::TlsAcceptor;
 
 use crate::coalesce::Coalesce;
@@ -30,6 +33,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long to wait before accepting again after `accept` failed (say, out of descriptors).
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// The certificates a TLS client presented (leaf first), verified by the handshake; in every
+/// request's extensions, where v2 auth looks for a user named by any of them.
+#[derive(Clone, Debug)]
+pub struct ClientCertificates(pub Arc<[rustls::pki_types::CertificateDer<'static>]>);
+
+/// The first byte of a TLS connection: a handshake record (RFC 8446, 5.1). Plain HTTP/1
+/// starts with a method name, HTTP/2 with its `PRI` preface, so neither can be mistaken.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// A bound listener of either kind.
 pub enum Listener {
@@ -49,6 +61,59 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             max_concurrent_streams: u32::MAX,
+        }
+    }
+}
+
+/// The client URLs that share one socket: an http:// and an https:// URL with the same
+/// `host:port` are served on one port, as etcd groups its client URLs by host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    /// Every URL served here, in the order given; the first one is bound.
+    pub urls: Vec<EtcdUrl>,
+}
+
+impl Port {
+    /// Groups `urls` by socket, keeping their order. Unix sockets are never shared: a unix
+    /// stream cannot be peeked at.
+    pub fn group(urls: &[EtcdUrl]) -> Vec<Port> {
+        let mut ports: Vec<Port> = Vec::new();
+        for url in urls {
+            let tcp = matches!(url.scheme, Scheme::Http | Scheme::Https);
+            match ports
+                .iter_mut()
+                .find(|p| tcp && p.urls[0].authority == url.authority && p.is_tcp())
+            {
+                Some(port) => port.urls.push(url.clone()),
+                None => ports.push(Port {
+                    urls: vec![url.clone()],
+                }),
+            }
+        }
+        ports
+    }
+
+    fn is_tcp(&self) -> bool {
+        matches!(self.urls[0].scheme, Scheme::Http | Scheme::Https)
+    }
+
+    /// What this port speaks: plain text for http:// (and unix://) URLs, TLS for https://
+    /// (and unixs://) ones when `tls` is configured, both when it has one of each.
+    /// `service(secure)` builds the service for either side.
+    pub fn protocols<S>(
+        &self,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        service: impl Fn(bool) -> S,
+    ) -> Protocols<S> {
+        let plain = self.urls.iter().any(|u| !u.scheme.is_tls());
+        match tls.filter(|_| self.urls.iter().any(|u| u.scheme.is_tls())) {
+            Some(config) if plain => Protocols::Both {
+                plain: service(false),
+                tls: service(true),
+                acceptor: TlsAcceptor::from(config),
+            },
+            Some(config) => Protocols::Tls(TlsAcceptor::from(config), service(true)),
+            None => Protocols::Plain(service(false)),
         }
     }
 }
@@ -80,8 +145,49 @@ pub async fn bind(url: &EtcdUrl) -> io::Result<Listener> {
     }
 }
 
-/// Serves `service` on `listener`, in TLS when `tls` is given, until the process ends. Each
-/// connection is its own task; its writes are gathered by [`Coalesce`].
+/// What a listener speaks, and the service behind each protocol.
+#[derive(Clone)]
+pub enum Protocols<S> {
+    Plain(S),
+    Tls(TlsAcceptor, S),
+    /// Plain text and TLS on one TCP port, chosen per connection by its first byte.
+    Both {
+        plain: S,
+        tls: S,
+        acceptor: TlsAcceptor,
+    },
+}
+
+impl<S> Protocols<S> {
+    /// One protocol: TLS when `tls` is given, plain text otherwise.
+    pub fn one(tls: Option<Arc<rustls::ServerConfig>>, service: S) -> Self {
+        match tls {
+            Some(config) => Protocols::Tls(TlsAcceptor::from(config), service),
+            None => Protocols::Plain(service),
+        }
+    }
+
+    /// Resolves `Both` for one TCP connection by peeking at its first byte (without reading
+    /// it). A connection that closes before sending anything is served as plain text, which
+    /// ends at once.
+    async fn choose(self, stream: &TcpStream) -> Self {
+        let Protocols::Both {
+            plain,
+            tls,
+            acceptor,
+        } = self
+        else {
+            return self;
+        };
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(1) if first[0] == TLS_HANDSHAKE_RECORD => Protocols::Tls(acceptor, tls),
+            _ => Protocols::Plain(plain),
+        }
+    }
+}
+
+/// Serves `service` on `listener`, in TLS when `tls` is given, until the process ends.
 pub fn spawn_serve<S>(
     listener: Listener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -91,7 +197,16 @@ pub fn spawn_serve<S>(
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let acceptor = tls.map(TlsAcceptor::from);
+    spawn_serve_protocols(listener, Protocols::one(tls, service), opts)
+}
+
+/// Serves `protocols` on `listener` until the process ends. Each connection is its own task;
+/// its writes are gathered by [`Coalesce`].
+pub fn spawn_serve_protocols<S>(listener: Listener, protocols: Protocols<S>, opts: ServeOptions)
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     tokio::spawn(async move {
         loop {
             let accepted = match &listener {
@@ -99,23 +214,14 @@ pub fn spawn_serve<S>(
                     // Without TCP_NODELAY, Nagle's algorithm holds small responses (watch
                     // events, unary answers) back by up to tens of milliseconds.
                     let _ = stream.set_nodelay(true);
-                    let conn = handle(
-                        stream,
-                        addr.to_string(),
-                        acceptor.clone(),
-                        service.clone(),
-                        opts,
-                    );
-                    tokio::spawn(conn);
+                    let protocols = protocols.clone();
+                    tokio::spawn(async move {
+                        let protocols = protocols.choose(&stream).await;
+                        handle(stream, addr.to_string(), protocols, opts).await
+                    });
                 }),
                 Listener::Unix(unix) => unix.accept().await.map(|(stream, _)| {
-                    let conn = handle(
-                        stream,
-                        "unix".into(),
-                        acceptor.clone(),
-                        service.clone(),
-                        opts,
-                    );
+                    let conn = handle(stream, "unix".into(), protocols.clone(), opts);
                     tokio::spawn(conn);
                 }),
             };
@@ -127,32 +233,29 @@ pub fn spawn_serve<S>(
     });
 }
 
-/// Handshakes (with TLS) and serves one connection.
-async fn handle<I, S>(
-    io: I,
-    remote: String,
-    acceptor: Option<TlsAcceptor>,
-    service: S,
-    opts: ServeOptions,
-) where
+/// Handshakes (with TLS) and serves one connection. `Both` is only ever bound for TCP,
+/// where it is resolved before this; were it to reach here, TLS is the safe choice.
+async fn handle<I, S>(io: I, remote: String, protocols: Protocols<S>, opts: ServeOptions)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let Some(acceptor) = acceptor else {
-        return serve_connection(io, service, opts, None).await;
+    let (acceptor, service) = match protocols {
+        Protocols::Plain(service) => return serve_connection(io, service, opts, None, None).await,
+        Protocols::Tls(acceptor, service) => (acceptor, service),
+        Protocols::Both { tls, acceptor, .. } => (acceptor, tls),
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
         Ok(Ok(tls)) => {
             // The verified client certificate's Common Name rides along with each request:
             // with --client-cert-auth it names the user when no token does.
-            let common_name = tls
-                .get_ref()
-                .1
-                .peer_certificates()
+            let chain = tls.get_ref().1.peer_certificates();
+            let common_name = chain
                 .and_then(|chain| chain.first())
                 .and_then(|cert| crate::auth::cert::common_name(cert));
-            serve_connection(tls, service, opts, common_name).await
+            let chain = chain.map(|chain| ClientCertificates(chain.to_vec().into()));
+            serve_connection(tls, service, opts, common_name, chain).await
         }
         Ok(Err(e)) => {
             tracing::warn!("remote-addr" = %remote, error = %crate::tls::describe_error(&e), "rejected connection")
@@ -164,8 +267,13 @@ async fn handle<I, S>(
 }
 
 /// Serves HTTP/1 or HTTP/2 (as the client speaks) on one connection until it closes.
-async fn serve_connection<I, S>(io: I, service: S, opts: ServeOptions, common_name: Option<String>)
-where
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    opts: ServeOptions,
+    common_name: Option<String>,
+    certificates: Option<ClientCertificates>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -185,6 +293,9 @@ where
                         common_name.clone(),
                     )));
             }
+            if let Some(certificates) = &certificates {
+                req.extensions_mut().insert(certificates.clone());
+            }
             req
         },
     ));
@@ -193,5 +304,38 @@ where
         .await
     {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(list: &[&str]) -> Vec<EtcdUrl> {
+        list.iter().map(|u| EtcdUrl::parse(u).unwrap()).collect()
+    }
+
+    #[test]
+    fn http_and_https_on_one_address_share_a_port() {
+        let ports = Port::group(&urls(&[
+            "http://localhost:2379",
+            "https://127.0.0.1:2379",
+            "https://localhost:2379",
+            "unix://localhost:2379",
+            "unixs://localhost:2379",
+        ]));
+        let names: Vec<Vec<String>> = ports
+            .iter()
+            .map(|p| p.urls.iter().map(ToString::to_string).collect())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                vec!["http://localhost:2379", "https://localhost:2379"],
+                vec!["https://127.0.0.1:2379"],
+                vec!["unix://localhost:2379"],
+                vec!["unixs://localhost:2379"],
+            ]
+        );
     }
 }

@@ -77,6 +77,8 @@ pub struct EtcdServer {
     pub lease_forwarder: Arc<dyn LeaseForwarder>,
     /// The v2 store, for local v2 reads and watches.
     pub v2: Arc<V2Store>,
+    /// What the peer transport measured (`/v2/stats/self`, `/v2/stats/leader`).
+    pub transport_stats: Arc<crate::peer::TransportStats>,
     /// Inputs to the raft thread.
     raft: mpsc::Sender<RaftInput>,
     /// Proposers waiting for apply.
@@ -103,6 +105,7 @@ impl EtcdServer {
         auth: Arc<AuthStore>,
         lease_forwarder: Arc<dyn LeaseForwarder>,
         v2: Arc<V2Store>,
+        transport_stats: Arc<crate::peer::TransportStats>,
         raft: mpsc::Sender<RaftInput>,
         wait: Arc<Wait<ProposalResult>>,
         applied: watch::Receiver<u64>,
@@ -121,6 +124,7 @@ impl EtcdServer {
             auth,
             lease_forwarder,
             v2,
+            transport_stats,
             raft,
             wait,
             applied,

@@ -165,6 +165,11 @@ impl AuthStore {
         })
     }
 
+    /// Whether `--client-cert-auth` makes a verified certificate's Common Name name a user.
+    pub fn client_cert_auth(&self) -> bool {
+        self.common_name_is_user
+    }
+
     /// The user a verified client certificate names (at the current revision), when
     /// `--client-cert-auth` makes certificates name users.
     pub fn info_from_common_name(&self, cn: &str) -> Option<AuthInfo> {

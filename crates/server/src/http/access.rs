@@ -7,6 +7,8 @@
 //!   answers every request with `Access-Control-Allow-Origin: *`; otherwise a request whose
 //!   `Origin` is listed gets its origin echoed back, others get no CORS headers.
 //! - `OPTIONS` (a CORS preflight) is answered 200 at once, on any path.
+//! - An unclean path is redirected ([`super::clean_path`]), as etcd's Go mux does after its
+//!   access controller.
 //!
 //! gRPC requests pass untouched.
 
@@ -103,6 +105,8 @@ impl Access {
         };
         let mut resp = if req.method() == Method::OPTIONS {
             StatusCode::OK.into_response()
+        } else if let Some(redirect) = super::clean_path::redirect(&req) {
+            redirect
         } else {
             next.run(req).await
         };

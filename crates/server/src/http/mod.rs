@@ -17,6 +17,7 @@
 //! `--host-whitelist` to every HTTP request of the client listeners.
 
 mod access;
+mod clean_path;
 pub mod families;
 pub mod gateway;
 pub mod grpc_metrics;

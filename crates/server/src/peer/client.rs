@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::TransportStats;
 use crate::raft::{RaftInput, Transport};
 
 /// Messages queued for one peer before new ones are dropped. Sized for bursts of appends
@@ -54,6 +55,8 @@ pub struct PeerContext {
     pub applied: watch::Receiver<u64>,
     /// Where snapshot outcomes are reported, for raft's flow control.
     pub raft: std::sync::mpsc::Sender<RaftInput>,
+    /// Appends sent and how each follower's fared (`/v2/stats`).
+    pub stats: Arc<TransportStats>,
 }
 
 impl PeerTransport {
@@ -84,7 +87,11 @@ impl Transport for PeerTransport {
             }
             match self.peers.get(&msg.to) {
                 Some(queue) => {
-                    if queue.try_send(msg).is_err() {
+                    if let Err(e) = queue.try_send(msg) {
+                        let msg = e.into_inner();
+                        if msg.get_msg_type() == MessageType::MsgAppend {
+                            self.ctx.stats.append_failed(msg.to);
+                        }
                         tracing::debug!("peer queue full; dropped a raft message");
                     }
                 }
@@ -271,7 +278,11 @@ async fn run_peer(
                 }
                 last_dial_error = why;
                 // Messages queued while the peer is unreachable are stale; raft resends.
-                while queue.try_recv().is_ok() {}
+                while let Ok(msg) = queue.try_recv() {
+                    if msg.get_msg_type() == MessageType::MsgAppend {
+                        ctx.stats.append_failed(id);
+                    }
+                }
                 tokio::time::sleep(RECONNECT_DELAY).await;
                 continue;
             }
@@ -290,6 +301,8 @@ async fn run_peer(
             let Some(msg) = queue.recv().await else {
                 return;
             };
+            let started = std::time::Instant::now();
+            let is_append = msg.get_msg_type() == MessageType::MsgAppend;
             let bytes = match msg.write_to_bytes() {
                 Ok(bytes) => bytes,
                 Err(e) => {
@@ -297,13 +310,20 @@ async fn run_peer(
                     continue;
                 }
             };
+            let size = bytes.len();
             let peer_msg = PeerMessage {
                 cluster_id: ctx.cluster_id,
                 from: ctx.local_id,
                 message: bytes.into(),
             };
             if tx.send(peer_msg).await.is_err() {
+                if is_append {
+                    ctx.stats.append_failed(id);
+                }
                 break; // the call ended: reconnect
+            }
+            if is_append {
+                ctx.stats.sent_append(id, size, started.elapsed());
             }
         }
         if let Ok(Err(status)) = call.await {

@@ -4,8 +4,10 @@
 mod client;
 mod lease;
 mod server;
+pub mod stats;
 
 pub(crate) use client::dial;
 pub use client::{discover_self, PeerContext, PeerTransport};
 pub use lease::PeerLeaseForwarder;
 pub use server::PeerService;
+pub use stats::TransportStats;

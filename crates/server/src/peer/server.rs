@@ -59,6 +59,11 @@ impl Peer for PeerService {
             let msg = Message::parse_from_bytes(&peer_msg.message).map_err(|e| {
                 Status::invalid_argument(format!("raft message does not decode: {e}"))
             })?;
+            if msg.get_msg_type() == raft::eraftpb::MessageType::MsgAppend {
+                self.server
+                    .transport_stats
+                    .received_append(peer_msg.message.len());
+            }
             if self.raft.send(RaftInput::Step(msg)).is_err() {
                 return Err(Status::unavailable("member is stopping"));
             }

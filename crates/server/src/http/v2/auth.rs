@@ -10,10 +10,94 @@ use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::{http_error, json_response, method_not_allowed_with};
+use crate::listen::ClientCertificates;
 use crate::server::EtcdServer;
 use crate::v2::auth::{AuthError, AuthStore, Role, User, GUEST, ROOT};
 
 const PREFIX: &str = "/v2/auth";
+
+/// Who a v2 request says it is: `Authorization: Basic` credentials, or else the verified
+/// client certificate chain its TLS connection presented.
+pub struct Credentials<'a> {
+    headers: &'a HeaderMap,
+    certificates: Option<&'a ClientCertificates>,
+}
+
+impl<'a> Credentials<'a> {
+    pub fn of(headers: &'a HeaderMap, extensions: &'a http::Extensions) -> Self {
+        Credentials {
+            headers,
+            certificates: extensions.get(),
+        }
+    }
+
+    fn has_basic_auth(&self) -> bool {
+        self.headers.get(http::header::AUTHORIZATION).is_some()
+    }
+
+    /// The user named by `Authorization: Basic`, if its password is right.
+    async fn user_from_basic_auth(&self, store: &AuthStore<'_>) -> Option<User> {
+        let Some((name, password)) = basic_auth(self.headers) else {
+            tracing::warn!("malformed basic auth encoding");
+            return None;
+        };
+        store.check_password(&name, &password).await
+    }
+
+    /// The first user named by the Common Name of a certificate in the verified chain, the
+    /// trusted CA included, as etcd 3.4 searches Go's verified chains.
+    async fn user_from_client_certificate(&self, store: &AuthStore<'_>) -> Option<User> {
+        for name in chain_common_names(self.certificates?) {
+            tracing::debug!("common-name" = name, "found common name");
+            if let Ok(user) = store.get_user(&name, false).await {
+                tracing::debug!(
+                    "user-name" = user.user,
+                    "common-name" = name,
+                    "authenticated a user via common name"
+                );
+                return Some(user);
+            }
+        }
+        None
+    }
+
+    /// The user for a request that must name one: by basic auth when it sends it, otherwise
+    /// by certificate with `--client-cert-auth`.
+    async fn user(&self, server: &EtcdServer, store: &AuthStore<'_>) -> Option<User> {
+        if !self.has_basic_auth() && server.auth.client_cert_auth() {
+            self.user_from_client_certificate(store).await
+        } else {
+            self.user_from_basic_auth(store).await
+        }
+    }
+}
+
+/// The Common Names along a presented chain (leaf first) and of the CA that issued its last
+/// certificate: the handshake verified the chain up to a trusted CA, whose subject is that
+/// certificate's issuer.
+fn chain_common_names(certificates: &ClientCertificates) -> Vec<String> {
+    let parsed: Vec<_> = certificates
+        .0
+        .iter()
+        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok().map(|c| c.1))
+        .collect();
+    let first_cn = |name: &x509_parser::x509::X509Name<'_>| {
+        name.iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned)
+    };
+    let mut names: Vec<String> = parsed
+        .iter()
+        .filter_map(|c| first_cn(c.subject()))
+        .collect();
+    if let Some(last) = parsed.last() {
+        if last.issuer() != last.subject() {
+            names.extend(first_cn(last.issuer()));
+        }
+    }
+    names
+}
 
 /// `Authorization: Basic` credentials.
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
@@ -27,21 +111,13 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-async fn user_from_basic_auth(store: &AuthStore<'_>, headers: &HeaderMap) -> Option<User> {
-    let Some((name, password)) = basic_auth(headers) else {
-        tracing::warn!("malformed basic auth encoding");
-        return None;
-    };
-    store.check_password(&name, &password).await
-}
-
 /// Whether the request may use root-only resources (always, with auth off).
-pub async fn has_root_access(server: &EtcdServer, headers: &HeaderMap) -> bool {
+pub async fn has_root_access(server: &EtcdServer, credentials: &Credentials<'_>) -> bool {
     let store = AuthStore::new(server);
     if !store.enabled() {
         return true;
     }
-    match user_from_basic_auth(&store, headers).await {
+    match credentials.user(server, &store).await {
         Some(user) => user.roles().iter().any(|r| r == ROOT),
         None => false,
     }
@@ -51,19 +127,20 @@ pub async fn has_root_access(server: &EtcdServer, headers: &HeaderMap) -> bool {
 pub async fn has_write_root_access(
     server: &EtcdServer,
     method: &Method,
-    headers: &HeaderMap,
+    credentials: &Credentials<'_>,
 ) -> bool {
     if method == Method::GET || method == Method::HEAD {
         return true;
     }
-    has_root_access(server, headers).await
+    has_root_access(server, credentials).await
 }
 
-/// Whether the request may touch `key` (a keys-API path, `/foo`), or all under it.
+/// Whether the request may touch `key` (a keys-API path, `/foo`), or all under it. A request
+/// that names no user acts as the guest role.
 pub async fn has_key_access(
     server: &EtcdServer,
     method: &Method,
-    headers: &HeaderMap,
+    credentials: &Credentials<'_>,
     key: &str,
     recursive: bool,
 ) -> bool {
@@ -72,14 +149,23 @@ pub async fn has_key_access(
         return true;
     }
     let write = method != Method::GET && method != Method::HEAD;
-    if headers.get(http::header::AUTHORIZATION).is_none() {
-        return match store.get_role(GUEST, false).await {
-            Ok(role) => role.has_key_access(key, write),
-            Err(_) => false,
+    let user = if credentials.has_basic_auth() {
+        let Some(user) = credentials.user_from_basic_auth(&store).await else {
+            return false;
         };
-    }
-    let Some(user) = user_from_basic_auth(&store, headers).await else {
-        return false;
+        user
+    } else {
+        let from_certificate = match server.auth.client_cert_auth() {
+            true => credentials.user_from_client_certificate(&store).await,
+            false => None,
+        };
+        let Some(user) = from_certificate else {
+            return match store.get_role(GUEST, false).await {
+                Ok(role) => role.has_key_access(key, write),
+                Err(_) => false,
+            };
+        };
+        user
     };
     for name in user.roles() {
         let Ok(role) = store.get_role(name, false).await else {
@@ -162,7 +248,12 @@ async fn admit(
     if !allowed.split(',').any(|m| m == request.method.as_str()) {
         return Err(method_not_allowed_with(allowed));
     }
-    if !has_root_access(server, &request.headers).await {
+    if !has_root_access(
+        server,
+        &Credentials::of(&request.headers, &request.extensions),
+    )
+    .await
+    {
         return Err(no_auth());
     }
     Ok(name)
@@ -346,7 +437,8 @@ pub async fn enable(State(server): State<Arc<EtcdServer>>, request: Request) -> 
     if !matches!(request.method().as_str(), "GET" | "PUT" | "DELETE") {
         return method_not_allowed_with("GET,PUT,DELETE");
     }
-    if !has_write_root_access(&server, request.method(), request.headers()).await {
+    let credentials = Credentials::of(request.headers(), request.extensions());
+    if !has_write_root_access(&server, request.method(), &credentials).await {
         return no_auth();
     }
     let store = AuthStore::new(&server);

@@ -68,8 +68,8 @@ async fn serve(server: &Arc<EtcdServer>, request: Request) -> Response {
     // As etcd, permissions match the path as sent, not cleaned ("/foo/" is under "/foo/*").
     let raw = unescape(parts.uri.path(), false).unwrap_or_default();
     let key = raw.strip_prefix(PREFIX).unwrap_or("");
-    if !super::auth::has_key_access(server, &parts.method, &parts.headers, key, req.recursive())
-        .await
+    let credentials = super::auth::Credentials::of(&parts.headers, &parts.extensions);
+    if !super::auth::has_key_access(server, &parts.method, &credentials, key, req.recursive()).await
     {
         return error_response(&Error::new(
             Code::Unauthorized,

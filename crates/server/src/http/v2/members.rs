@@ -44,7 +44,8 @@ pub async fn handle(State(server): State<Arc<EtcdServer>>, request: Request) -> 
     if !matches!(method.as_str(), "GET" | "POST" | "DELETE" | "PUT") {
         return method_not_allowed_with("GET,POST,DELETE,PUT");
     }
-    if !super::auth::has_write_root_access(&server, &method, request.headers()).await {
+    let credentials = super::auth::Credentials::of(request.headers(), request.extensions());
+    if !super::auth::has_write_root_access(&server, &method, &credentials).await {
         return super::auth::no_auth();
     }
     let mut resp = serve(&server, request).await;

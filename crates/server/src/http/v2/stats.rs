@@ -1,8 +1,6 @@
-//! `/v2/stats/store`, `/v2/stats/self` and `/v2/stats/leader`, with etcd's fields.
-//!
-//! oxcd does not measure raft message rates or per-follower latencies: the append counters
-//! are 0, the rates are left out (etcd omits them when 0), and each follower's latency is
-//! etcd's "no sample yet" value.
+//! `/v2/stats/store`, `/v2/stats/self` and `/v2/stats/leader`, with etcd's fields. The append
+//! counts, rates and follower latencies come from the peer transport
+//! ([`crate::peer::stats`]); rates are left out when 0, as etcd omits them.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -98,8 +96,13 @@ pub async fn self_stats(State(server): State<Arc<EtcdServer>>, request: Request)
     w.field_str("uptime", &go_duration(leader_since.elapsed()));
     w.field_str("startTime", &rfc3339_nano(leader_start));
     w.close();
-    w.field_u64("recvAppendRequestCnt", 0);
-    w.field_u64("sendAppendRequestCnt", 0);
+    let (received, sent) = server.transport_stats.appends();
+    w.field_u64("recvAppendRequestCnt", received.count);
+    field_nonzero(&mut w, "recvPkgRate", received.packet_rate);
+    field_nonzero(&mut w, "recvBandwidthRate", received.byte_rate);
+    w.field_u64("sendAppendRequestCnt", sent.count);
+    field_nonzero(&mut w, "sendPkgRate", sent.packet_rate);
+    field_nonzero(&mut w, "sendBandwidthRate", sent.byte_rate);
     w.close();
     json_response(StatusCode::OK, w.finish())
 }
@@ -119,23 +122,31 @@ pub async fn leader(State(server): State<Arc<EtcdServer>>, request: Request) -> 
         if m.id == server.member_id {
             continue;
         }
+        let f = server.transport_stats.follower(m.id);
         w.open_field(&format!("{:x}", m.id));
         w.open_field("latency");
-        w.field_f64("current", 0.0);
-        w.field_f64("average", 0.0);
-        w.field_f64("standardDeviation", 0.0);
-        w.field_f64("minimum", 9_223_372_036_854_775_808.0);
-        w.field_f64("maximum", 0.0);
+        w.field_f64("current", f.current);
+        w.field_f64("average", f.average);
+        w.field_f64("standardDeviation", f.standard_deviation);
+        w.field_f64("minimum", f.minimum);
+        w.field_f64("maximum", f.maximum);
         w.close();
         w.open_field("counts");
-        w.field_u64("fail", 0);
-        w.field_u64("success", 0);
+        w.field_u64("fail", f.fail);
+        w.field_u64("success", f.success);
         w.close();
         w.close();
     }
     w.close();
     w.close();
     json_response(StatusCode::OK, w.finish())
+}
+
+/// A float field that Go's `omitempty` leaves out when 0.
+fn field_nonzero(w: &mut JsonWriter, name: &str, value: f64) {
+    if value != 0.0 {
+        w.field_f64(name, value);
+    }
 }
 
 /// A duration as Go's `time.Duration.String` writes it: `2m35.315560529s`, `1h0m0s`.

@@ -33,17 +33,33 @@ impl History {
         recursive: bool,
         index: u64,
     ) -> Result<Option<Arc<Event>>, Error> {
+        Ok(self.matching(key, recursive, index)?.next().cloned())
+    }
+
+    /// Every event at or after `index` that a watch of `key` sees, oldest first: what a
+    /// stream watch starting there has missed.
+    pub fn scan_all(
+        &self,
+        key: &str,
+        recursive: bool,
+        index: u64,
+    ) -> Result<Vec<Arc<Event>>, Error> {
+        Ok(self.matching(key, recursive, index)?.cloned().collect())
+    }
+
+    fn matching<'a>(
+        &'a self,
+        key: &'a str,
+        recursive: bool,
+        index: u64,
+    ) -> Result<impl Iterator<Item = &'a Arc<Event>> + 'a, Error> {
         let start = self.events.front().map_or(0, |e| e.index());
-        let last = self.events.back().map_or(0, |e| e.index());
         if index < start {
             return Err(Error::new(
                 Code::EventIndexCleared,
                 format!("the requested history has been cleared [{start}/{index}]"),
                 0,
             ));
-        }
-        if index > last {
-            return Ok(None);
         }
         let prefix = if key.ends_with('/') {
             key.to_owned()
@@ -56,7 +72,7 @@ impl History {
             .iter()
             .skip(from)
             .filter(|e| !e.refresh)
-            .find(|e| {
+            .filter(move |e| {
                 let mut hit = e.node.key == key;
                 if recursive {
                     hit = hit || e.node.key.starts_with(&prefix);
@@ -67,8 +83,7 @@ impl History {
                     }
                 }
                 hit
-            })
-            .cloned())
+            }))
     }
 }
 
@@ -103,5 +118,17 @@ mod tests {
         assert_eq!(h.scan("/1/dir", true, 1).unwrap().unwrap().index(), 1);
         assert!(h.scan("/1/dir", false, 1).unwrap().is_none());
         assert!(h.scan("/1/dir", true, 2).unwrap().is_none());
+    }
+
+    #[test]
+    fn scan_all_gives_every_later_match_in_order() {
+        let mut h = History::default();
+        for (i, key) in ["/1/a", "/1/b", "/1/a", "/1/a/c"].iter().enumerate() {
+            h.add(event(key, i as u64 + 1));
+        }
+        let indexes = |v: Vec<Arc<Event>>| v.iter().map(|e| e.index()).collect::<Vec<_>>();
+        assert_eq!(indexes(h.scan_all("/1/a", false, 1).unwrap()), [1, 3]);
+        assert_eq!(indexes(h.scan_all("/1/a", true, 2).unwrap()), [3, 4]);
+        assert!(h.scan_all("/1/a", true, 5).unwrap().is_empty());
     }
 }

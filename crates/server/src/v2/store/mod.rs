@@ -80,7 +80,8 @@ impl V2Store {
         self.lock().get(path, recursive)
     }
 
-    /// Watches `path` for the first event at or after `since` (0: the next one).
+    /// Watches `path` for the first event at or after `since` (0: the next one); with
+    /// `stream`, for every one from there on, those still in the history first.
     pub fn watch(
         self: &Arc<Self>,
         path: &str,
@@ -92,15 +93,29 @@ impl V2Store {
         let mut tree = self.lock();
         let index = tree.index();
         let since = if since == 0 { index + 1 } else { since };
-        let found = tree.history.scan(&key, recursive, since).map_err(|mut e| {
+        let cleared = |mut e: Error| {
             e.index = index;
             e
-        })?;
-        let (id, events) = match found {
-            Some(e) => (None, watch::Hub::detached(e)),
-            None => {
-                let (id, rx) = tree.hub.add(&key, recursive, stream, since);
-                (Some(id), rx)
+        };
+        let (id, events) = if stream {
+            // Every event since `since`: those in the history, then the live ones, with no
+            // gap between them as both are taken under the lock.
+            let missed = tree
+                .history
+                .scan_all(&key, recursive, since)
+                .map_err(cleared)?;
+            let live_since = since.max(index + 1);
+            let (id, rx) = tree
+                .hub
+                .add_after(&key, recursive, true, live_since, missed);
+            (Some(id), rx)
+        } else {
+            match tree.history.scan(&key, recursive, since).map_err(cleared)? {
+                Some(e) => (None, watch::Hub::detached(e)),
+                None => {
+                    let (id, rx) = tree.hub.add(&key, recursive, false, since);
+                    (Some(id), rx)
+                }
             }
         };
         Ok(Watcher {

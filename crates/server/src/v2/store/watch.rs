@@ -36,7 +36,23 @@ impl Hub {
         stream: bool,
         since: u64,
     ) -> (u64, mpsc::Receiver<Arc<Event>>) {
-        let (tx, rx) = mpsc::channel(WATCHER_QUEUE);
+        self.add_after(key, recursive, stream, since, Vec::new())
+    }
+
+    /// Registers a watcher whose queue starts with `missed` (events from the history), with
+    /// room for [`WATCHER_QUEUE`] more besides.
+    pub fn add_after(
+        &mut self,
+        key: &str,
+        recursive: bool,
+        stream: bool,
+        since: u64,
+        missed: Vec<Arc<Event>>,
+    ) -> (u64, mpsc::Receiver<Arc<Event>>) {
+        let (tx, rx) = mpsc::channel(missed.len() + WATCHER_QUEUE);
+        for e in missed {
+            let _ = tx.try_send(e);
+        }
         self.next_id += 1;
         let id = self.next_id;
         self.by_key.entry(key.to_owned()).or_default().push(Slot {
