@@ -105,7 +105,7 @@ async fn ask(
     };
     tokio::time::timeout(timeout, request)
         .await
-        .unwrap_or_else(|_| Err(ServerError::Etcd(EtcdError::Timeout)))
+        .unwrap_or(Err(ServerError::Etcd(EtcdError::Timeout)))
 }
 
 fn revision(resp: &HashKvResponse) -> i64 {
