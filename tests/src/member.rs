@@ -166,6 +166,7 @@ impl MemberBuilder {
             client_tls: self.client_tls,
             in_temp_dir: self.in_temp_dir,
             learner: self.learner,
+            probe_user: None,
             data_dir,
             log_path,
             argv: Vec::new(),
@@ -235,6 +236,8 @@ pub struct Member {
     in_temp_dir: bool,
     /// A learner is ready when it serves serializable reads.
     learner: bool,
+    /// `name:password` the readiness probe authenticates as, once auth is enabled.
+    probe_user: Option<String>,
     data_dir: PathBuf,
     log_path: PathBuf,
     /// The full argument list, reused by restarts.
@@ -402,11 +405,14 @@ impl Member {
             }
             if logged_ready {
                 const TIMEOUTS: [&str; 2] = ["--dial-timeout=1s", "--command-timeout=2s"];
+                let user = self.probe_user.as_deref().map(|u| format!("--user={u}"));
+                let user: Vec<&str> = user.iter().map(String::as_str).collect();
                 let health = if self.learner {
-                    let probe = [&TIMEOUTS[..], &["get", "health", "--consistency=s"]].concat();
+                    let probe =
+                        [&TIMEOUTS[..], &user, &["get", "health", "--consistency=s"]].concat();
                     self.etcdctl(&probe)
                 } else {
-                    let probe = [&TIMEOUTS[..], &["endpoint", "health"]].concat();
+                    let probe = [&TIMEOUTS[..], &user, &["endpoint", "health"]].concat();
                     self.etcdctl(&probe)
                 };
                 if health.success() {
@@ -490,6 +496,12 @@ impl Member {
     pub fn respawn(&mut self) {
         self.kill();
         self.spawn_process();
+    }
+
+    /// Makes the readiness probe authenticate as `user` (`name:password`): with auth
+    /// enabled, an anonymous `endpoint health` is refused (`user name is empty`), as by etcd.
+    pub fn set_probe_user(&mut self, user: Option<&str>) {
+        self.probe_user = user.map(str::to_owned);
     }
 
     /// Sets (or with `None` removes) an environment variable for the next start.

@@ -35,7 +35,7 @@ pub struct TokenInfo {
 /// The token kind chosen with `--auth-token`.
 pub enum TokenProvider {
     Simple(SimpleTokens),
-    Jwt(JwtTokens),
+    Jwt(Box<JwtTokens>),
 }
 
 impl TokenProvider {
@@ -60,7 +60,7 @@ impl TokenProvider {
                 tracing::warn!("simple token is not cryptographically signed");
                 Ok(TokenProvider::Simple(SimpleTokens::new(ttl)))
             }
-            "jwt" => JwtTokens::from_options(&params).map(TokenProvider::Jwt),
+            "jwt" => JwtTokens::from_options(&params).map(|j| TokenProvider::Jwt(Box::new(j))),
             other => Err(format!(
                 "unknown token type {other:?}: auth: invalid auth options"
             )),

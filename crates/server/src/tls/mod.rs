@@ -35,6 +35,7 @@ use crate::config::{AllowedCert, EtcdUrl, ServerConfig, TlsFiles};
 
 pub mod allowed;
 pub mod cipher_suites;
+mod trusted_leaf;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -342,7 +343,10 @@ impl TlsInfo {
                     .only_check_end_entity_revocation()
                     .allow_unknown_revocation_status();
             }
-            let verifier = verifier.build()?;
+            let verifier = Arc::new(trusted_leaf::TrustedLeafClientVerifier {
+                inner: verifier.build()?,
+                roots: load_certs(ca)?,
+            });
             match &self.allowed {
                 Some(rule) => {
                     builder.with_client_cert_verifier(Arc::new(allowed::AllowedClientVerifier {
