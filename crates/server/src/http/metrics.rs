@@ -15,7 +15,7 @@
 //! Which families exist, their types, help texts and buckets: [`super::families`]. One
 //! recorder serves the whole process; [`install`] sets it up once, at startup.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::response::{IntoResponse, Response};
@@ -161,7 +161,7 @@ pub fn refresh(server: &EtcdServer, quota_bytes: Option<u64>) {
 
 /// Sets the families kept as atomics by the storage and the server.
 fn export_counts() {
-    let mvcc = |c: &AtomicU64| MvccStats::get(c);
+    let mvcc = MvccStats::get;
     for (names, n) in [
         (
             ["etcd_mvcc_range_total", "etcd_debugging_mvcc_range_total"],
