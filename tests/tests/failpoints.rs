@@ -93,12 +93,6 @@ const SNAPSHOT_FAILPOINTS: &[(&str, Load, (u32, u32))] = &[
     ("raft_after_apply_snap", Load::LaggingFollower, (0, 0)),
 ];
 
-/// Known to lose acknowledged writes (issue 16, open): a follower that crashes after raft
-/// saved a received snapshot but before apply restored its dump restarts at the snapshot's
-/// index with its old backend; etcd restores the dump (`<index>.snap.db`) at the next start,
-/// oxcd does not yet. Left out of CI until that is built; the soak runs it.
-const KNOWN_LOSSY: &[&str] = &["raft_before_apply_snap"];
-
 /// The failpoints CI runs on three members (all of them run on one).
 const CI_THREE_MEMBERS: &[&str] = &["raft_before_save", "before_commit", "raft_after_save_snap"];
 
@@ -443,10 +437,7 @@ fn snapshot_failpoints_on_three_members() {
     check_binary();
     let rt = runtime();
     let mut rng = StdRng::seed_from_u64(seed());
-    for &(failpoint, load, skip) in SNAPSHOT_FAILPOINTS
-        .iter()
-        .filter(|f| !KNOWN_LOSSY.contains(&f.0))
-    {
+    for &(failpoint, load, skip) in SNAPSHOT_FAILPOINTS {
         run_case(&rt, &mut rng, 3, failpoint, load, skip);
     }
 }

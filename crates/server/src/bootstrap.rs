@@ -78,6 +78,7 @@ pub fn start(
     let snapshotter = Snapshotter::new(&layout.snap_dir())?;
     let storage = MemStorage::new();
     let (wal, meta, applied_floor) = restart(&layout.wal_dir, &snapshotter, &storage)?;
+    load_unapplied_snapshot(&kv, &snapshotter, applied_floor)?;
     let disk_space = DiskSpace::watch(
         vec![layout.member_dir.clone(), layout.wal_dir.clone()],
         cfg.flags.disk_space_reserve_bytes,
@@ -352,6 +353,43 @@ fn create_member(
             "starting a new member joining an existing cluster"
         );
     }
+    Ok(())
+}
+
+/// A follower that stopped after Raft saved a snapshot from the leader, but before the apply
+/// thread loaded the leader's dump into the backend, restarts at the snapshot's index: the
+/// entries the dump covers are not replayed from the WAL, so the dump is loaded here, before
+/// anything reads the backend (etcd does the same when it opens its backend).
+fn load_unapplied_snapshot(
+    kv: &KvStore,
+    snapshotter: &Snapshotter,
+    snapshot_index: u64,
+) -> Result<(), ServerError> {
+    let (consistent_index, _) = kv.consistent_index();
+    let dump = snapshotter.db_path_for(snapshot_index);
+    // A new member's first snapshot (bootstrap) has no dump and no data behind it.
+    if consistent_index >= snapshot_index || !dump.exists() {
+        return Ok(());
+    }
+    tracing::info!(
+        "consistent-index" = consistent_index,
+        "snapshot-index" = snapshot_index,
+        path = %dump.display(),
+        "restoring mvcc store from a snapshot saved before the last stop"
+    );
+    let restored = std::fs::File::open(&dump)
+        .map_err(|e| e.to_string())
+        .and_then(|file| {
+            kv.restore_from(&mut std::io::BufReader::new(file))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = restored {
+        return Err(ServerError::Startup(format!(
+            "cannot restore the backend from {}: {e}",
+            dump.display()
+        )));
+    }
+    let _ = std::fs::remove_file(&dump);
     Ok(())
 }
 
