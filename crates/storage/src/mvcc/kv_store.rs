@@ -462,10 +462,11 @@ struct IndexFields<'a> {
 /// open goes through every stored revision, and decoding each whole would copy every value.
 fn index_fields(rev: Revision, mut bytes: &[u8]) -> Result<IndexFields<'_>> {
     use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
-    let corrupt = |e: prost::DecodeError| Error::Corrupt {
+    let bad = |what: String| Error::Corrupt {
         revision: rev.to_string(),
-        what: format!("bad KeyValue: {e}"),
+        what: format!("bad KeyValue: {what}"),
     };
+    let corrupt = |e: prost::DecodeError| bad(e.to_string());
     let mut fields = IndexFields {
         key: &[],
         create_revision: 0,
@@ -480,7 +481,7 @@ fn index_fields(rev: Revision, mut bytes: &[u8]) -> Result<IndexFields<'_>> {
                 let len = usize::try_from(len)
                     .ok()
                     .filter(|&len| len <= bytes.len())
-                    .ok_or_else(|| corrupt(prost::DecodeError::new("buffer underflow")))?;
+                    .ok_or_else(|| bad("key longer than the value holding it".into()))?;
                 (fields.key, bytes) = bytes.split_at(len);
             }
             (2 | 4 | 6, WireType::Varint) => {
