@@ -472,6 +472,56 @@ pub(crate) fn decode_rev(key: &[u8]) -> Result<(Revision, bool)> {
     })
 }
 
+/// What the index needs of a stored `KeyValue`: everything but the value.
+struct IndexFields<'a> {
+    key: &'a [u8],
+    create_revision: i64,
+    version: i64,
+    lease: i64,
+}
+
+/// Reads [`IndexFields`] from a stored `KeyValue` without copying it: rebuilding the index at
+/// open goes through every stored revision, and decoding each whole would copy every value.
+fn index_fields(rev: Revision, mut bytes: &[u8]) -> Result<IndexFields<'_>> {
+    use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
+    let bad = |what: String| Error::Corrupt {
+        revision: rev.to_string(),
+        what: format!("bad KeyValue: {what}"),
+    };
+    let corrupt = |e: prost::DecodeError| bad(e.to_string());
+    let mut fields = IndexFields {
+        key: &[],
+        create_revision: 0,
+        version: 0,
+        lease: 0,
+    };
+    while !bytes.is_empty() {
+        let (tag, wire_type) = decode_key(&mut bytes).map_err(corrupt)?;
+        match (tag, wire_type) {
+            (1, WireType::LengthDelimited) => {
+                let len = decode_varint(&mut bytes).map_err(corrupt)?;
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|&len| len <= bytes.len())
+                    .ok_or_else(|| bad("key longer than the value holding it".into()))?;
+                (fields.key, bytes) = bytes.split_at(len);
+            }
+            (2 | 4 | 6, WireType::Varint) => {
+                let v = decode_varint(&mut bytes).map_err(corrupt)? as i64;
+                match tag {
+                    2 => fields.create_revision = v,
+                    4 => fields.version = v,
+                    _ => fields.lease = v,
+                }
+            }
+            _ => {
+                skip_field(wire_type, tag, &mut bytes, DecodeContext::default()).map_err(corrupt)?
+            }
+        }
+    }
+    Ok(fields)
+}
+
 /// The store's state as the backend holds it: read at open and after a restore.
 struct Loaded {
     /// Rebuilt from the `key` table.
@@ -541,9 +591,9 @@ fn restore_index(
     for entry in table.iter()? {
         let (k, v) = entry?;
         let (rev, tombstone) = decode_rev(k.value())?;
-        let kv = decode_kv(rev, v.value())?;
+        let kv = index_fields(rev, v.value())?;
         last = rev.main;
-        match tree.get(&kv.key) {
+        match tree.get(kv.key) {
             Some(ki) if rev <= ki.modified() => {
                 return Err(Error::Corrupt {
                     revision: rev.to_string(),
@@ -551,7 +601,7 @@ fn restore_index(
                 })
             }
             Some(_) => {
-                let ki = tree.entry(&kv.key);
+                let ki = tree.entry(kv.key);
                 if tombstone {
                     ki.tombstone(rev);
                 } else {
@@ -637,6 +687,36 @@ mod tests {
     fn key_table_len(s: &KvStore) -> u64 {
         let rtxn = s.backend().begin_read().unwrap();
         rtxn.open_table(schema::KEY).unwrap().len().unwrap()
+    }
+
+    #[test]
+    fn index_fields_read_what_a_full_decode_reads() {
+        let rev = Revision::new(9, 0);
+        for kv in [
+            KeyValue {
+                key: b"k".to_vec(),
+                create_revision: 3,
+                mod_revision: 9,
+                version: 4,
+                value: vec![1; 300],
+                lease: 0x1234_5678_9abc,
+            },
+            KeyValue::default(),
+            KeyValue {
+                key: vec![0; 200],
+                version: 1,
+                ..Default::default()
+            },
+        ] {
+            let bytes = kv.encode_to_vec();
+            let f = index_fields(rev, &bytes).unwrap();
+            assert_eq!(
+                (f.key, f.create_revision, f.version, f.lease),
+                (&kv.key[..], kv.create_revision, kv.version, kv.lease)
+            );
+        }
+        // A key longer than what follows it.
+        assert!(index_fields(rev, &[0x0a, 0x05, b'a']).is_err());
     }
 
     #[test]
