@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
 use oxcd_api::etcdserverpb::kv_client::KvClient;
 use oxcd_api::etcdserverpb::range_request::SortOrder;
-use oxcd_api::etcdserverpb::{RangeRequest, RangeResponse};
+use oxcd_api::etcdserverpb::request_op::Request as Op;
+use oxcd_api::etcdserverpb::{PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest};
 use oxcd_e2e::{oxcd_only, testing_real_etcd, Member};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -212,6 +213,114 @@ async fn issue_14_streamed_range_of_100k_keys_under_a_memory_cap_a_plain_range_e
         paged == streamed.kvs,
         "streamed keys differ from paged plain ranges"
     );
+}
+
+/// Issue 14: a plain Range holds its answer once (read from the store in wire form), so the
+/// server's peak RSS grows by about the answer's size, not two or three times it; and the
+/// `--max-send-bytes` cap covers the ranges of a txn together: a read-only txn is refused with
+/// the same error as one Range over the same keys, and a write txn is applied but its answer
+/// refused, as grpc-go refuses to send it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn issue_14_plain_range_holds_its_answer_once_and_the_cap_covers_txns() {
+    oxcd_only!();
+    const KEYS: usize = 100_000;
+    const VALUE: usize = 512;
+    const CAP: usize = 40 << 20;
+    let member = Member::builder()
+        .arg(format!("--max-send-bytes={CAP}"))
+        .start();
+    fill(&member, "big/", KEYS, VALUE).await;
+    let mut kv = raw_kv(&member).await;
+    let keys = |from: usize, to: usize| RangeRequest {
+        key: format!("big/{from:06}").into_bytes(),
+        range_end: format!("big/{to:06}").into_bytes(),
+        ..Default::default()
+    };
+
+    let pid = member.pid().expect("running");
+    // Once, so that the read's own buffers and the store's cache are warm.
+    kv.range(keys(0, 60_000))
+        .await
+        .expect("a range under the cap");
+    reset_peak(pid);
+    let (before, _) = rss_and_peak(pid);
+    let got = kv
+        .range(keys(0, 60_000))
+        .await
+        .expect("a range under the cap")
+        .into_inner();
+    let (_, peak) = rss_and_peak(pid);
+    let answer: usize = got.kvs.iter().map(|kv| kv.key.len() + kv.value.len()).sum();
+    let growth = peak.saturating_sub(before);
+    eprintln!(
+        "plain range of {} keys ({} MiB): server RSS {} MiB, peak +{} MiB",
+        got.kvs.len(),
+        answer >> 20,
+        before >> 20,
+        growth >> 20
+    );
+    assert_eq!((got.kvs.len(), got.count), (60_000, 60_000));
+    assert!(
+        growth < answer as u64 * 3 / 2,
+        "server peak RSS grew by {growth} bytes for a {answer}-byte answer"
+    );
+
+    // One Range over 80k keys is past the cap; a txn reading them in two halves is too, by
+    // the same total.
+    let whole = kv
+        .range(keys(0, 80_000))
+        .await
+        .expect_err("a range past the cap");
+    assert_eq!(whole.code(), tonic::Code::ResourceExhausted, "{whole:?}");
+    assert!(
+        whole.message().ends_with(&format!(" vs. {CAP})")),
+        "{whole:?}"
+    );
+    // Through the raw client: etcd-client cannot take answers over 4 MiB.
+    let range_op = |from, to| RequestOp {
+        request: Some(Op::RequestRange(keys(from, to))),
+    };
+    let txn = |ops: Vec<RequestOp>| TxnRequest {
+        success: ops,
+        ..Default::default()
+    };
+    let halves = kv
+        .txn(txn(vec![range_op(0, 40_000), range_op(40_000, 80_000)]))
+        .await
+        .expect_err("a read-only txn past the cap");
+    assert_eq!(
+        (halves.code(), halves.message()),
+        (whole.code(), whole.message())
+    );
+    let half = kv
+        .txn(txn(vec![range_op(0, 40_000)]))
+        .await
+        .expect("a read-only txn under the cap")
+        .into_inner();
+    assert_eq!(half.responses.len(), 1);
+
+    let put = RequestOp {
+        request: Some(Op::RequestPut(PutRequest {
+            key: b"written".to_vec(),
+            value: b"by a txn whose answer is refused".to_vec(),
+            ..Default::default()
+        })),
+    };
+    let written = kv
+        .txn(txn(vec![put, range_op(0, 80_000)]))
+        .await
+        .expect_err("a write txn whose answer is past the cap");
+    assert_eq!(
+        written.code(),
+        tonic::Code::ResourceExhausted,
+        "{written:?}"
+    );
+    let applied = connect(&member)
+        .await
+        .get("written", None)
+        .await
+        .expect("get");
+    assert_eq!(applied.kvs().len(), 1, "the write txn was applied");
 }
 
 /// Keys-only and count-only answers (served from the index) equal full answers without values

@@ -213,3 +213,55 @@ fn members_join_as_learners_get_promoted_and_removed_members_stop() {
         put.success().then_some(())
     });
 }
+
+/// A member of `--initial-cluster` that has not started yet is listed by its name, with no
+/// client URLs, as etcd lists it (checked against etcd 3.4.23).
+#[test]
+fn a_member_not_started_yet_is_listed_by_its_initial_cluster_name() {
+    use oxcd_e2e::ports::free_port;
+    use oxcd_e2e::Member;
+
+    let _lock = cluster_lock();
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial_cluster = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let started: Vec<Member> = ports[..2]
+        .iter()
+        .enumerate()
+        .map(|(i, &(client, peer))| {
+            Member::builder()
+                .name(&format!("m{i}"))
+                .ports(client, peer)
+                .initial_cluster(&initial_cluster)
+                .spawn()
+        })
+        .collect();
+    let list = wait_until("two members to elect a leader", start_timeout(), || {
+        let out = started[0].etcdctl(&["member", "list"]);
+        (out.success()
+            && out
+                .stdout
+                .contains(&format!("http://127.0.0.1:{}", ports[1].0)))
+        .then_some(out.stdout)
+    });
+    let third = list
+        .lines()
+        .find(|line| line.contains(&format!("http://127.0.0.1:{},", ports[2].1)))
+        .unwrap_or_else(|| panic!("m2 missing from member list:\n{list}"));
+    let fields: Vec<&str> = third.split(", ").collect();
+    assert_eq!(
+        fields[1..],
+        [
+            "started",
+            "m2",
+            &format!("http://127.0.0.1:{}", ports[2].1),
+            "",
+            "false"
+        ],
+        "{list}"
+    );
+}

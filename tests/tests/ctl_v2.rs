@@ -87,3 +87,76 @@ fn v2_verbs_match_etcdctl() {
         );
     }
 }
+
+/// v2 over TLS: `--ca-file`, `--cert-file`, `--key-file` (and their `ETCDCTL_*_FILE`
+/// variables) against a member that requires client certificates; both programs read the
+/// same server, so every answer, indexes included, must be the same.
+#[test]
+fn v2_over_tls_matches_etcdctl() {
+    for bin in [oxcd_e2e::server_bin(), oxcd_e2e::real_etcd_bin()] {
+        let member = oxcd_e2e::Member::builder()
+            .bin(bin.clone())
+            .client_tls(true)
+            .args(["--enable-v2"])
+            .start();
+        let file = |name: &str| oxcd_e2e::fixture(name).display().to_string();
+        let (ca, cert, key) = (
+            file("ca.crt"),
+            file("server.crt"),
+            file("server.key.insecure"),
+        );
+        let flags = [
+            format!("--ca-file={ca}"),
+            format!("--cert-file={cert}"),
+            format!("--key-file={key}"),
+        ];
+        let env = [
+            ("ETCDCTL_API", "2"),
+            ("ETCDCTL_CA_FILE", ca.as_str()),
+            ("ETCDCTL_CERT_FILE", cert.as_str()),
+            ("ETCDCTL_KEY_FILE", key.as_str()),
+        ];
+        let endpoint = format!("--endpoints={}", member.client_url());
+        let setup = ctl_support::run(
+            &oxcd_e2e::etcdctl_bin(),
+            &member.endpoint(),
+            &Run {
+                args: &[
+                    &endpoint, &flags[0], &flags[1], &flags[2], "set", "/tls/k", "v",
+                ],
+                env: &env[..1],
+                no_endpoint_flag: true,
+                ..Default::default()
+            },
+        );
+        assert!(setup.success(), "{setup}");
+        let reads: [&[&str]; 4] = [
+            &["get", "/tls/k"],
+            &["-o", "json", "get", "/tls/k"],
+            &["ls", "-p", "/tls"],
+            &["get", "/tls/missing"],
+        ];
+        for read in reads {
+            // With the flags, then with the variables.
+            for (extra, env) in [(&flags[..], &env[..1]), (&[][..], &env[..])] {
+                let mut args: Vec<&str> = vec![&endpoint];
+                args.extend(extra.iter().map(String::as_str));
+                args.extend_from_slice(read);
+                let r = Run {
+                    args: &args,
+                    env,
+                    no_endpoint_flag: true,
+                    ..Default::default()
+                };
+                let expected = ctl_support::run(&oxcd_e2e::etcdctl_bin(), &member.endpoint(), &r);
+                let got = ctl_support::run(&ctl_support::oxcdctl_bin(), &member.endpoint(), &r);
+                assert_eq!(
+                    expected.to_string(),
+                    got.to_string(),
+                    "{} {args:?}: oxcdctl differs from etcdctl",
+                    bin.display()
+                );
+            }
+        }
+    }
+}

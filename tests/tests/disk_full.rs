@@ -19,7 +19,8 @@ use etcd_client::Client;
 use oxcd_e2e::{ports::free_port, wait_until, Member};
 
 const MIB: u64 = 1024 * 1024;
-/// oxcd's reserve: a WAL segment and 16 MiB (`disk_space::RESERVE_BYTES`).
+/// oxcd's reserve: a WAL segment and 16 MiB (`--disk-space-reserve-bytes`, by default
+/// `disk_space::DEFAULT_RESERVE_BYTES`).
 const RESERVE: u64 = 80 * MIB;
 const VALUE_BYTES: usize = 64 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

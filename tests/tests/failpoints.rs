@@ -12,10 +12,16 @@
 //! - revisions never went back (each writer's, and the store's after the restart);
 //! - every member agrees (HashKV at the same revision).
 //!
-//! `power_loss_on_one_member` kills a member whose backend loses every unsynced write.
+//! The snapshot send / receive / apply steps are reached on three members only: a follower is
+//! stopped while the others write past its log (`--experimental-snapshot-catchup-entries`
+//! keeps few entries behind each snapshot), then started again, so the leader sends it a
+//! snapshot.
 //!
-//! CI runs every failpoint on one member and a few on three. `OXCD_FAILPOINTS_SOAK=<rounds>`
-//! runs every failpoint on one and three members that many times each. A failure prints the
+//! `power_loss_on_one_member` kills a member whose WAL and backend lose every unsynced write.
+//!
+//! CI runs every failpoint on one member, a few on three, and the snapshot steps on three.
+//! `OXCD_FAILPOINTS_SOAK=<rounds>` runs every failpoint on one and three members (the
+//! snapshot steps on three) that many times each. A failure prints the
 //! seed; replay with `OXCD_TEST_SEED`.
 
 #![cfg(feature = "failpoints")]
@@ -27,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions};
 use oxcd_e2e::binaries::workspace_root;
-use oxcd_e2e::Cluster;
+use oxcd_e2e::{wait_until, Cluster};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -39,6 +45,10 @@ const CRASH_WAIT: Duration = Duration::from_secs(40);
 const POWER_LOSS_ROUNDS: usize = 6;
 /// Snapshots every this many entries, so that snapshot steps come often.
 const SNAPSHOT_COUNT: u64 = 200;
+/// Entries kept behind a snapshot when a follower must catch up by snapshot.
+const CATCH_UP_ENTRIES: u64 = 50;
+/// Puts made while that follower is down: past two snapshots and their kept entries.
+const LAG_PUTS: usize = (2 * SNAPSHOT_COUNT + CATCH_UP_ENTRIES) as usize;
 
 /// What must happen for a failpoint to be passed.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -51,6 +61,8 @@ enum Load {
     Defrags,
     /// Leases, then a clean stop of every member (which checkpoints them).
     LeaseStop,
+    /// Puts while a follower is down long enough to need a snapshot when it comes back.
+    LaggingFollower,
 }
 
 /// Every failpoint, the load that passes it, and how many passes to let by: a random number
@@ -71,6 +83,14 @@ const FAILPOINTS: &[(&str, Load, (u32, u32))] = &[
     ("defrag_before_copy", Load::Defrags, (0, 2)),
     ("defrag_before_rename", Load::Defrags, (0, 2)),
     ("lease_before_checkpoint", Load::LeaseStop, (0, 0)),
+];
+
+/// The steps of a snapshot sent to a follower, which need three members.
+const SNAPSHOT_FAILPOINTS: &[(&str, Load, (u32, u32))] = &[
+    ("raft_before_snapshot_send", Load::LaggingFollower, (0, 0)),
+    ("raft_after_snapshot_receive", Load::LaggingFollower, (0, 0)),
+    ("raft_before_apply_snap", Load::LaggingFollower, (0, 0)),
+    ("raft_after_apply_snap", Load::LaggingFollower, (0, 0)),
 ];
 
 /// The failpoints CI runs on three members (all of them run on one).
@@ -176,7 +196,7 @@ async fn maintenance(endpoints: Vec<String>, load: Load, stop: Arc<AtomicBool>) 
                     }
                 }
             }
-            Load::Puts | Load::LeaseStop => return,
+            Load::Puts | Load::LeaseStop | Load::LaggingFollower => return,
         }
     }
 }
@@ -199,9 +219,17 @@ fn run_case(
     let bin = failpoints_bin();
     let env_spec = spec.clone();
     let mut cluster = Cluster::start_with(size, move |b| {
-        b.bin(bin.clone())
+        let b = b
+            .bin(bin.clone())
             .arg(format!("--snapshot-count={SNAPSHOT_COUNT}"))
-            .env("FAILPOINTS", &env_spec)
+            .env("FAILPOINTS", &env_spec);
+        if load == Load::LaggingFollower {
+            b.arg(format!(
+                "--experimental-snapshot-catchup-entries={CATCH_UP_ENTRIES}"
+            ))
+        } else {
+            b
+        }
     });
     let endpoints = cluster.endpoints();
     let stop = Arc::new(AtomicBool::new(false));
@@ -231,6 +259,9 @@ fn run_case(
             tasks.push(rt.spawn(writer(endpoints.clone(), id, stop.clone(), acks.clone())));
         }
         tasks.push(rt.spawn(maintenance(endpoints.clone(), load, stop.clone())));
+    }
+    if load == Load::LaggingFollower {
+        lag_one_follower(&mut cluster, &acks);
     }
 
     let deadline = Instant::now() + CRASH_WAIT;
@@ -283,6 +314,21 @@ fn run_case(
         acks.len()
     );
     restarted
+}
+
+/// Stops a follower until the others have written `LAG_PUTS` puts, then starts it again
+/// (failpoint still armed): the leader can only bring it up to date with a snapshot.
+fn lag_one_follower(cluster: &mut Cluster, acks: &Mutex<Vec<Ack>>) {
+    let leader = wait_until("a leader", Duration::from_secs(10), || cluster.leader());
+    let follower = (leader + 1) % cluster.len();
+    cluster.member_mut(follower).kill();
+    let start = acks.lock().unwrap().len();
+    wait_until(
+        "puts past the stopped follower's log",
+        Duration::from_secs(60),
+        || (acks.lock().unwrap().len() >= start + LAG_PUTS).then_some(()),
+    );
+    cluster.member_mut(follower).respawn();
 }
 
 /// Every acknowledged put is there at its revision, the store's revision did not go back,
@@ -386,9 +432,20 @@ fn some_failpoints_on_three_members() {
     }
 }
 
-/// Power loss: the member's backend keeps writes in memory until synced (the failpoint build's
-/// `OXCD_TEST_LOSE_UNSYNCED_WRITES=1`), so kill -9 under load loses every write not synced, as
-/// a power cut loses the page cache; after each restart every acknowledged put is there.
+#[test]
+fn snapshot_failpoints_on_three_members() {
+    check_binary();
+    let rt = runtime();
+    let mut rng = StdRng::seed_from_u64(seed());
+    for &(failpoint, load, skip) in SNAPSHOT_FAILPOINTS {
+        run_case(&rt, &mut rng, 3, failpoint, load, skip);
+    }
+}
+
+/// Power loss: the member's WAL and backend keep writes in memory until synced (the failpoint
+/// build's `OXCD_TEST_LOSE_UNSYNCED_WRITES=1`), so kill -9 under load loses every write not
+/// synced, as a power cut loses the page cache; after each restart every acknowledged put is
+/// there.
 #[test]
 fn power_loss_on_one_member() {
     check_binary();
@@ -443,7 +500,8 @@ fn soak() {
     let mut rng = StdRng::seed_from_u64(seed());
     for round in 0..rounds {
         for size in [1, 3] {
-            for &(failpoint, load, skip) in FAILPOINTS {
+            let snapshot_steps = if size == 3 { SNAPSHOT_FAILPOINTS } else { &[] };
+            for &(failpoint, load, skip) in FAILPOINTS.iter().chain(snapshot_steps) {
                 eprintln!("soak round {round}");
                 run_case(&rt, &mut rng, size, failpoint, load, skip);
             }

@@ -51,6 +51,46 @@ fn version_and_health_match_etcd() {
     assert_eq!((got.status, got.text()), (want.status, want.text()));
 }
 
+/// Presenting as etcd 3.4 (`--experimental-emulate-etcd-version=3.4`), `/version`, `/health`
+/// and the version metrics read byte for byte as Debian's etcd 3.4.23's.
+#[test]
+fn presenting_as_etcd_3_4_reads_as_etcd_3_4_23() {
+    oxcd_only!();
+    let mut etcd = Member::builder().bin(real_etcd_bin()).spawn();
+    let oxcd = Member::builder()
+        .arg("--experimental-emulate-etcd-version=3.4")
+        .start();
+    etcd.wait_ready();
+    let (e, o) = (etcd.endpoint(), oxcd.endpoint());
+    for path in ["/version", "/health"] {
+        let (want, got) = (get(&e, path), get(&o, path));
+        assert_eq!(
+            (got.status, got.text()),
+            (want.status, want.text()),
+            "{path}"
+        );
+    }
+    let metrics = get(&o, "/metrics").text();
+    for line in [
+        r#"etcd_server_version{server_version="3.4.23"} 1"#,
+        r#"etcd_cluster_version{cluster_version="3.4"} 1"#,
+    ] {
+        assert!(get(&e, "/metrics").text().contains(line), "etcd: {line}");
+        assert!(metrics.contains(line), "oxcd lacks {line}");
+    }
+    let status = oxcd.etcdctl(&["endpoint", "status", "-w", "json"]);
+    assert!(
+        status.expect_success().contains(r#""version":"3.4.23""#),
+        "{status}"
+    );
+
+    let refused = Member::builder()
+        .arg("--experimental-emulate-etcd-version=3.3")
+        .spawn()
+        .wait_exit(Duration::from_secs(10));
+    assert_eq!(refused.code(), Some(1), "an unknown release is refused");
+}
+
 #[test]
 fn livez_and_readyz() {
     oxcd_only!();

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::error::{Error, Result};
@@ -88,6 +89,45 @@ impl TlsOptions {
             None
         };
         Ok((config, verifier))
+    }
+}
+
+impl TlsOptions {
+    /// The same settings as a rustls client configuration, for HTTP beside gRPC (a
+    /// member's `/metrics`, the v2 API). Without a CA, no server certificate is trusted
+    /// unless verification is skipped.
+    pub fn to_rustls(&self) -> Result<rustls::ClientConfig> {
+        let tls_error = |e: rustls::Error| Error::Tls(e.to_string());
+        let pem_error = |e: rustls::pki_types::pem::Error| Error::Tls(e.to_string());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(tls_error)?;
+        let builder = if self.skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(
+                    rustls::crypto::ring::default_provider(),
+                )))
+        } else {
+            let mut roots = RootCertStore::empty();
+            if let Some(ca) = &self.ca {
+                for cert in CertificateDer::pem_slice_iter(ca) {
+                    roots.add(cert.map_err(pem_error)?).map_err(tls_error)?;
+                }
+            }
+            builder.with_root_certificates(roots)
+        };
+        match &self.identity {
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(pem_error)?;
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(pem_error)?;
+                builder.with_client_auth_cert(chain, key).map_err(tls_error)
+            }
+            None => Ok(builder.with_no_client_auth()),
+        }
     }
 }
 

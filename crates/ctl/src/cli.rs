@@ -147,6 +147,11 @@ pub enum Command {
     /// Role related commands
     #[command(subcommand)]
     Role(RoleCommand),
+    /// commands for checking properties of the etcd cluster
+    #[command(subcommand)]
+    Check(CheckCommand),
+    /// Makes a mirror at the destination etcd cluster
+    MakeMirror(MakeMirrorArgs),
     /// Prints a shell completion script (bash, zsh, fish) for oxcdctl
     Completion(CompletionArgs),
 }
@@ -350,6 +355,57 @@ pub enum MemberCommand {
 pub enum SnapshotCommand {
     /// Stores an etcd node backend snapshot to a given file
     Save(PositionalArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CheckCommand {
+    /// Check the performance of the etcd cluster
+    Perf(CheckArgs),
+    /// Check the memory usage of holding data for different workloads on a given server endpoint.
+    Datascale(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)
+    #[arg(long, default_value = "s")]
+    pub load: String,
+    /// The prefix for writing the check's keys (default: /etcdctl-check-perf/ or /etcdctl-check-datascale/).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Compact storage with last revision after test is finished.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
+    pub auto_compact: bool,
+    /// Defragment storage after test is finished.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
+    pub auto_defrag: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MakeMirrorArgs {
+    /// Key-value prefix to mirror
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// destination prefix to mirror a prefix to a different prefix in the destination cluster
+    #[arg(long, default_value = "")]
+    pub dest_prefix: String,
+    /// mirror key-values to the root of the destination cluster
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
+    pub no_dest_prefix: bool,
+    /// Identify secure client using this TLS certificate file for the destination cluster
+    #[arg(long, default_value = "")]
+    pub dest_cert: String,
+    /// Identify secure client using this TLS key file
+    #[arg(long, default_value = "")]
+    pub dest_key: String,
+    /// Verify certificates of TLS enabled secure servers using this CA bundle
+    #[arg(long, default_value = "")]
+    pub dest_cacert: String,
+    /// Disable transport security for client connections
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", value_parser = bool_value_parser!())]
+    pub dest_insecure_transport: bool,
+    /// the destination endpoint
+    pub args: Vec<String>,
 }
 
 #[derive(Args, Debug)]

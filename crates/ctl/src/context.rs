@@ -30,9 +30,19 @@ impl Ctx {
 
     /// A client on the given endpoints, with the TLS and credentials of the flags.
     pub async fn client_on(&self, endpoints: &[String]) -> Result<Client, Exit> {
+        let options = self.connect_options()?;
+        self.connect(endpoints, options).await
+    }
+
+    /// A client on the given endpoints with the given options; a failure to connect is
+    /// reported as etcdctl reports it (exit 2).
+    pub async fn connect(
+        &self,
+        endpoints: &[String],
+        options: ConnectOptions,
+    ) -> Result<Client, Exit> {
         env_conflicts();
         let endpoints: Vec<String> = endpoints.iter().map(|e| e.trim().to_owned()).collect();
-        let options = self.connect_options()?;
         match Client::connect(&endpoints, options).await {
             Ok(client) => Ok(client),
             Err(err) => {

@@ -10,6 +10,7 @@ mod command;
 mod context;
 mod exit;
 mod go;
+mod http;
 mod output;
 mod retry_log;
 mod v2;

@@ -90,6 +90,15 @@ impl Alarms {
             .any(|(_, a)| *a == AlarmType::Nospace as i32)
     }
 
+    /// Whether a corruption check found members that disagree: writes are refused.
+    pub fn corrupt(&self) -> bool {
+        self.active
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, a)| *a == AlarmType::Corrupt as i32)
+    }
+
     /// Reloads from the backend (after a snapshot replaced it).
     pub fn reload(&self, backend: &oxcd_storage::Backend) -> Result<(), ServerError> {
         let fresh = Alarms::load(backend)?;

@@ -78,8 +78,11 @@ pub fn start(
     let snapshotter = Snapshotter::new(&layout.snap_dir())?;
     let storage = MemStorage::new();
     let (wal, meta, applied_floor) = restart(&layout.wal_dir, &snapshotter, &storage)?;
-    let disk_space = DiskSpace::watch(vec![layout.member_dir.clone(), layout.wal_dir.clone()])
-        .map_err(|e| ServerError::Startup(format!("cannot watch free disk space: {e}")))?;
+    let disk_space = DiskSpace::watch(
+        vec![layout.member_dir.clone(), layout.wal_dir.clone()],
+        cfg.flags.disk_space_reserve_bytes,
+    )
+    .map_err(|e| ServerError::Startup(format!("cannot watch free disk space: {e}")))?;
     tracing::info!(
         "local-member-id" = format!("{:x}", meta.member_id),
         "cluster-id" = format!("{:x}", meta.cluster_id),
@@ -170,6 +173,7 @@ pub fn start(
         wait.clone(),
         status.clone(),
         cfg.heartbeat_interval,
+        cfg.snapshot_catch_up_entries,
     );
     fatal::spawn_essential("raft", move || node.run())
         .map_err(|e| ServerError::Raft(format!("cannot start the raft thread: {e}")))?;

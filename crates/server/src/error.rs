@@ -19,6 +19,9 @@ pub enum ServerError {
     /// table of API errors, with code Unknown).
     #[error("auth: authentication failed, password was given for no password user")]
     NoPasswordUser,
+    /// A JWT token could not be issued (etcd answers with code Unknown).
+    #[error(transparent)]
+    Jwt(#[from] crate::auth::jwt::JwtError),
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(String),

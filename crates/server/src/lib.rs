@@ -15,6 +15,7 @@ pub mod bootstrap;
 mod coalesce;
 pub mod compactor;
 pub mod config;
+pub mod corrupt;
 pub mod data_dir;
 pub mod disk_space;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod peer;
 pub mod quota;
 pub mod raft;
 pub mod server;
+pub mod stats;
 pub mod tcp_gateway;
 pub mod tls;
 pub mod v2;
@@ -113,7 +115,13 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     } else {
         None
     };
-    let server = bootstrap::start(&cfg, peer_client_tls, join.as_ref())?;
+    // As etcd, only a member that ran before is checked: a new one has nothing to compare.
+    let initialized = oxcd_storage::Wal::exists(&cfg.wal_dir());
+    let server = bootstrap::start(&cfg, peer_client_tls.clone(), join.as_ref())?;
+    // Before peers or clients are served, as etcd: a corrupt member never takes part.
+    if initialized && cfg.flags.experimental_initial_corrupt_check {
+        corrupt::check_initial(&server, &peer_client_tls).await?;
+    }
 
     let peer_router = tonic::service::Routes::new(
         PeerServer::new(peer::PeerService::new(server.clone(), cfg.snap_dir()))
@@ -196,6 +204,14 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     tokio::spawn(lease::primary::run(server.clone()));
     tokio::spawn(compactor::run(server.clone(), cfg.auto_compaction));
     tokio::spawn(v2::expiry::run(server.clone()));
+    let corrupt_check_every = cfg.flags.experimental_corrupt_check_time.0;
+    if !corrupt_check_every.is_zero() {
+        tokio::spawn(corrupt::monitor(
+            server.clone(),
+            peer_client_tls,
+            corrupt_check_every,
+        ));
+    }
 
     shutdown_signal().await;
     tracing::info!("received a stop signal; stopping");
@@ -220,7 +236,7 @@ async fn publish(server: Arc<EtcdServer>, name: String, client_urls: Vec<String>
     };
     let version = InternalRaftRequest {
         cluster_version_set: Some(ClusterVersionSetRequest {
-            ver: config::ETCD_CLUSTER_VERSION.to_string(),
+            ver: config::etcd_release().cluster_version().to_string(),
         }),
         ..Default::default()
     };

@@ -73,15 +73,19 @@ impl Membership {
         tx: &WriteTransaction,
         initial: &[(u64, String, Vec<String>)],
     ) -> Result<(), ServerError> {
-        for (id, _name, peer_urls) in initial {
-            // Names and client URLs are published by each member once it runs, as etcd does.
+        for (id, name, peer_urls) in initial {
+            // The name comes from --initial-cluster, so a member that has not started yet is
+            // listed by name, as etcd lists it; client URLs come when the member publishes.
             let member = Member {
                 id: *id,
                 raft_attributes: Some(RaftAttributes {
                     peer_urls: peer_urls.clone(),
                     is_learner: false,
                 }),
-                member_attributes: Some(Attributes::default()),
+                member_attributes: Some(Attributes {
+                    name: name.clone(),
+                    ..Attributes::default()
+                }),
             };
             self.store(tx, member)?;
         }

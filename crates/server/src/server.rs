@@ -283,7 +283,10 @@ impl EtcdServer {
         let index = match tokio::time::timeout_at(deadline, index).await {
             Ok(Ok(index)) => index,
             Ok(Err(_)) => return Err(EtcdError::Stopped.into()),
-            Err(_) => return Err(self.timeout_error()),
+            Err(_) => {
+                crate::stats::inc(&crate::stats::SERVER.read_indexes_failed);
+                return Err(self.timeout_error());
+            }
         };
         let mut applied = self.applied.clone();
         let reached = tokio::time::timeout_at(deadline, async {

@@ -37,6 +37,7 @@ mod backup;
 pub mod bbolt;
 mod mvcc;
 mod snap;
+pub mod stats;
 mod wal;
 mod watch;
 
@@ -48,8 +49,8 @@ pub use backup::{
     Error as BackupError, EtcdSnapshot, RestoreOptions, Restored, SnapshotFile, SnapshotStatus,
 };
 pub use mvcc::{
-    Batch, CompactionWait, Error as MvccError, HashKv, KvStore, PieceLimits, RangeCursor,
-    RangeOptions, RangeResult, Revision, Txn,
+    Batch, CompactionWait, EncodedRange, Error as MvccError, HashKv, KvStore, PieceLimits,
+    RangeCursor, RangeOptions, RangeResult, Revision, Txn,
 };
 pub use snap::{Error as SnapError, Snapshotter};
 pub use wal::{

@@ -46,6 +46,8 @@ pub struct Run<'a> {
     pub no_endpoint_flag: bool,
     /// Give the endpoint as a URL (`http://host:port`), as the v2 commands need.
     pub url_endpoint: bool,
+    /// How long the run may take (default: 30 s).
+    pub deadline: Option<Duration>,
 }
 
 /// Runs `bin --endpoints=ENDPOINT ARGS` with ETCDCTL_API=3 and a deadline.
@@ -87,13 +89,14 @@ pub fn run(bin: &PathBuf, endpoint: &str, r: &Run) -> CtlOutput {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    let status = match rx.recv_timeout(RUN_DEADLINE) {
+    let deadline = r.deadline.unwrap_or(RUN_DEADLINE);
+    let status = match rx.recv_timeout(deadline) {
         Ok(status) => status.expect("wait"),
         Err(_) => {
             // SAFETY: kill(2) on our own child, not yet reaped (its waiter still blocks).
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
             panic!(
-                "{} {:?} ran longer than {RUN_DEADLINE:?}",
+                "{} {:?} ran longer than {deadline:?}",
                 bin.display(),
                 r.args
             );

@@ -1,18 +1,20 @@
 //! One module per group of etcdctl commands; [`run`] dispatches.
 
 mod auth;
+mod check;
 mod concurrency;
 mod endpoint;
 mod kv;
 mod lease;
 mod maintenance;
 mod member;
+mod mirror;
 mod txn;
 mod watch;
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{CheckCommand, Cli, Command};
 use crate::context::Ctx;
 use crate::exit::CmdResult;
 
@@ -46,6 +48,9 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Auth(c) => auth::auth(&ctx, c).await,
         Command::User(c) => auth::user(&ctx, c).await,
         Command::Role(c) => auth::role(&ctx, c).await,
+        Command::Check(CheckCommand::Perf(a)) => check::perf(&ctx, a).await,
+        Command::Check(CheckCommand::Datascale(a)) => check::datascale(&ctx, a).await,
+        Command::MakeMirror(a) => mirror::make_mirror(&ctx, a).await,
         Command::Completion(a) => {
             let mut command = Cli::command();
             clap_complete::generate(a.shell, &mut command, "oxcdctl", &mut std::io::stdout());

@@ -3,16 +3,16 @@
 //! `simple`, `extended` and `json` outputs and `Error:  <code>: <message> (<cause>)
 //! [<index>]` failures (exit 4) of etcdctl 3.4.
 
-mod http;
-
 use std::io::Read;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
 use crate::go;
+use crate::http;
 
 /// Exit codes of the v2 etcdctl.
 const EXIT_BAD_ARGS: u8 = 1;
@@ -49,6 +49,15 @@ struct Cli {
     /// output cURL commands which can be used to reproduce the request
     #[arg(long, global = true)]
     debug: bool,
+    /// identify HTTPS client using this SSL certificate file
+    #[arg(long, global = true, env = "ETCDCTL_CERT_FILE")]
+    cert_file: Option<String>,
+    /// identify HTTPS client using this SSL key file
+    #[arg(long, global = true, env = "ETCDCTL_KEY_FILE")]
+    key_file: Option<String>,
+    /// verify certificates of HTTPS-enabled servers using this CA bundle
+    #[arg(long, global = true, env = "ETCDCTL_CA_FILE")]
+    ca_file: Option<String>,
     /// connection timeout per request
     #[arg(long, global = true, default_value = "2s", value_parser = go::parse_duration)]
     timeout: Duration,
@@ -250,6 +259,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     let keys = Keys {
         endpoints,
         timeout: cli.timeout,
+        tls: tls_config(cli)?,
     };
     let out = cli.output.as_str();
     let key_of = |args: &[String]| args.first().cloned().ok_or_else(key_required);
@@ -455,10 +465,27 @@ fn push_ttl(form: &mut Vec<(&'static str, String)>, ttl: &Ttl) {
     }
 }
 
-/// The endpoints and per-request timeout of the v2 keys API.
+/// The TLS settings of `--ca-file`, `--cert-file` and `--key-file` (or their `ETCDCTL_*`
+/// variables), for `https://` endpoints.
+fn tls_config(cli: &Cli) -> Result<Arc<rustls::ClientConfig>, Failure> {
+    fn given(flag: &Option<String>) -> Option<&str> {
+        flag.as_deref().filter(|f| !f.is_empty())
+    }
+    oxcd_client::TlsOptions::from_files(
+        given(&cli.ca_file),
+        given(&cli.cert_file),
+        given(&cli.key_file),
+    )
+    .and_then(|tls| tls.to_rustls())
+    .map(Arc::new)
+    .map_err(|e| fail(EXIT_BAD_ARGS, e))
+}
+
+/// The endpoints, per-request timeout and TLS settings of the v2 keys API.
 struct Keys {
     endpoints: Vec<String>,
     timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl Keys {
@@ -534,7 +561,7 @@ impl Keys {
         let body = encode(form);
         let mut errors = Vec::new();
         for endpoint in &self.endpoints {
-            match http::request(endpoint, method, &path, &body, timeout) {
+            match http::request(endpoint, method, &path, &body, timeout, Some(&self.tls)) {
                 Ok(response) => return decode(response),
                 Err(e) => errors.push(format!("error #{}: {e}", errors.len())),
             }

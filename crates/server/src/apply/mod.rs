@@ -9,6 +9,7 @@ mod lane;
 
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use oxcd_api::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseCheckpointResponse,
@@ -35,6 +36,9 @@ use oxcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType
 use oxcd_api::EtcdError;
 
 pub use lane::ApplyLane;
+
+/// An apply slower than this is logged and counted, as etcd's `warnApplyDuration`.
+const SLOW_APPLY: Duration = Duration::from_millis(100);
 
 /// What applying one request produced, for its proposer.
 pub enum ApplyResponse {
@@ -185,7 +189,18 @@ impl Applier {
                     Err(e) => panic!("committed entry {} does not decode: {e}", entry.index),
                 };
                 let id = req.header.as_ref().map_or(req.id, |h| h.id);
+                let started = Instant::now();
                 let result = self.dispatch(batch, req, entry.index, events);
+                let took = started.elapsed();
+                if took > SLOW_APPLY {
+                    crate::stats::inc(&crate::stats::SERVER.slow_applies);
+                    tracing::warn!(
+                        took = ?took,
+                        "expected-duration" = ?SLOW_APPLY,
+                        index = entry.index,
+                        "apply request took too long"
+                    );
+                }
                 if let Err(ServerError::Storage(e)) = &result {
                     // Other members applied this entry; answering it with an error here
                     // would let this member's state part from theirs.
@@ -271,6 +286,7 @@ impl Applier {
     fn restore_snapshot(&self, path: &std::path::Path, index: u64) {
         tracing::info!("snapshot-index" = index, path = %path.display(), "restoring mvcc store from a snapshot");
         fail::fail_point!("raft_before_apply_snap");
+        let _applying = crate::stats::InProgress::start(&crate::stats::SERVER.snapshot_applying);
         let restored = std::fs::File::open(path)
             .map_err(|e| e.to_string())
             .and_then(|file| {
@@ -346,7 +362,13 @@ impl Applier {
                     .add(batch.raw(), id, context.peer_urls, true),
             },
             ConfChangeType::AddNode => match self.membership.get(id) {
-                Some(member) if member.is_learner => self.membership.promote(batch.raw(), id),
+                Some(member) if member.is_learner => {
+                    let promoted = self.membership.promote(batch.raw(), id);
+                    if promoted.is_ok() {
+                        crate::stats::inc(&crate::stats::SERVER.learner_promotions);
+                    }
+                    promoted
+                }
                 Some(_) => self
                     .membership
                     .update_peer_urls(batch.raw(), id, context.peer_urls),
@@ -416,6 +438,9 @@ impl Applier {
         if self.alarms.no_space() && grows_backend(&req) {
             return Err(EtcdError::NoSpace.into());
         }
+        if self.alarms.corrupt() && refused_when_corrupt(&req) {
+            return Err(EtcdError::Corrupt.into());
+        }
         // The auth layer: the sender must still be allowed, at the auth revision it was
         // checked at.
         let lease_keys = |lease: i64| {
@@ -482,6 +507,9 @@ impl Applier {
         }
         if let Some(compaction) = req.compaction {
             let wait = batch.compact(compaction.revision)?;
+            // etcd reads a key here for the header's revision, which its metrics count as a
+            // range: counted too, so etcd_mvcc_range_total moves alike.
+            oxcd_storage::stats::add(&oxcd_storage::stats::MVCC.ranges, 1);
             let header = Some(ResponseHeader {
                 revision: batch.current_revision(),
                 ..Default::default()
@@ -554,6 +582,18 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 }
 
 /// Requests a NOSPACE alarm refuses: those that may add data to the backend.
+/// What etcd's corrupt applier refuses while the CORRUPT alarm is active: every change to
+/// keys and leases.
+fn refused_when_corrupt(req: &InternalRaftRequest) -> bool {
+    req.put.is_some()
+        || req.delete_range.is_some()
+        || req.txn.is_some()
+        || req.range.is_some()
+        || req.compaction.is_some()
+        || req.lease_grant.is_some()
+        || req.lease_revoke.is_some()
+}
+
 fn grows_backend(req: &InternalRaftRequest) -> bool {
     req.put.is_some()
         || req.lease_grant.is_some()

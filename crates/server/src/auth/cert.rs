@@ -54,7 +54,7 @@ pub fn common_name(der: &[u8]) -> Option<String> {
 }
 
 /// Splits one DER element off `input`: its tag, contents, and what follows it.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(super) fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
     let (&first, mut rest) = rest.split_first()?;
     let len = if first < 0x80 {

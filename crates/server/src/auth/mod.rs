@@ -13,6 +13,7 @@
 
 pub mod cert;
 mod check;
+pub mod jwt;
 mod perms;
 mod store;
 pub mod token;

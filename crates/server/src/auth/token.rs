@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 
-use crate::error::ServerError;
+use super::jwt::{JwtError, JwtTokens};
 
 /// Letters of a simple token's random part, and how many.
 const SIMPLE_TOKEN_LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -35,6 +35,7 @@ pub struct TokenInfo {
 /// The token kind chosen with `--auth-token`.
 pub enum TokenProvider {
     Simple(SimpleTokens),
+    Jwt(JwtTokens),
 }
 
 impl TokenProvider {
@@ -59,15 +60,19 @@ impl TokenProvider {
                 tracing::warn!("simple token is not cryptographically signed");
                 Ok(TokenProvider::Simple(SimpleTokens::new(ttl)))
             }
-            "jwt" => Err("--auth-token jwt is not supported by this build".to_string()),
+            "jwt" => JwtTokens::from_options(&params).map(TokenProvider::Jwt),
             other => Err(format!(
                 "unknown token type {other:?}: auth: invalid auth options"
             )),
         }
     }
 
-    /// The random part of a simple token, drawn by the member serving Authenticate.
-    pub fn new_prefix() -> String {
+    /// The random part of a simple token, drawn by the member serving Authenticate (JWT
+    /// tokens have none).
+    pub fn new_prefix(&self) -> String {
+        if let TokenProvider::Jwt(_) = self {
+            return String::new();
+        }
         let mut rng = rand::rng();
         (0..SIMPLE_TOKEN_LENGTH)
             .map(|_| SIMPLE_TOKEN_LETTERS[rng.random_range(0..SIMPLE_TOKEN_LETTERS.len())] as char)
@@ -81,12 +86,10 @@ impl TokenProvider {
         revision: u64,
         prefix: &str,
         index: u64,
-    ) -> Result<String, ServerError> {
+    ) -> Result<String, JwtError> {
         match self {
-            TokenProvider::Simple(s) => {
-                let _ = revision;
-                Ok(s.assign(username, prefix, index))
-            }
+            TokenProvider::Simple(s) => Ok(s.assign(username, prefix, index)),
+            TokenProvider::Jwt(j) => j.assign(username, revision),
         }
     }
 
@@ -97,6 +100,10 @@ impl TokenProvider {
                 username,
                 revision: None,
             }),
+            TokenProvider::Jwt(j) => j.info(token).map(|(username, revision)| TokenInfo {
+                username,
+                revision: Some(revision),
+            }),
         }
     }
 
@@ -105,19 +112,23 @@ impl TokenProvider {
     pub fn issued_at(&self, token: &str) -> Option<u64> {
         match self {
             TokenProvider::Simple(_) => token.split_once('.').and_then(|(_, i)| i.parse().ok()),
+            TokenProvider::Jwt(_) => None,
         }
     }
 
-    /// Forgets every token of `username`.
+    /// Forgets every simple token of `username` (a JWT token outlives it until its auth
+    /// revision is found old, as in etcd).
     pub fn invalidate_user(&self, username: &str) {
-        let TokenProvider::Simple(s) = self;
-        s.invalidate_user(username);
+        if let TokenProvider::Simple(s) = self {
+            s.invalidate_user(username);
+        }
     }
 
-    /// Forgets every token (auth disabled).
+    /// Forgets every simple token (auth disabled).
     pub fn invalidate_all(&self) {
-        let TokenProvider::Simple(s) = self;
-        s.tokens.lock().unwrap().clear();
+        if let TokenProvider::Simple(s) = self {
+            s.tokens.lock().unwrap().clear();
+        }
     }
 }
 
@@ -193,7 +204,7 @@ mod tests {
     #[test]
     fn simple_tokens_expire_unless_used_and_die_with_their_user() {
         let p = TokenProvider::Simple(SimpleTokens::new(Duration::from_millis(200)));
-        let prefix = TokenProvider::new_prefix();
+        let prefix = p.new_prefix();
         assert_eq!(prefix.len(), SIMPLE_TOKEN_LENGTH);
         let t = p.assign("alice", 3, &prefix, 42).unwrap();
         assert_eq!(t, format!("{prefix}.42"));

@@ -71,6 +71,9 @@ pub(crate) fn from_yaml(text: &str, cmd: &clap::Command) -> Result<Loaded, Strin
             Some(_) => return Err(format!("{block} must be a mapping")),
         }
     }
+    // A key with no value (`data-dir:`) leaves its flag at the default, as in etcd's sample
+    // config file, where most keys are written that way.
+    top.retain(|_, v| !v.is_null());
 
     let mut known: BTreeSet<String> = BTreeSet::new();
     for arg in cmd.get_arguments() {

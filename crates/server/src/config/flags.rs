@@ -50,10 +50,12 @@ pub const IMPLEMENTED: &[&str] = &[
     "cors",
     "host-whitelist",
     "listen-metrics-urls",
+    "metrics",
     "quota-backend-bytes",
     "max-txn-ops",
     "max-request-bytes",
     "max-send-bytes",
+    "disk-space-reserve-bytes",
     "initial-advertise-peer-urls",
     "initial-cluster",
     "initial-cluster-state",
@@ -84,6 +86,10 @@ pub const IMPLEMENTED: &[&str] = &[
     "log-level",
     "experimental-watch-progress-notify-interval",
     "experimental-max-learners",
+    "experimental-emulate-etcd-version",
+    "experimental-initial-corrupt-check",
+    "experimental-corrupt-check-time",
+    "experimental-snapshot-catchup-entries",
     "auth-token",
     "bcrypt-cost",
     "auth-token-ttl",
@@ -203,6 +209,14 @@ pub struct Flags {
     /// fails as grpc-go does, before the answer is in memory; RangeStream has no such limit.
     #[arg(long, env = "ETCD_MAX_SEND_BYTES", default_value = "2147483647", help_heading = MEMBER)]
     pub max_send_bytes: u32,
+
+    /// Free disk space, in bytes, a member keeps for itself (oxcd; etcd has no such reserve):
+    /// while the file system of the data dir or of the WAL dir has less free, writes raise
+    /// the NOSPACE alarm and are refused, reads go on; `alarm disarm` once space is back.
+    /// The default is one WAL segment (64 MiB) plus 16 MiB; 0 turns the reserve off (a full
+    /// disk then stops the member).
+    #[arg(long, env = "ETCD_DISK_SPACE_RESERVE_BYTES", default_value_t = crate::disk_space::DEFAULT_RESERVE_BYTES, help_heading = MEMBER)]
+    pub disk_space_reserve_bytes: u64,
 
     /// Most concurrent gRPC streams per client connection.
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value = "4294967295", help_heading = MEMBER)]
@@ -629,6 +643,12 @@ pub struct Flags {
     /// Traces sampled per million requests.
     #[arg(long, env = "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_SAMPLING_RATE", default_value = "0", help_heading = EXPERIMENTAL)]
     pub experimental_distributed_tracing_sampling_rate: u32,
+
+    /// The etcd release to present as: 3.5 (the default) or 3.4. It sets the server and
+    /// cluster versions reported by /version, /metrics and the Status RPC, and the /health
+    /// body (etcd 3.4's has no "reason"), for clients and monitoring written against 3.4.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_EMULATE_ETCD_VERSION", default_value = "3.5", help_heading = EXPERIMENTAL)]
+    pub experimental_emulate_etcd_version: String,
 
     // ---- unsafe ----
     /// Restart as a one-member cluster, dropping the other members (breaks consensus guarantees).

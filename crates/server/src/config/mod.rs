@@ -29,11 +29,54 @@ pub use self::url::{EtcdUrl, Scheme};
 
 /// Our own version.
 pub const OXCD_VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The etcd server version whose API and behaviour oxcd provides; reported wherever etcd
-/// reports its own version (clients gate features on it).
-pub const ETCD_VERSION: &str = "3.5.0";
-/// The etcd cluster version that goes with [`ETCD_VERSION`].
-pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
+
+/// The etcd release whose API and behaviour oxcd presents (`--experimental-emulate-etcd-version`):
+/// its version is reported wherever etcd reports its own (clients and monitoring gate on it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EtcdRelease {
+    /// etcd 3.4, as Debian's 3.4.23 reports itself.
+    V3_4,
+    #[default]
+    V3_5,
+}
+
+impl EtcdRelease {
+    fn parse(text: &str) -> Option<EtcdRelease> {
+        match text.strip_prefix('v').unwrap_or(text) {
+            "3.4" | "3.4.23" => Some(EtcdRelease::V3_4),
+            "3.5" | "3.5.0" => Some(EtcdRelease::V3_5),
+            _ => None,
+        }
+    }
+
+    /// The server version: `/version`'s etcdserver, `etcd_server_version`, Status.version.
+    pub fn server_version(self) -> &'static str {
+        match self {
+            EtcdRelease::V3_4 => "3.4.23",
+            EtcdRelease::V3_5 => "3.5.0",
+        }
+    }
+
+    /// The cluster version this member publishes through Raft.
+    pub fn cluster_version(self) -> &'static str {
+        match self {
+            EtcdRelease::V3_4 => "3.4.0",
+            EtcdRelease::V3_5 => "3.5.0",
+        }
+    }
+
+    /// Whether `/health` explains a failure in a "reason" field (added in etcd 3.5).
+    pub fn health_has_reason(self) -> bool {
+        self == EtcdRelease::V3_5
+    }
+}
+
+static RELEASE: std::sync::OnceLock<EtcdRelease> = std::sync::OnceLock::new();
+
+/// The release this process presents; 3.5 until [`ServerConfig::from_flags`] sets it.
+pub fn etcd_release() -> EtcdRelease {
+    RELEASE.get().copied().unwrap_or_default()
+}
 
 /// etcd's default backend quota: 2 GiB.
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -141,7 +184,8 @@ where
 /// What `--version` prints: etcd's layout, so scripts reading "etcd Version:" keep working.
 pub fn version_text() -> String {
     format!(
-        "etcd Version: {ETCD_VERSION}\noxcd Version: {OXCD_VERSION}\nAPI Version: {}\nOS/Arch: {}/{}\n",
+        "etcd Version: {}\noxcd Version: {OXCD_VERSION}\nAPI Version: {}\nOS/Arch: {}/{}\n",
+        etcd_release().server_version(),
         api_version(),
         std::env::consts::OS,
         std::env::consts::ARCH
@@ -150,9 +194,8 @@ pub fn version_text() -> String {
 
 /// The etcd API version ("3.5"), as `/version`'s cluster field reports it.
 pub fn api_version() -> &'static str {
-    ETCD_CLUSTER_VERSION
-        .rsplit_once('.')
-        .map_or(ETCD_CLUSTER_VERSION, |(v, _)| v)
+    let cluster = etcd_release().cluster_version();
+    cluster.rsplit_once('.').map_or(cluster, |(v, _)| v)
 }
 
 /// `--initial-cluster-state`.
@@ -260,6 +303,8 @@ pub struct ServerConfig {
     pub initial_cluster_token: String,
     /// Applied entries between snapshots (0 already replaced by the default).
     pub snapshot_count: u64,
+    /// Raft log entries kept behind each snapshot for followers to catch up from.
+    pub snapshot_catch_up_entries: u64,
     /// One raft tick.
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
@@ -440,6 +485,17 @@ impl ServerConfig {
         explicit: &BTreeSet<String>,
     ) -> Result<ServerConfig, ConfigError> {
         let mut warnings = Vec::new();
+
+        let release =
+            EtcdRelease::parse(&f.experimental_emulate_etcd_version).ok_or_else(|| {
+                ConfigError::value(
+                    "experimental-emulate-etcd-version",
+                    &f.experimental_emulate_etcd_version,
+                    "must be 3.4 or 3.5",
+                )
+            })?;
+        // One process serves one member: the first configuration read decides.
+        let _ = RELEASE.set(release);
 
         let listen_peer_urls = bind_urls("listen-peer-urls", &f.listen_peer_urls)?;
         let listen_client_urls = bind_urls("listen-client-urls", &f.listen_client_urls)?;
@@ -667,6 +723,7 @@ impl ServerConfig {
             } else {
                 f.snapshot_count
             },
+            snapshot_catch_up_entries: f.experimental_snapshot_catchup_entries,
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
             election_timeout: Duration::from_millis(election_ms),
             heartbeat_ticks: 1,

@@ -512,6 +512,7 @@ fn version_and_help() {
         other => panic!("{other:?}"),
     }
     assert_eq!(api_version(), "3.5");
+    assert_eq!(etcd_release(), EtcdRelease::V3_5, "3.5 unless asked");
 }
 
 #[test]
@@ -522,4 +523,19 @@ fn aliases_of_renamed_flags() {
     );
     assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(60));
     assert_eq!(c.max_learners, 2);
+}
+
+#[test]
+fn the_example_config_file_loads() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../oxcd.conf.yml.sample");
+    let c = serve(&["--config-file", path], &[]);
+    assert_eq!(c.name, "default");
+    assert_eq!(
+        c.data_dir,
+        PathBuf::from("default.etcd"),
+        "an empty key keeps the default"
+    );
+    assert_eq!(c.snapshot_count, 10_000);
+    assert_eq!(c.initial_cluster_token, "etcd-cluster");
+    assert!(!c.client_tls.client_cert_auth);
 }

@@ -13,7 +13,6 @@ use oxcd_api::EtcdError;
 use tonic::{Request, Response, Status};
 
 use crate::apply::ApplyResponse;
-use crate::auth::token::TokenProvider;
 use crate::auth::{AuthInfo, AuthResponse, AuthStore};
 use crate::error::ServerError;
 use crate::server::EtcdServer;
@@ -225,7 +224,7 @@ impl Auth for AuthService {
                 authenticate: Some(InternalAuthenticateRequest {
                     name: req.name.clone(),
                     password: String::new(),
-                    simple_token: TokenProvider::new_prefix(),
+                    simple_token: self.server.auth.tokens().new_prefix(),
                 }),
                 ..Default::default()
             };

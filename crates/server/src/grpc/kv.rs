@@ -19,6 +19,7 @@ use super::status::status;
 use crate::apply::ApplyResponse;
 use crate::auth::AuthInfo;
 use crate::error::ServerError;
+use crate::kv::range::WireRange;
 use crate::kv::{range, range_stream, txn, validate};
 use crate::server::EtcdServer;
 use oxcd_api::EtcdError;
@@ -73,12 +74,9 @@ fn unexpected(what: &str) -> Status {
     ))
 }
 
-#[tonic::async_trait]
-impl Kv for KvService {
-    async fn range(
-        &self,
-        request: Request<RangeRequest>,
-    ) -> Result<Response<RangeResponse>, Status> {
+impl KvService {
+    /// Range, answered in wire form (see `range_route`, which serves the RPC with it).
+    pub async fn range_wire(&self, request: Request<RangeRequest>) -> Result<WireRange, Status> {
         let credentials = Credentials::of(&request);
         let req = request.into_inner();
         if !req.serializable {
@@ -96,13 +94,33 @@ impl Kv for KvService {
             .read(point, move |s| {
                 let sender = credentials.resolve(&s.auth)?.unwrap_or_default();
                 s.auth.check_range(&sender, &req)?;
-                let resp = range::range_capped(&mut s.kv.as_ref(), &req, Some(max_bytes))?;
+                let resp = range::range_wire(&s.kv, &req, Some(max_bytes))?;
                 still_allowed(s, &sender)?;
                 Ok(resp)
             })
             .await?;
-        self.fill_header(&mut resp.header);
-        Ok(Response::new(resp))
+        resp.header = self.server.header(resp.header.revision);
+        Ok(resp)
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    /// Served by `range_route` on the client port; here for callers of the generated service.
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let wire = self.range_wire(request).await?;
+        let kvs = RangeResponse::decode(&wire.kvs[..])
+            .map_err(|e| Status::internal(format!("range answer does not decode: {e}")))?
+            .kvs;
+        Ok(Response::new(RangeResponse {
+            header: Some(wire.header),
+            kvs,
+            more: wire.more,
+            count: wire.count,
+        }))
     }
 
     type RangeStreamStream = ReceiverStream<Result<RangeStreamResponse, Status>>;
@@ -226,12 +244,13 @@ impl Kv for KvService {
                 .await
                 .map_err(status)?;
             let point = is_point_txn(&req);
+            let max_bytes = self.server.limits.max_send_bytes;
             let resp = self
                 .read(point, move |s| {
                     let sender = credentials.resolve(&s.auth)?.unwrap_or_default();
                     s.auth.check_txn(&sender, &req, &lease_keys(s))?;
                     let mut view = s.kv.as_ref();
-                    let mut resp = txn::read_txn(&mut view, &req)?;
+                    let mut resp = txn::read_txn(&mut view, &req, max_bytes)?;
                     still_allowed(s, &sender)?;
                     resp.header = Some(s.header(s.kv.current_revision()));
                     Ok(resp)
@@ -259,6 +278,12 @@ impl Kv for KvService {
         };
         match self.server.propose_as(internal, sender.as_ref()).await? {
             ApplyResponse::Txn(mut resp) => {
+                // Applied everywhere already; only the answer is refused, as grpc-go refuses
+                // to send a message over its limit.
+                let (size, max) = (resp.encoded_len(), self.server.limits.max_send_bytes);
+                if size > max {
+                    return Err(ServerError::ResponseTooLarge { size, max }.into());
+                }
                 self.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }

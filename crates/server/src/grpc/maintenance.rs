@@ -12,9 +12,10 @@ use tonic::{Request, Response, Status};
 use super::auth::{require_admin, sender};
 use super::status::status;
 use crate::apply::ApplyResponse;
-use crate::config::ETCD_VERSION;
+use crate::config::etcd_release;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
+use crate::stats::{InProgress, SERVER};
 use oxcd_api::etcdserverpb::alarm_request::AlarmAction;
 use oxcd_api::EtcdError;
 
@@ -80,7 +81,7 @@ impl Maintenance for MaintenanceService {
                 let backend = s.kv.backend();
                 Ok(StatusResponse {
                     header: Some(s.header(s.kv.current_revision())),
-                    version: ETCD_VERSION.to_string(),
+                    version: etcd_release().server_version().to_string(),
                     db_size: backend.size()? as i64,
                     leader: s.raft_status.leader(),
                     raft_index: s.raft_status.commit(),
@@ -105,6 +106,7 @@ impl Maintenance for MaintenanceService {
             .blocking(|s| {
                 let before = s.kv.backend().size()?;
                 let started = std::time::Instant::now();
+                let _running = InProgress::start(&SERVER.defrags_running);
                 s.kv.backend().defrag()?;
                 tracing::info!(
                     "current-db-size-bytes" = before,
@@ -140,20 +142,7 @@ impl Maintenance for MaintenanceService {
         require_admin(&self.server, &request).await?;
         let rev = request.into_inner().revision;
         let resp = self
-            .blocking(move |s| {
-                let h = s.kv.hash_kv(rev)?;
-                Ok(HashKvResponse {
-                    header: Some(s.header(h.current_revision)),
-                    hash: h.hash,
-                    // etcd reports -1 until the first compaction.
-                    compact_revision: if h.compact_revision == 0 {
-                        -1
-                    } else {
-                        h.compact_revision
-                    },
-                    hash_revision: h.hash_revision,
-                })
-            })
+            .blocking(move |s| crate::corrupt::hash_kv(s, rev))
             .await?;
         Ok(Response::new(resp))
     }
@@ -170,6 +159,7 @@ impl Maintenance for MaintenanceService {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SnapshotResponse, Status>>(4);
         let server = self.server.clone();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let header = server.header(server.kv.current_revision());
             let result = server.kv.backend().begin_etcd_snapshot().and_then(|snap| {
                 let mut writer = SnapshotWriter {
@@ -184,7 +174,11 @@ impl Maintenance for MaintenanceService {
                 Ok(snap.size())
             });
             match result {
-                Ok(total) => tracing::info!(bytes = total, "sent database snapshot to client"),
+                Ok(total) => {
+                    metrics::histogram!("etcd_disk_backend_snapshot_duration_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    tracing::info!(bytes = total, "sent database snapshot to client");
+                }
                 Err(e) => {
                     let _ =
                         tx.blocking_send(Err(Status::internal(format!("snapshot failed: {e}"))));

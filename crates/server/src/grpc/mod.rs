@@ -8,6 +8,7 @@ mod kv;
 mod lease;
 mod lock;
 mod maintenance;
+mod range_route;
 mod status;
 pub mod watch;
 
@@ -38,8 +39,10 @@ pub struct ClientGrpc {
 
 impl ClientGrpc {
     pub fn new(server: Arc<EtcdServer>, cfg: &ServerConfig) -> ClientGrpc {
+        let kv = Arc::new(kv::KvService::new(server.clone()));
+        let routes = client_routes(server, cfg).into_axum_router();
         ClientGrpc {
-            routes: client_routes(server, cfg).into_axum_router(),
+            routes: range_route::add(routes, kv, cfg.max_recv_msg_size()),
         }
     }
 }

@@ -4,7 +4,8 @@
 //!   leader and a linearizable read succeeds; with `?serializable=true`, a local read is
 //!   enough and a missing leader does not matter; `?exclude=NOSPACE` ignores that alarm. A
 //!   failure is 503 with the reason (`ALARM NOSPACE`, `ALARM CORRUPT`, `RAFT NO LEADER`,
-//!   `RANGE ERROR:<error>`).
+//!   `RANGE ERROR:<error>`). Presenting as etcd 3.4 (`--experimental-emulate-etcd-version`),
+//!   the body is 3.4's: `{"health":"true"}`, without the reason.
 //! - `/livez` and `/readyz` (Kubernetes probes): `ok` when every check passes, else 503 with
 //!   one `[+]name ok` / `[-]name failed: reason` line per check. `?verbose` lists the
 //!   checks on success too; `?exclude=name` skips one; `/readyz/<name>` runs one.
@@ -159,10 +160,14 @@ async fn health(State(server): State<Arc<EtcdServer>>, RawQuery(q): RawQuery) ->
             .map(|e| format!("RANGE ERROR:{e}"))
     };
     let healthy = reason.is_none();
-    let body = format!(
-        r#"{{"health":"{healthy}","reason":{}}}"#,
-        super::gateway::json_string(reason.as_deref().unwrap_or(""))
-    );
+    let body = if crate::config::etcd_release().health_has_reason() {
+        format!(
+            r#"{{"health":"{healthy}","reason":{}}}"#,
+            super::gateway::json_string(reason.as_deref().unwrap_or(""))
+        )
+    } else {
+        format!(r#"{{"health":"{healthy}"}}"#)
+    };
     if healthy {
         counter!("etcd_server_health_success").increment(1);
         tracing::debug!("/health OK");

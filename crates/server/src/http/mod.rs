@@ -17,6 +17,7 @@
 //! `--host-whitelist` to every HTTP request of the client listeners.
 
 mod access;
+pub mod families;
 pub mod gateway;
 pub mod grpc_metrics;
 mod health;
@@ -34,7 +35,7 @@ use http::{header, HeaderValue, StatusCode};
 use http_body_util::BodyExt as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::config::{ServerConfig, ETCD_CLUSTER_VERSION, ETCD_VERSION};
+use crate::config::{etcd_release, ServerConfig};
 use crate::grpc::ClientGrpc;
 use crate::server::EtcdServer;
 
@@ -74,7 +75,7 @@ impl HttpServices {
         metrics: PrometheusHandle,
         cfg: &ServerConfig,
     ) -> HttpServices {
-        let grpc = grpc_metrics::layer(grpc);
+        let grpc = grpc_metrics::layer(grpc, cfg.flags.metrics == "extensive");
         HttpServices {
             server,
             grpc_router: axum::Router::new().fallback_service(grpc.clone()),
@@ -242,7 +243,11 @@ async fn version() -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{ETCD_CLUSTER_VERSION}"}}"#),
+        format!(
+            r#"{{"etcdserver":"{}","etcdcluster":"{}"}}"#,
+            etcd_release().server_version(),
+            etcd_release().cluster_version()
+        ),
     )
         .into_response()
 }

@@ -1,13 +1,15 @@
 //! The `process_*` metrics Prometheus' Go client exports for etcd (dashboards chart memory and
 //! CPU from them), read from `/proc` at scrape time. On systems without `/proc` they are
-//! simply absent.
+//! simply absent. Also etcd's own `os_fd_used` and `os_fd_limit`, the same counts under the
+//! names etcd's dashboards use.
 
 use std::fs;
 
 use metrics::{describe_gauge, gauge, Unit};
 
 pub fn describe() {
-    // A gauge, as the metrics facade's counters are whole numbers; its value only grows.
+    // Recorded as a gauge, as the metrics facade's counters are whole numbers; rendered as
+    // the counter it is (see `metrics::COUNTERS_WITH_FRACTIONS`).
     describe_gauge!(
         "process_cpu_seconds_total",
         Unit::Seconds,
@@ -15,6 +17,16 @@ pub fn describe() {
     );
     describe_gauge!("process_open_fds", "Open file descriptors.");
     describe_gauge!("process_max_fds", "Limit on open file descriptors.");
+    describe_gauge!("os_fd_used", "File descriptors this process has open.");
+    describe_gauge!(
+        "os_fd_limit",
+        "How many file descriptors this process may open."
+    );
+    describe_gauge!(
+        "process_virtual_memory_max_bytes",
+        Unit::Bytes,
+        "Limit on the virtual memory size in bytes (2^64-1 when unlimited)."
+    );
     describe_gauge!(
         "process_resident_memory_bytes",
         Unit::Bytes,
@@ -54,13 +66,18 @@ pub fn refresh() {
         }
     }
     if let Ok(fds) = fs::read_dir("/proc/self/fd") {
-        gauge!("process_open_fds").set(fds.count() as f64);
+        let open = fds.count() as f64;
+        gauge!("process_open_fds").set(open);
+        gauge!("os_fd_used").set(open);
     }
-    if let Some(max) = fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|l| max_open_files(&l))
-    {
-        gauge!("process_max_fds").set(max as f64);
+    if let Ok(limits) = fs::read_to_string("/proc/self/limits") {
+        if let Some(max) = limit(&limits, "Max open files") {
+            gauge!("process_max_fds").set(max as f64);
+            gauge!("os_fd_limit").set(max as f64);
+        }
+        if let Some(max) = limit(&limits, "Max address space") {
+            gauge!("process_virtual_memory_max_bytes").set(max as f64);
+        }
     }
 }
 
@@ -99,13 +116,13 @@ fn boot_time() -> Option<f64> {
 }
 
 /// The soft limit on open files from `/proc/self/limits`.
-fn max_open_files(limits: &str) -> Option<u64> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// The soft limit named `name` in `/proc/self/limits`; `unlimited` is `u64::MAX`.
+fn limit(limits: &str, name: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with(name))?;
+    match line[name.len()..].split_whitespace().next()? {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    }
 }
 
 #[cfg(test)]
@@ -131,9 +148,10 @@ mod tests {
 
     #[test]
     fn open_files_limit() {
-        let limits = "Limit                     Soft Limit           Hard Limit           Units     \nMax open files            20000                40000                files     \n";
-        assert_eq!(max_open_files(limits), Some(20000));
-        assert_eq!(max_open_files("nothing"), None);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \nMax open files            20000                40000                files     \nMax address space         unlimited            unlimited            bytes     \n";
+        assert_eq!(limit(limits, "Max open files"), Some(20000));
+        assert_eq!(limit(limits, "Max address space"), Some(u64::MAX));
+        assert_eq!(limit("nothing", "Max open files"), None);
     }
 
     #[test]
@@ -145,6 +163,8 @@ mod tests {
         if std::path::Path::new("/proc/self/stat").exists() {
             assert!(text.contains("process_resident_memory_bytes "), "{text}");
             assert!(text.contains("process_open_fds "), "{text}");
+            assert!(text.contains("os_fd_used "), "{text}");
+            assert!(text.contains("os_fd_limit "), "{text}");
         }
     }
 }

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxcd_api::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use oxcd_api::mvccpb::KeyValue;
-use oxcd_storage::{KvStore, MvccError, RangeOptions, RangeResult, Txn};
+use oxcd_storage::{EncodedRange, KvStore, MvccError, RangeOptions, RangeResult, Txn};
 
 /// Anything that can answer a raw MVCC range.
 pub trait RangeSource {
@@ -38,6 +38,70 @@ impl RangeSource for Txn<'_> {
     ) -> Result<RangeResult, MvccError> {
         Txn::range(self, key, range_end, opts)
     }
+}
+
+/// A Range answer in wire form: `kvs` is `RangeResponse.kvs` as the response carries it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WireRange {
+    pub header: ResponseHeader,
+    pub kvs: Vec<u8>,
+    pub more: bool,
+    pub count: i64,
+}
+
+/// [`range_capped`] on the store, answered in wire form. A range in key order without
+/// revision filters (nearly all of them) is read straight into that form, so its answer is
+/// held once; the others are answered decoded, then encoded.
+pub fn range_wire(
+    kv: &KvStore,
+    req: &RangeRequest,
+    max_bytes: Option<usize>,
+) -> Result<WireRange, MvccError> {
+    let sort_order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
+    let sort_target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
+    let in_key_order = sort_target == SortTarget::Key && sort_order != SortOrder::Descend;
+    let filters = req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0;
+    if !in_key_order || filters {
+        let resp = range_capped(&mut &*kv, req, max_bytes)?;
+        let mut kvs = Vec::new();
+        for item in &resp.kvs {
+            prost::encoding::message::encode(2, item, &mut kvs);
+        }
+        return Ok(WireRange {
+            header: resp.header.unwrap_or_default(),
+            kvs,
+            more: resp.more,
+            count: resp.count,
+        });
+    }
+    let opts = RangeOptions {
+        rev: req.revision,
+        limit: req.limit.max(0),
+        count_only: req.count_only,
+        keys_only: req.keys_only,
+        max_bytes,
+    };
+    let EncodedRange { kvs, count, rev } = kv.range_encoded(&req.key, &req.range_end, opts)?;
+    Ok(WireRange {
+        header: ResponseHeader {
+            revision: rev,
+            ..Default::default()
+        },
+        kvs,
+        // Without filters `count` is every key in the range, so it tells whether the limit
+        // left some out; a count-only answer has no keys to leave out.
+        more: !req.count_only && req.limit > 0 && count > req.limit,
+        count,
+    })
+}
+
+/// The bytes a key-value takes in a response's `kvs` (its tag, its length and itself): what
+/// the `--max-send-bytes` cap counts.
+pub fn encoded_size(kv: &KeyValue) -> usize {
+    prost::encoding::message::encoded_len(2, kv)
 }
 
 /// Answers `req` from `source`. The header carries only the revision; the caller fills the

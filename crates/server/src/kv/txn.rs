@@ -5,14 +5,14 @@ use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion}
 use oxcd_api::etcdserverpb::request_op::Request;
 use oxcd_api::etcdserverpb::response_op::Response;
 use oxcd_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, ResponseHeader,
-    ResponseOp, TxnRequest, TxnResponse,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use oxcd_api::mvccpb::KeyValue;
 use oxcd_api::EtcdError;
-use oxcd_storage::{RangeOptions, Txn};
+use oxcd_storage::{MvccError, RangeOptions, RangeResult, Txn};
 
-use super::range::{range, RangeSource};
+use super::range::{encoded_size, range, range_capped, RangeSource};
 use crate::error::ServerError;
 
 /// Tells whether a lease exists; apply refuses puts that name an unknown lease.
@@ -233,6 +233,7 @@ pub fn apply_txn(
 ) -> Result<TxnResponse, ServerError> {
     let mut path = Vec::new();
     compare_path(txn, req, &mut path)?;
+    txn.end_read_phase();
     check_branches(txn, req, &path, &mut 0, ctx)?;
     let mut resp = run_branch(txn, req, &path, &mut 0, ctx.lease_exists)?;
     resp.header = header(current_rev(txn));
@@ -279,14 +280,65 @@ fn run_branch(
     })
 }
 
-/// Runs a read-only txn against a read view (no Raft round, no revision).
+/// Runs a read-only txn against a read view (no Raft round, no revision). Its ranges together
+/// may read at most `max_bytes` of keys and values (`--max-send-bytes`), as a plain Range.
 pub fn read_txn(
     source: &mut impl RangeSource,
     req: &TxnRequest,
+    max_bytes: usize,
 ) -> Result<TxnResponse, ServerError> {
+    let mut counted = CountRanges { source, ranges: 0 };
     let mut path = Vec::new();
-    compare_path(source, req, &mut path)?;
-    read_branch(source, req, &path, &mut 0)
+    compare_path(&mut counted, req, &mut path)?;
+    let mut budget = Budget { used: 0, max_bytes };
+    let resp = read_branch(&mut counted, req, &path, &mut 0, &mut budget);
+    oxcd_storage::stats::end_read_txn(counted.ranges);
+    resp
+}
+
+/// Counts the ranges of a read-only txn, which reach the store one by one, so the metrics
+/// count the txn as etcd does (one transaction of several ranges).
+struct CountRanges<'a, S> {
+    source: &'a mut S,
+    ranges: u64,
+}
+
+impl<S: RangeSource> RangeSource for CountRanges<'_, S> {
+    fn range(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+        opts: RangeOptions,
+    ) -> Result<RangeResult, MvccError> {
+        self.ranges += 1;
+        self.source.range(key, range_end, opts)
+    }
+}
+
+/// The bytes of keys and values a read-only txn's ranges have read so far, and the cap.
+struct Budget {
+    used: usize,
+    max_bytes: usize,
+}
+
+impl Budget {
+    fn range(
+        &mut self,
+        source: &mut impl RangeSource,
+        r: &RangeRequest,
+    ) -> Result<RangeResponse, ServerError> {
+        let left = self.max_bytes - self.used;
+        let rr = range_capped(source, r, Some(left)).map_err(|e| match e {
+            // Told as the whole answer against the cap, as grpc-go does.
+            MvccError::TooLarge { size, .. } => ServerError::ResponseTooLarge {
+                size: self.used + size,
+                max: self.max_bytes,
+            },
+            other => other.into(),
+        })?;
+        self.used += rr.kvs.iter().map(encoded_size).sum::<usize>();
+        Ok(rr)
+    }
 }
 
 fn read_branch(
@@ -294,6 +346,7 @@ fn read_branch(
     req: &TxnRequest,
     path: &[bool],
     at: &mut usize,
+    budget: &mut Budget,
 ) -> Result<TxnResponse, ServerError> {
     let succeeded = path[*at];
     *at += 1;
@@ -307,12 +360,12 @@ fn read_branch(
     for op in ops {
         let response = match &op.request {
             Some(Request::RequestRange(r)) => {
-                let rr = range(source, r)?;
+                let rr = budget.range(source, r)?;
                 revision = revision.max(rr.header.as_ref().map_or(0, |h| h.revision));
                 Response::ResponseRange(rr)
             }
             Some(Request::RequestTxn(inner)) => {
-                Response::ResponseTxn(read_branch(source, inner, path, at)?)
+                Response::ResponseTxn(read_branch(source, inner, path, at, budget)?)
             }
             _ => continue,
         };

@@ -347,6 +347,8 @@ impl Lessor {
         }
         persist::store(tx, id, ttl, 0)?;
         st.leases.insert(id, Lease::new(ttl, 0));
+        crate::stats::inc(&crate::stats::SERVER.leases_granted);
+        metrics::histogram!("etcd_debugging_lease_ttl_total").record(ttl as f64);
         if st.primary {
             let now = Instant::now();
             st.refresh(id, now, Duration::ZERO, false);
@@ -378,6 +380,7 @@ impl Lessor {
             st.expiries.remove(id);
             st.checkpoints.remove(id);
         }
+        crate::stats::inc(&crate::stats::SERVER.leases_revoked);
         self.bump();
         Ok(events)
     }
@@ -581,6 +584,7 @@ impl Lessor {
             clear_checkpoint: lease.remaining_ttl > 0,
         };
         st.refresh(id, now, Duration::ZERO, true);
+        crate::stats::inc(&crate::stats::SERVER.leases_renewed);
         Ok(renewal)
     }
 

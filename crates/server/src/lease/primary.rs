@@ -137,7 +137,10 @@ async fn revoke_expired(server: &EtcdServer, id: i64) {
         .propose_as(req, Some(&crate::auth::AuthInfo::member()))
         .await
     {
-        Ok(_) => tracing::debug!("lease-id" = format!("{id:016x}"), "revoked expired lease"),
+        Ok(_) => {
+            crate::stats::inc(&crate::stats::SERVER.leases_expired);
+            tracing::debug!("lease-id" = format!("{id:016x}"), "revoked expired lease");
+        }
         // Revoked meanwhile by a client: nothing left to do.
         Err(ServerError::Etcd(EtcdError::LeaseNotFound)) => {}
         Err(e) => tracing::warn!(

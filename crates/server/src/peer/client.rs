@@ -334,7 +334,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> PeerIo for 
 /// Connects to a peer URL (`http`, `https`, `unix` or `unixs`, whose socket path is the
 /// URL's `host:port`), in TLS when `tls` is given (tonic's own TLS cannot skip
 /// verification for etcd's self-signed auto TLS, so the handshake is done here).
-pub(super) async fn dial(
+pub(crate) async fn dial(
     url: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Channel, tonic::transport::Error> {

@@ -5,6 +5,7 @@ mod client;
 mod lease;
 mod server;
 
+pub(crate) use client::dial;
 pub use client::{discover_self, PeerContext, PeerTransport};
 pub use lease::PeerLeaseForwarder;
 pub use server::PeerService;

@@ -6,8 +6,8 @@ use std::sync::{mpsc, Arc};
 use tokio::io::AsyncWriteExt;
 
 use oxcd_api::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    MemberListRequest, MemberListResponse,
+    HashKvRequest, HashKvResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, MemberListRequest, MemberListResponse,
 };
 use oxcd_api::oxcdpb::peer_server::Peer;
 use oxcd_api::oxcdpb::{PeerAck, PeerMessage, SnapshotAck, SnapshotChunk};
@@ -83,6 +83,7 @@ impl Peer for PeerService {
             Status::invalid_argument(format!("snapshot message does not decode: {e}"))
         })?;
         let index = msg.get_snapshot().get_metadata().index;
+        let started = std::time::Instant::now();
         let path = self.snap_dir.join(format!("{index:016x}.snap.db"));
         let mut file = tokio::fs::File::create(&path)
             .await
@@ -97,9 +98,14 @@ impl Peer for PeerService {
                 .map_err(|e| Status::internal(e.to_string()))?;
             received += chunk.data.len() as u64;
         }
+        let fsync_started = std::time::Instant::now();
         file.sync_all()
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
+        metrics::histogram!("etcd_snap_db_fsync_duration_seconds")
+            .record(fsync_started.elapsed().as_secs_f64());
+        metrics::histogram!("etcd_snap_db_save_total_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(
             "remote-peer-id" = format!("{:x}", first.from),
             "snapshot-index" = index,
@@ -163,5 +169,17 @@ impl Peer for PeerService {
             header: Some(self.server.header(0)),
             members: self.server.membership.list(),
         }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let rev = request.into_inner().revision;
+        let server = self.server.clone();
+        let resp = tokio::task::spawn_blocking(move || crate::corrupt::hash_kv(&server, rev))
+            .await
+            .map_err(|e| Status::internal(format!("hash task failed: {e}")))??;
+        Ok(Response::new(resp))
     }
 }

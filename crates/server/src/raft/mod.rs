@@ -1,6 +1,7 @@
 //! The Raft side of the server: the node loop that owns raft-rs, its transport, and the
 //! status it publishes to request handlers.
 
+mod heartbeat;
 mod logger;
 mod node;
 mod transport;

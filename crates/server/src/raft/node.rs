@@ -19,6 +19,7 @@ use raft::storage::MemStorage;
 use raft::{RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::oneshot;
 
+use super::heartbeat::HeartbeatTimes;
 use super::transport::Transport;
 use super::RaftStatus;
 use crate::apply::ApplyLane;
@@ -28,10 +29,6 @@ use crate::wait::Wait;
 /// How many queued inputs one loop turn takes before it handles a Ready; bounds the latency
 /// a burst of proposals can add to the requests already in the batch.
 const MAX_INPUTS_PER_READY: usize = 4096;
-
-/// Entries kept in the in-memory log behind a snapshot, so a slightly slow follower can catch
-/// up from the log rather than a full snapshot (etcd's SnapshotCatchUpEntries).
-const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
 
 /// How long a ReadIndex round may stay unanswered before it is sent again.
 const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
@@ -92,6 +89,10 @@ pub struct RaftNode {
     wait: Arc<Wait<ProposalResult>>,
     /// Leader, term and commit index published for the rest of the server.
     status: Arc<RaftStatus>,
+    /// Entries kept in the in-memory log behind a snapshot, so a slightly slow follower can
+    /// catch up from the log rather than a full snapshot
+    /// (`--experimental-snapshot-catchup-entries`, etcd's SnapshotCatchUpEntries).
+    snapshot_catch_up_entries: u64,
     /// Time between ticks (the heartbeat interval).
     tick_interval: Duration,
     /// Read-index requests not yet sent to raft.
@@ -100,6 +101,8 @@ pub struct RaftNode {
     reads_in_flight: HashMap<Vec<u8>, (Instant, Vec<oneshot::Sender<u64>>)>,
     /// Source of unique read-index contexts.
     next_read_ctx: u64,
+    /// When each follower's last heartbeat went out, to tell late ones.
+    heartbeats: HeartbeatTimes,
 }
 
 impl RaftNode {
@@ -114,6 +117,7 @@ impl RaftNode {
         wait: Arc<Wait<ProposalResult>>,
         status: Arc<RaftStatus>,
         tick_interval: Duration,
+        snapshot_catch_up_entries: u64,
     ) -> RaftNode {
         RaftNode {
             raw,
@@ -126,9 +130,11 @@ impl RaftNode {
             wait,
             status,
             tick_interval,
+            snapshot_catch_up_entries,
             pending_reads: Vec::new(),
             reads_in_flight: HashMap::new(),
             next_read_ctx: 1,
+            heartbeats: HeartbeatTimes::new(tick_interval),
         }
     }
 
@@ -246,6 +252,7 @@ impl RaftNode {
             .collect();
         for ctx in stale {
             if let Some((_, waiters)) = self.reads_in_flight.remove(&ctx) {
+                crate::stats::inc(&crate::stats::SERVER.slow_read_indexes);
                 self.pending_reads
                     .extend(waiters.into_iter().filter(|w| !w.is_closed()));
             }
@@ -269,11 +276,15 @@ impl RaftNode {
         if let Some(ss) = rd.ss() {
             self.status
                 .set_soft_state(ss.leader_id, ss.raft_state == StateRole::Leader);
+            self.heartbeats.reset();
         }
 
         // A leader may send its appends before its own fsync: the entries are only committed
         // once a quorum, which may include itself later, has them on disk (raft thesis 10.2.1).
-        self.transport.send(rd.take_messages());
+        let msgs = rd.take_messages();
+        let late = self.heartbeats.observe(&msgs, Instant::now());
+        crate::stats::add(&crate::stats::SERVER.heartbeat_send_failures, late);
+        self.transport.send(msgs);
 
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone());
@@ -460,8 +471,8 @@ impl RaftNode {
             self.wal_failed("failed to release Raft wal", &e);
         }
         fail::fail_point!("raft_after_wal_release");
-        if index > SNAPSHOT_CATCH_UP_ENTRIES {
-            let compact_to = index - SNAPSHOT_CATCH_UP_ENTRIES;
+        if index > self.snapshot_catch_up_entries {
+            let compact_to = index - self.snapshot_catch_up_entries;
             if compact_to > store.first_index().unwrap_or(0) {
                 let _ = store.wl().compact(compact_to);
             }

@@ -122,6 +122,7 @@ impl Backend {
         // The open database follows its file across the rename.
         fs::rename(defrag_path(&self.inner.path), &self.inner.path)?;
         *self.inner.db.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        self.forget_size_in_use();
         // The flusher makes the last commit durable, as any other.
         self.inner.dirty.store(true, Ordering::Release);
         let held = held.elapsed();

@@ -30,7 +30,7 @@
 
 mod defrag;
 #[cfg(feature = "failpoints")]
-mod power_loss;
+pub(crate) mod power_loss;
 pub mod schema;
 mod slot;
 mod snapshot;
@@ -41,7 +41,7 @@ use std::fs;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -149,7 +149,13 @@ struct Inner {
     _stop_flusher: Mutex<mpsc::Sender<()>>,
     /// What the flusher does when a durable commit fails; see [`Backend::on_flush_failure`].
     on_flush_failure: OnceLock<FlushFailureHook>,
+    /// The last in-use size measured and when; see [`Backend::size_in_use`].
+    size_in_use: Mutex<Option<(Instant, u64)>>,
 }
+
+/// How long a measured in-use size serves [`Backend::size_in_use`] before it is measured
+/// again.
+pub const SIZE_IN_USE_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// Called by the flusher thread with the error of a failed durable commit.
 type FlushFailureHook = Box<dyn Fn(&Error) + Send + Sync>;
@@ -199,6 +205,7 @@ impl Backend {
             dirty: AtomicBool::new(false),
             _stop_flusher: Mutex::new(stop_tx),
             on_flush_failure: OnceLock::new(),
+            size_in_use: Mutex::new(None),
         });
         let weak = Arc::downgrade(&inner);
         thread::Builder::new()
@@ -282,14 +289,38 @@ impl Backend {
         Ok(fs::metadata(&self.inner.path)?.len())
     }
 
-    /// Bytes of the file in use by live pages (etcd's `dbSizeInUse`). Holds the writer slot
-    /// while redb walks every table to count them: writes wait that long.
+    /// Bytes of the file in use by live pages (etcd's `dbSizeInUse`), as measured at most
+    /// [`SIZE_IN_USE_MAX_AGE`] ago. redb measures it only in a write transaction, walking every
+    /// table, so writes wait for each measurement: Status calls and metric scrapes in a row
+    /// share one. A defrag forgets the figure, so the next call measures the new file.
     pub fn size_in_use(&self) -> Result<u64> {
+        let last = *self.last_size_in_use();
+        if let Some((at, size)) = last {
+            if at.elapsed() < SIZE_IN_USE_MAX_AGE {
+                return Ok(size);
+            }
+        }
+        // Stored with the writer slot still held, as defrag forgets it with the slot held:
+        // a figure measured before a swap cannot land after it.
         let _writer = self.inner.writer.take();
         let txn = self.db().begin_write()?;
         let stats = txn.stats()?;
         txn.abort()?;
-        Ok(stats.allocated_pages() * stats.page_size() as u64)
+        let size = stats.allocated_pages() * stats.page_size() as u64;
+        *self.last_size_in_use() = Some((Instant::now(), size));
+        Ok(size)
+    }
+
+    fn last_size_in_use(&self) -> MutexGuard<'_, Option<(Instant, u64)>> {
+        self.inner
+            .size_in_use
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops the measured in-use size (the file changed wholesale).
+    fn forget_size_in_use(&self) {
+        *self.last_size_in_use() = None;
     }
 
     /// Bytes of the pages the tables' trees hold (leaf and branch pages): what the data
@@ -590,6 +621,23 @@ mod tests {
         b.defrag().unwrap();
         assert!(b.size().unwrap() < before, "defrag did not shrink the file");
         assert_eq!(get(&b, &0u32.to_be_bytes()), None);
+    }
+
+    #[test]
+    fn size_in_use_is_measured_again_after_a_defrag_not_after_each_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(&dir);
+        let first = b.size_in_use().unwrap();
+        let value = vec![7u8; 4096];
+        for i in 0u32..500 {
+            put(&b, &i.to_be_bytes(), &value);
+        }
+        assert_eq!(b.size_in_use().unwrap(), first, "measured again too soon");
+        b.defrag().unwrap();
+        assert!(
+            b.size_in_use().unwrap() > first + 500 * 4096,
+            "the figure after a defrag is not the new file's"
+        );
     }
 
     #[test]

@@ -119,6 +119,8 @@ impl Dump {
         w.put(&vec![0u8; padding as usize])?;
         let bytes = w.finish()?;
         progress(bytes);
+        metrics::histogram!("etcd_disk_backend_snapshot_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(
             bytes,
             records,

@@ -5,6 +5,7 @@
 
 mod compaction;
 mod cursor;
+mod encoded;
 mod restore;
 mod txn;
 
@@ -16,6 +17,7 @@ use redb::ReadableTable;
 
 pub use compaction::CompactionWait;
 pub use cursor::{PieceLimits, RangeCursor};
+pub use encoded::EncodedRange;
 pub use txn::{Batch, Txn};
 
 use super::index::{KeyRange, TreeIndex};
@@ -156,6 +158,20 @@ impl KvStore {
     /// Reads the keys of `key`..`range_end` by etcd's rules: `range_end` empty for `key` alone,
     /// `"\0"` for every key ≥ `key`, otherwise `[key, range_end)`.
     pub fn range(&self, key: &[u8], range_end: &[u8], opts: RangeOptions) -> Result<RangeResult> {
+        crate::stats::add(&crate::stats::MVCC.ranges, 1);
+        self.read(key, range_end, opts)
+    }
+
+    /// How many keys are live now; not counted as a range in the metrics (it serves them).
+    pub fn key_count(&self) -> Result<i64> {
+        let all = RangeOptions {
+            count_only: true,
+            ..Default::default()
+        };
+        Ok(self.read(b"\0", b"\0", all)?.count)
+    }
+
+    fn read(&self, key: &[u8], range_end: &[u8], opts: RangeOptions) -> Result<RangeResult> {
         let range = KeyRange::new(key, range_end);
         let (revs, count, cur, rtxn) = {
             let st = self.shared.lock();
@@ -209,6 +225,7 @@ impl KvStore {
 
     /// etcd's HashKV at `rev` (0 for the current revision).
     pub fn hash_kv(&self, rev: i64) -> Result<HashKv> {
+        let started = std::time::Instant::now();
         let (keep, at, cur, compact, rtxn) = {
             let st = self.shared.lock();
             if rev > 0 && rev <= st.compact_rev {
@@ -243,6 +260,8 @@ impl KvStore {
             crc = crc32c::crc32c_append(crc, k.value());
             crc = crc32c::crc32c_append(crc, v.value());
         }
+        metrics::histogram!("etcd_mvcc_hash_rev_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         Ok(HashKv {
             hash: crc,
             hash_revision: at,
@@ -253,11 +272,15 @@ impl KvStore {
 
     /// A hash of the whole backend (etcd's Maintenance.Hash) and the revision it was taken at.
     pub fn hash(&self) -> Result<(u32, i64)> {
+        let started = std::time::Instant::now();
         let (rtxn, cur) = {
             let st = self.shared.lock();
             (self.shared.backend.begin_read()?, st.current_rev)
         };
-        Ok((backend::hash_tables(&rtxn)?, cur))
+        let hash = backend::hash_tables(&rtxn)?;
+        metrics::histogram!("etcd_mvcc_hash_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok((hash, cur))
     }
 
     /// Every change with main revision in `[from, to]` (`to` capped at the current revision),

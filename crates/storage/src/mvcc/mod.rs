@@ -42,8 +42,8 @@ mod kv_store;
 mod revision;
 
 pub use kv_store::{
-    Batch, CompactionWait, HashKv, KvStore, PieceLimits, RangeCursor, RangeOptions, RangeResult,
-    Txn,
+    Batch, CompactionWait, EncodedRange, HashKv, KvStore, PieceLimits, RangeCursor, RangeOptions,
+    RangeResult, Txn,
 };
 pub use revision::Revision;
 

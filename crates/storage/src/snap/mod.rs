@@ -92,7 +92,10 @@ impl Snapshotter {
         if meta.index == 0 {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let body = snap.write_to_bytes().map_err(Error::Encode)?;
+        metrics::histogram!("etcd_debugging_snap_save_marshalling_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         let name = snap_name(meta.term, meta.index);
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
@@ -100,7 +103,11 @@ impl Snapshotter {
             let mut f = File::create(&tmp)?;
             f.write_all(&crc32c::crc32c(&body).to_le_bytes())?;
             f.write_all(&body)?;
-            f.sync_all()
+            let fsync_started = std::time::Instant::now();
+            f.sync_all()?;
+            metrics::histogram!("etcd_snap_fsync_duration_seconds")
+                .record(fsync_started.elapsed().as_secs_f64());
+            Ok(())
         };
         if let Err(e) = write() {
             let _ = fs::remove_file(&tmp);
@@ -108,6 +115,8 @@ impl Snapshotter {
         }
         fs::rename(&tmp, &path).map_err(io_err("renaming", &tmp))?;
         sync_dir(&self.dir)?;
+        metrics::histogram!("etcd_debugging_snap_save_total_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(path = %path.display(), term = meta.term, index = meta.index, "saved snapshot");
         Ok(())
     }

@@ -63,9 +63,9 @@ mod error;
 mod read;
 mod record;
 mod segment;
+mod tail;
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use protobuf::Message;
@@ -75,7 +75,8 @@ use error::io_err;
 pub use error::{Error, Result};
 use read::{encode_marker, read_wal, Mode};
 use record::{RecordType, FLAG_SYNC};
-use segment::{create_segment, fdatasync, preallocate, sync_dir, Segment};
+use segment::{create_segment, preallocate, sync_dir, Segment};
+use tail::TailFile;
 
 /// Default segment size, as etcd's.
 pub const SEGMENT_SIZE_BYTES: u64 = 64 * 1024 * 1024;
@@ -127,7 +128,7 @@ pub struct Wal {
     /// Every segment on disk, oldest first; the last is the one being appended to.
     segments: Vec<Segment>,
     /// The last segment, open for writing.
-    file: File,
+    file: TailFile,
     /// Where the next record goes in the last segment.
     offset: u64,
     /// The last hard state saved; repeated at the head of each new segment.
@@ -175,7 +176,7 @@ impl Wal {
             metadata: metadata.to_vec(),
             segment_size: opts.segment_size,
             segments: vec![seg],
-            file,
+            file: TailFile::new(file),
             offset: head.len() as u64,
             hard_state: HardState::default(),
             last_index: 0,
@@ -223,7 +224,7 @@ impl Wal {
             metadata: contents.metadata.clone(),
             segment_size: opts.segment_size,
             segments: out.segments,
-            file,
+            file: TailFile::new(file),
             offset: out.tail_end,
             hard_state: contents.hard_state.clone(),
             last_index: out.last_index,
@@ -350,19 +351,16 @@ impl Wal {
     /// Writes `buf` at the tail and fdatasyncs; any failure makes the WAL unusable.
     fn append(&mut self, buf: &[u8]) -> Result<()> {
         let path = &self.segments.last().expect("a wal has a segment").path;
-        let r = self
-            .file
-            .write_all_at(buf, self.offset)
-            .map_err(io_err("writing", path))
-            .and_then(|()| {
-                fail::fail_point!("wal_before_sync");
-                fdatasync(&self.file, path)
-            });
+        let r = self.file.write_at(buf, self.offset, path).and_then(|()| {
+            fail::fail_point!("wal_before_sync");
+            self.file.sync(path)
+        });
         fail::fail_point!("wal_after_sync");
         if r.is_err() {
             self.failed = true;
         }
         r?;
+        crate::stats::add(&crate::stats::MVCC.wal_bytes, buf.len() as u64);
         self.offset += buf.len() as u64;
         Ok(())
     }
@@ -382,10 +380,8 @@ impl Wal {
     fn cut(&mut self) -> Result<()> {
         let tail = self.segments.last().expect("a wal has a segment");
         // A finished segment ends at its last record, without preallocated zeroes.
-        self.file
-            .set_len(self.offset)
-            .map_err(io_err("truncating", &tail.path))?;
-        fdatasync(&self.file, &tail.path)?;
+        self.file.set_len(self.offset, &tail.path)?;
+        self.file.sync(&tail.path)?;
 
         let epoch = self.epoch.wrapping_add(1);
         let mut head = Vec::new();
@@ -412,7 +408,7 @@ impl Wal {
             self.segment_size,
         )?;
         tracing::info!(path = %seg.path.display(), "created a new wal segment");
-        self.file = file;
+        self.file = TailFile::new(file);
         self.segments.push(seg);
         self.offset = head.len() as u64;
         self.epoch = epoch;

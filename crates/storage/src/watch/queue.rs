@@ -30,6 +30,8 @@ struct QueueState {
     items: VecDeque<WatchResponse>,
     /// Sum of the items' weights.
     bytes: usize,
+    /// Events in the items.
+    events: usize,
     /// No more responses will come (the store shut down).
     closed: bool,
     /// An event was refused since the queue last drained: its watcher waits for room.
@@ -47,6 +49,7 @@ impl QueueState {
 
     fn enqueue(&mut self, r: WatchResponse) -> Option<Waker> {
         self.bytes += r.weight();
+        self.events += r.events.len();
         self.items.push_back(r);
         self.recv_waker.take()
     }
@@ -149,6 +152,8 @@ impl Queue {
     fn pop(&self, st: &mut QueueState) -> Option<WatchResponse> {
         let r = st.items.pop_front()?;
         st.bytes -= r.weight();
+        st.events -= r.events.len();
+        crate::stats::add(&crate::stats::MVCC.events_sent, r.events.len() as u64);
         if st.has_room() {
             if let Some(w) = st.room_waker.take() {
                 w.wake();
@@ -184,6 +189,11 @@ impl Queue {
         drop(st);
         self.readable.notify_all();
         wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+
+    /// Events waiting to be read.
+    pub(crate) fn pending_events(&self) -> usize {
+        self.lock().events
     }
 
     /// Responses waiting.

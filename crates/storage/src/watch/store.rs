@@ -262,6 +262,16 @@ impl WatchableStore {
         let g = self.inner.lock();
         (g.synced.len(), g.watchers.len() - g.synced.len())
     }
+
+    /// Open streams, and the events waiting in their queues (for the metrics).
+    pub fn stream_counts(&self) -> (usize, usize) {
+        let queues: Vec<Arc<Queue>> = {
+            let g = self.inner.lock();
+            g.streams.values().map(|st| st.queue.clone()).collect()
+        };
+        let pending = queues.iter().map(|q| q.pending_events()).sum();
+        (queues.len(), pending)
+    }
 }
 
 impl Drop for WatchableStore {

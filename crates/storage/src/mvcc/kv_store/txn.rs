@@ -21,6 +21,7 @@ use crate::backend::{schema, WriteBatch};
 use crate::mvcc::index::KeyRange;
 use crate::mvcc::revision::Revision;
 use crate::mvcc::{Error, Result};
+use crate::stats::TxnOps;
 
 /// A write batch: one backend transaction holding the effects of many Raft entries. Only the
 /// apply task makes one, and one at a time.
@@ -83,6 +84,7 @@ impl Batch {
             compact_rev: self.compact_rev,
             failed: &mut self.failed,
             changes: Vec::new(),
+            ops: TxnOps::default(),
             ended: false,
         }
     }
@@ -203,6 +205,8 @@ pub struct Txn<'b> {
     compact_rev: i64,
     failed: &'b mut bool,
     changes: Vec<Event>,
+    /// Operations so far, counted in the metrics when the transaction ends.
+    ops: TxnOps,
     ended: bool,
 }
 
@@ -236,6 +240,7 @@ impl<'b> Txn<'b> {
         range_end: &[u8],
         opts: RangeOptions,
     ) -> Result<RangeResult> {
+        self.ops.ranges += 1;
         let range = KeyRange::new(key, range_end);
         let cur = self.read_revision();
         let at = check_read_rev(opts.rev, cur, self.compact_rev)?;
@@ -262,6 +267,8 @@ impl<'b> Txn<'b> {
     /// Puts `value` at `key` with `lease` (0 for none); returns the key's previous value, if
     /// it existed.
     pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>> {
+        self.ops.puts += 1;
+        self.ops.put_bytes += (key.len() + value.len()) as u64;
         let rev = Revision::new(self.main(), self.changes.len() as i64);
         let prev_at = {
             let mut st = self.shared.lock();
@@ -310,6 +317,7 @@ impl<'b> Txn<'b> {
     /// Deletes the keys of `key`..`range_end` (etcd's rules, as for range); returns their
     /// values before deletion, in key order.
     pub fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
+        self.ops.deletes += 1;
         let range = KeyRange::new(key, range_end);
         let main = self.main();
         let at = self.read_revision();
@@ -374,9 +382,17 @@ impl<'b> Txn<'b> {
         std::mem::take(&mut self.changes)
     }
 
+    /// Counts the operations so far as a transaction of their own. etcd evaluates a txn's
+    /// compares in a read transaction before it opens the write transaction for the chosen
+    /// branch; calling this between the two keeps `etcd_mvcc_txn_total` equal to etcd's.
+    pub fn end_read_phase(&mut self) {
+        self.ops.end();
+    }
+
     fn finish(&mut self) {
         if !self.ended {
             self.ended = true;
+            self.ops.end();
             if !self.changes.is_empty() {
                 *self.rev += 1;
             }

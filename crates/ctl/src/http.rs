@@ -1,9 +1,12 @@
-//! A minimal HTTP/1.1 client for the v2 keys API: one request per connection, whole
-//! responses, chunked bodies decoded. Plain `http://` only.
+//! A minimal HTTP/1.1 client for the v2 keys API and a member's `/metrics`: one request
+//! per connection, whole responses, chunked bodies decoded; `https://` over rustls.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::ServerName;
 
 /// One answer: status, the `X-Etcd-Index` header, the body.
 pub struct Response {
@@ -12,7 +15,12 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// Sends `method path` with a form `body` to `endpoint` (`http://host:port` or `host:port`).
+/// A byte stream to a server, plain or TLS.
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+/// Sends `method path` with a form `body` to `endpoint` (`http://host:port`,
+/// `https://host:port` or `host:port`); `tls` is the configuration for `https://`.
 /// `timeout` bounds connecting and each read (`None`: wait as long as it takes, for watches).
 pub fn request(
     endpoint: &str,
@@ -20,30 +28,36 @@ pub fn request(
     path: &str,
     body: &str,
     timeout: Option<Duration>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<Response, String> {
-    if endpoint.starts_with("https://") {
-        return Err(format!(
-            "{endpoint}: https endpoints are not supported by oxcdctl's v2 commands"
-        ));
-    }
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let secure = endpoint.starts_with("https://");
+    let host = endpoint
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
     let address = std::net::ToSocketAddrs::to_socket_addrs(host)
         .map_err(|e| e.to_string())?
         .next()
         .ok_or_else(|| format!("no address for {host}"))?;
-    let mut stream = match timeout {
+    let tcp = match timeout {
         Some(t) => TcpStream::connect_timeout(&address, t),
         None => TcpStream::connect(address),
     }
-    .map_err(|e| {
-        format!(
-            "dial tcp {address}: connect: {}",
-            e.to_string().to_lowercase()
-        )
-    })?;
-    stream
-        .set_read_timeout(timeout)
-        .map_err(|e| e.to_string())?;
+    .map_err(|e| format!("dial tcp {address}: connect: {}", os_error_text(&e)))?;
+    tcp.set_read_timeout(timeout).map_err(|e| e.to_string())?;
+    let mut stream: Box<dyn Stream> = if secure {
+        let Some(config) = tls else {
+            return Err(format!("{endpoint}: https needs TLS settings"));
+        };
+        let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
+        let connection =
+            rustls::ClientConnection::new(config.clone(), name).map_err(|e| e.to_string())?;
+        Box::new(rustls::StreamOwned::new(connection, tcp))
+    } else {
+        Box::new(tcp)
+    };
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     if !body.is_empty() || method == "PUT" || method == "POST" {
         head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
@@ -52,6 +66,7 @@ pub fn request(
     head.push_str("\r\n");
     stream
         .write_all(format!("{head}{body}").as_bytes())
+        .and_then(|()| stream.flush())
         .map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
@@ -105,6 +120,15 @@ pub fn request(
         etcd_index,
         body,
     })
+}
+
+/// An OS error as Go words it: `connection refused`, without Rust's `(os error N)`.
+fn os_error_text(e: &std::io::Error) -> String {
+    let text = e.to_string().to_lowercase();
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
 }
 
 /// Percent-encodes a form value or a path segment.
