@@ -11,7 +11,7 @@
 #
 # usage: scripts/bench-referee.sh
 # env:   ROUNDS=3                 rounds (median over them)
-#        SERVERS="etcd34 etcd35 oxcd"   TOOLS="go oxcd"   PINS="0 1"   CLUSTER=1 (0 skips the 3-member rows)
+#        SERVERS="etcd34 etcd35 oxcd"   TOOLS="go oxcd"   PINS="0 1"   CLUSTER=1 (0 skips the 3-member rows; TOOLS="" runs only those)
 #        ETCD34=/usr/bin/etcd     ETCD35=<dir holding etcd 3.5.1's etcd> (default: the etcd-tools
 #                                 cache, else scripts/install-etcd35.sh fetches it)
 #        OXCD=target/release/oxcd OXCD_BENCH=target/release/oxcd-bench
@@ -23,9 +23,9 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROUNDS=${ROUNDS:-3}
-SERVERS=${SERVERS:-etcd34 etcd35 oxcd}
-TOOLS=${TOOLS:-go oxcd}
-PINS=${PINS:-0 1}
+SERVERS=${SERVERS-etcd34 etcd35 oxcd}
+TOOLS=${TOOLS-go oxcd}
+PINS=${PINS-0 1}
 CLUSTER=${CLUSTER:-1}
 TOOLS_CACHE=${ETCD_TOOLS_DIR:-$HOME/.cache/etcd-tools}
 GO_BENCH=${GO_BENCH:-$TOOLS_CACHE/bin/etcd-benchmark}
@@ -67,7 +67,7 @@ start_member() {
   "${pre[@]}" "$bin" --name "$name" --data-dir "$dir/$name" \
     --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
     --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "referee-$name" \
+    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "referee-${dir##*/}" \
     >"$dir/$name.log" 2>&1 </dev/null &
 }
 
