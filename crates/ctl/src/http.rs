@@ -133,7 +133,7 @@ pub fn request(
 }
 
 /// An OS error as Go words it: `connection refused`, without Rust's `(os error N)`.
-fn os_error_text(e: &std::io::Error) -> String {
+pub fn os_error_text(e: &std::io::Error) -> String {
     let text = e.to_string().to_lowercase();
     match text.find(" (os error") {
         Some(at) => text[..at].to_owned(),
