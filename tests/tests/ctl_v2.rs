@@ -238,6 +238,34 @@ fn v2_cluster_and_auth_verbs_match_etcdctl() {
         for args in runs {
             v2(&pair, args);
         }
+        // `member update` of each side's own member, by its id and to its own peer URL.
+        for (bin, member) in [
+            (oxcd_e2e::etcdctl_bin(), &pair.reference),
+            (ctl_support::oxcdctl_bin(), &pair.subject),
+        ] {
+            let v2_run = |args: &[&str]| {
+                ctl_support::run(
+                    &bin,
+                    &member.endpoint(),
+                    &Run {
+                        args,
+                        env: &[("ETCDCTL_API", "2")],
+                        url_endpoint: true,
+                        ..Default::default()
+                    },
+                )
+            };
+            let list = v2_run(&["member", "list"]);
+            let id = list.stdout.split(':').next().unwrap_or_default().to_owned();
+            let peer = member.peer_url();
+            let updated = v2_run(&["member", "update", &id, &peer]);
+            assert_eq!(
+                updated.to_string(),
+                format!("exit Some(0)\n--- stdout\nUpdated member with ID {id} in cluster\n--- stderr\n"),
+                "{} member update",
+                bin.display()
+            );
+        }
         // No member answers: Go's cluster error and its detail, exit 2 (4 for
         // cluster-health, after its line on stdout).
         for args in [
