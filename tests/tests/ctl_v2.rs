@@ -2,6 +2,7 @@
 //! API of two fresh servers started with `--enable-v2` (issue 13): set, get, rm, mk, mkdir,
 //! setdir, ls, update, updatedir, rmdir, watch, in each output format, with their errors
 //! (exec-watch: its argument errors only, as it never ends by itself). Runs on real etcd, and on oxcd once it serves `/v2/keys`.
+//! Also the cluster and access verbs: member, cluster-health, user, role, auth.
 
 mod ctl_support;
 
@@ -158,5 +159,161 @@ fn v2_over_tls_matches_etcdctl() {
                 );
             }
         }
+    }
+}
+
+/// The v2 cluster and access verbs against the real etcdctl's on two fresh servers of each
+/// kind: `member list|remove|update|add` and their argument and URL errors,
+/// `cluster-health`, `user`, `role` (grants, revokes, duplicates, missing names,
+/// non-canonical paths) and `auth enable|disable` with and without `--username`; then an
+/// unreachable endpoint. `user passwd` reads a terminal, so only oxcdctl's is checked, by
+/// logging in with the new password.
+#[test]
+fn v2_cluster_and_auth_verbs_match_etcdctl() {
+    for server in SERVERS {
+        let pair = Pair::start_with(server, &["--enable-v2"]);
+        let runs: &[&[&str]] = &[
+            &["member", "list"],
+            &["member", "list", "extra"],
+            &["cluster-health"],
+            &["member", "add"],
+            &["member", "add", "n", "ftp://x:1"],
+            &["member", "add", "n", "http://x"],
+            &["member", "add", "n", "http://x:1/p"],
+            &["member", "remove"],
+            &["member", "remove", "nope"],
+            &["member", "remove", "pair"],
+            &["member", "update"],
+            &["member", "update", "abc", "http://127.0.0.1:9"],
+            &["member", "update", "abc", "ftp://x:1,http://y:2"],
+            &["user", "list"],
+            &["user", "add"],
+            &["user", "add", "root:pw"],
+            &["user", "add", "bob:x"],
+            &["user", "get", "bob"],
+            &["user", "get", "nobody"],
+            &["role", "add"],
+            &["role", "add", "r1"],
+            &["role", "add", "r1"],
+            &["role", "get", "r1"],
+            &["role", "grant", "r1"],
+            &["role", "grant", "r1", "--path", "/foo"],
+            &["role", "grant", "r1", "--path", "foo", "--read"],
+            &["role", "grant", "r1", "--path", "/a/../foo/", "--read"],
+            &["role", "grant", "r1", "--path", "/foo", "--read", "--write"],
+            &["role", "grant", "r1", "--path", "/foo/*", "--read"],
+            &["role", "grant", "r1", "--path", "/foo/*", "--read"],
+            &["role", "grant", "r1", "--path", "/bar", "--rw"],
+            &["role", "revoke", "r1", "--path", "/bar", "--write"],
+            &["role", "revoke", "r1", "--path", "/zzz", "--write"],
+            &["role", "get", "r1"],
+            &["role", "get", "nope"],
+            &["role", "grant", "nope", "--path", "/a", "--read"],
+            &["role", "list"],
+            &["user", "grant", "bob"],
+            &["user", "grant", "bob", "--roles", "r1"],
+            &["user", "grant", "bob", "--roles", "r1", "--roles", "nope"],
+            &["user", "get", "bob"],
+            &["user", "revoke", "bob", "--roles", "r1"],
+            &["user", "revoke", "bob", "--roles", "r1"],
+            &["user", "list"],
+            &["auth", "enable", "x"],
+            &["auth", "enable"],
+            &["user", "list"],
+            &["-u", "root:bad", "user", "list"],
+            &["-u", "bob:x", "role", "list"],
+            &["-u", "root:pw", "user", "list"],
+            &["-u", "root:pw", "user", "grant", "bob", "--roles", "r1"],
+            &["-u", "root:pw", "user", "get", "bob"],
+            &["-u", "root:pw", "set", "/k", "v"],
+            &["-u", "root:pw", "member", "list"],
+            &["auth", "disable"],
+            &["-u", "root:pw", "auth", "disable"],
+            &["auth", "disable"],
+            &["role", "remove", "r1"],
+            &["role", "remove", "r1"],
+            &["user", "remove", "bob"],
+            &["user", "remove", "bob"],
+        ];
+        for args in runs {
+            v2(&pair, args);
+        }
+        // `member update` of each side's own member, by its id and to its own peer URL.
+        for (bin, member) in [
+            (oxcd_e2e::etcdctl_bin(), &pair.reference),
+            (ctl_support::oxcdctl_bin(), &pair.subject),
+        ] {
+            let v2_run = |args: &[&str]| {
+                ctl_support::run(
+                    &bin,
+                    &member.endpoint(),
+                    &Run {
+                        args,
+                        env: &[("ETCDCTL_API", "2")],
+                        url_endpoint: true,
+                        ..Default::default()
+                    },
+                )
+            };
+            let list = v2_run(&["member", "list"]);
+            let id = list.stdout.split(':').next().unwrap_or_default().to_owned();
+            let peer = member.peer_url();
+            let updated = v2_run(&["member", "update", &id, &peer]);
+            assert_eq!(
+                updated.to_string(),
+                format!("exit Some(0)\n--- stdout\nUpdated member with ID {id} in cluster\n--- stderr\n"),
+                "{} member update",
+                bin.display()
+            );
+        }
+        // No member answers: Go's cluster error and its detail, exit 2 (4 for
+        // cluster-health, after its line on stdout).
+        for args in [
+            &["member", "list"][..],
+            &["cluster-health"],
+            &["user", "list"],
+        ] {
+            let mut with = vec!["--endpoints=http://127.0.0.1:1"];
+            with.extend_from_slice(args);
+            pair.check_run(&Run {
+                args: &with,
+                env: &[("ETCDCTL_API", "2")],
+                no_endpoint_flag: true,
+                ..Default::default()
+            });
+        }
+        // `user passwd` asks on the terminal (here: a line of stdin).
+        let oxcdctl = |args: &[&str], stdin: &str| {
+            ctl_support::run(
+                &ctl_support::oxcdctl_bin(),
+                &pair.subject.endpoint(),
+                &Run {
+                    args,
+                    stdin,
+                    env: &[("ETCDCTL_API", "2")],
+                    url_endpoint: true,
+                    ..Default::default()
+                },
+            )
+        };
+        let added = oxcdctl(&["user", "add", "carol"], "first\n");
+        assert_eq!(
+            added.stdout, "New password: \nUser carol created\n",
+            "{added}"
+        );
+        let changed = oxcdctl(&["user", "passwd", "carol"], "second\n");
+        assert_eq!(
+            changed.stdout, "New password: \nPassword updated\n",
+            "{changed}"
+        );
+        assert!(oxcdctl(&["user", "grant", "carol", "--roles", "root"], "").success());
+        assert!(oxcdctl(&["auth", "enable"], "").success());
+        let old = oxcdctl(&["-u", "carol:first", "user", "list"], "");
+        assert!(!old.success(), "the old password still works: {old}");
+        let new = oxcdctl(&["-u", "carol:second", "user", "list"], "");
+        assert!(
+            new.success() && new.stdout.contains("carol"),
+            "the new password is refused: {new}"
+        );
     }
 }

@@ -355,6 +355,8 @@ pub enum MemberCommand {
 pub enum SnapshotCommand {
     /// Stores an etcd node backend snapshot to a given file
     Save(PositionalArgs),
+    /// Gets backend snapshot status of a given file
+    Status(PositionalArgs),
 }
 
 #[derive(Subcommand, Debug)]

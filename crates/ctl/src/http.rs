@@ -19,13 +19,15 @@ pub struct Response {
 trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
 
-/// Sends `method path` with a form `body` to `endpoint` (`http://host:port`,
-/// `https://host:port` or `host:port`); `tls` is the configuration for `https://`.
-/// `timeout` bounds connecting and each read (`None`: wait as long as it takes, for watches).
+/// Sends `method path` with `body` to `endpoint` (`http://host:port`, `https://host:port`
+/// or `host:port`); `tls` is the configuration for `https://`. The body is a form unless
+/// `headers` name another `Content-Type`. `timeout` bounds connecting and each read
+/// (`None`: wait as long as it takes, for watches).
 pub fn request(
     endpoint: &str,
     method: &str,
     path: &str,
+    headers: &[(&str, String)],
     body: &str,
     timeout: Option<Duration>,
     tls: Option<&Arc<rustls::ClientConfig>>,
@@ -59,8 +61,16 @@ pub fn request(
         Box::new(tcp)
     };
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let typed = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
     if !body.is_empty() || method == "PUT" || method == "POST" {
-        head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        if !typed {
+            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
@@ -123,7 +133,7 @@ pub fn request(
 }
 
 /// An OS error as Go words it: `connection refused`, without Rust's `(os error N)`.
-fn os_error_text(e: &std::io::Error) -> String {
+pub fn os_error_text(e: &std::io::Error) -> String {
     let text = e.to_string().to_lowercase();
     match text.find(" (os error") {
         Some(at) => text[..at].to_owned(),

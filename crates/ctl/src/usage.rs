@@ -42,6 +42,7 @@ const USE_LINES: &[(&str, &str)] = &[
     ("member promote", "promote <memberID>"),
     ("snapshot", "snapshot <subcommand>"),
     ("snapshot save", "save <filename>"),
+    ("snapshot status", "status <filename>"),
     ("lock", "lock <lockname> [exec-command arg1 arg2 ...]"),
     ("elect", "elect <election-name> [proposal]"),
     ("auth", "auth <enable or disable>"),
@@ -77,6 +78,11 @@ const USE_LINES: &[(&str, &str)] = &[
 
 /// etcdctl's long descriptions.
 const LONG: &[(&str, &str)] = &[
+    (
+        "snapshot status",
+        "When --write-out is set to simple, this command prints out comma-separated status lists for each endpoint.
+The items in the lists are hash, revision, total keys, total size.",
+    ),
     (
         "check datascale",
         "If no endpoint is provided, localhost will be used. If multiple endpoints are provided, first endpoint will be used.",

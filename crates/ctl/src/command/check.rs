@@ -501,13 +501,14 @@ fn resident_memory(ctx: &Ctx, endpoint: &str) -> Option<f64> {
         None
     };
     let timeout = Some(Duration::from_secs(30));
-    let response = match crate::http::request(&base, "GET", "/metrics", "", timeout, tls.as_ref()) {
-        Ok(response) => response,
-        Err(e) => {
-            println!("fetch error: Get {}: {e}", go::quote(url.as_bytes()));
-            return None;
-        }
-    };
+    let response =
+        match crate::http::request(&base, "GET", "/metrics", &[], "", timeout, tls.as_ref()) {
+            Ok(response) => response,
+            Err(e) => {
+                println!("fetch error: Get {}: {e}", go::quote(url.as_bytes()));
+                return None;
+            }
+        };
     let text = String::from_utf8_lossy(&response.body);
     let Some(value) = text
         .lines()

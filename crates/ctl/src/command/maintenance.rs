@@ -1,4 +1,4 @@
-//! `compaction`, `defrag`, `alarm`, `move-leader`, `snapshot save`.
+//! `compaction`, `defrag`, `alarm`, `move-leader`, `snapshot save` and `snapshot status`.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -7,6 +7,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use oxcd_api::etcdserverpb::alarm_request::AlarmAction;
 use oxcd_api::etcdserverpb::{AlarmRequest, AlarmResponse, CompactionRequest, MoveLeaderRequest};
+use oxcd_storage::{bbolt, BackupError};
 
 use super::endpoint::endpoints;
 use crate::cli::{AlarmCommand, CompactionArgs, DefragArgs, PositionalArgs, SnapshotCommand};
@@ -143,7 +144,10 @@ pub async fn move_leader(ctx: &Ctx, a: PositionalArgs) -> CmdResult {
 }
 
 pub async fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> CmdResult {
-    let SnapshotCommand::Save(a) = command;
+    let a = match command {
+        SnapshotCommand::Save(a) => a,
+        SnapshotCommand::Status(a) => return snapshot_status(ctx, &a),
+    };
     let [path] = a.args.as_slice() else {
         return Err(Exit::new(
             code::BAD_ARGS,
@@ -238,4 +242,30 @@ pub async fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> CmdResult {
     );
     println!("Snapshot saved at {path}");
     Ok(())
+}
+
+/// `snapshot status FILE`: the hash, revision, key count and size of an etcd-format
+/// snapshot file, read by the storage crate's snapshot reader (oxcdutl's too).
+fn snapshot_status(ctx: &Ctx, a: &PositionalArgs) -> CmdResult {
+    let [path] = a.args.as_slice() else {
+        return Err(Exit::new(
+            code::BAD_ARGS,
+            "snapshot status requires exactly one argument",
+        ));
+    };
+    let printer = ctx.printer()?;
+    let failed = |e: String| Exit::new(code::ERROR, e);
+    let meta = std::fs::metadata(path)
+        .map_err(|e| failed(format!("stat {path}: {}", crate::http::os_error_text(&e))))?;
+    if meta.is_dir() {
+        return Err(failed(format!("open {path}: is a directory")));
+    }
+    let status = oxcd_storage::SnapshotFile::open(std::path::Path::new(path), true)
+        .and_then(|file| file.status())
+        .map_err(|e| match e {
+            // bbolt's words for a file that is not a (whole) database.
+            BackupError::Bbolt(bbolt::Error::Invalid(_)) => failed("invalid database".into()),
+            e => failed(e.to_string()),
+        })?;
+    emit(printer.db_status(&status))
 }

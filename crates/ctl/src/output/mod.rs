@@ -631,6 +631,37 @@ impl Printer {
         }
     }
 
+    /// `snapshot status`: etcd's `snapshot.Status`.
+    pub fn db_status(&self, st: &oxcd_storage::SnapshotStatus) -> Rendered {
+        let row = vec![
+            format!("{:x}", st.hash),
+            st.revision.to_string(),
+            st.total_key.to_string(),
+            go::human_bytes(st.total_size),
+        ];
+        match self.format {
+            Format::Simple => text(row.join(", ") + "\n"),
+            Format::Table => text(table::render(
+                &["hash", "revision", "total keys", "total size"],
+                &[row],
+            )),
+            Format::Json => text(
+                json::Obj::new()
+                    .int("hash", st.hash)
+                    .int("revision", st.revision)
+                    .int("totalKey", st.total_key)
+                    .int("totalSize", st.total_size)
+                    .end()
+                    + "\n",
+            ),
+            Format::Fields => text(format!(
+                "\"Hash\" : {}\n\"Revision\" : {}\n\"Keys\" : {}\n\"Size\" : {}\n",
+                st.hash, st.revision, st.total_key, st.total_size
+            )),
+            Format::Protobuf => Err(self.unsupported()),
+        }
+    }
+
     pub fn endpoint_hash_kv(&self, list: &[(String, HashKvResponse)]) -> Rendered {
         let rows: Vec<Vec<String>> = list
             .iter()

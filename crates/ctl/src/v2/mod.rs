@@ -14,6 +14,8 @@ use serde_json::Value;
 use crate::go;
 use crate::http;
 
+mod admin;
+
 /// Exit codes of the v2 etcdctl.
 const EXIT_BAD_ARGS: u8 = 1;
 const EXIT_BAD_CONNECTION: u8 = 2;
@@ -58,6 +60,9 @@ struct Cli {
     /// verify certificates of HTTPS-enabled servers using this CA bundle
     #[arg(long, global = true, env = "ETCDCTL_CA_FILE")]
     ca_file: Option<String>,
+    /// provide username[:password] and prompt if password is not supplied.
+    #[arg(short = 'u', long, global = true, env = "ETCDCTL_USERNAME")]
+    username: Option<String>,
     /// connection timeout per request
     #[arg(long, global = true, default_value = "2s", value_parser = go::parse_duration)]
     timeout: Duration,
@@ -179,6 +184,32 @@ enum Verb {
         recursive: bool,
         args: Vec<String>,
     },
+    /// member add, remove and list subcommands
+    Member {
+        #[command(subcommand)]
+        verb: admin::MemberVerb,
+    },
+    /// check the health of the etcd cluster
+    ClusterHealth {
+        /// forever check the health every 10 second until CTRL+C
+        #[arg(short, long)]
+        forever: bool,
+    },
+    /// user add, grant and revoke subcommands
+    User {
+        #[command(subcommand)]
+        verb: admin::UserVerb,
+    },
+    /// role add, grant and revoke subcommands
+    Role {
+        #[command(subcommand)]
+        verb: admin::RoleVerb,
+    },
+    /// overall auth controls
+    Auth {
+        #[command(subcommand)]
+        verb: admin::AuthVerb,
+    },
     /// watch a key for changes and exec an executable
     ExecWatch {
         /// watch after the given index
@@ -217,7 +248,10 @@ pub fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("{}", failure.line);
+            // An empty line: the command has said all it had to.
+            if !failure.line.is_empty() {
+                eprintln!("{}", failure.line);
+            }
             ExitCode::from(failure.code)
         }
     }
@@ -260,6 +294,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         endpoints,
         timeout: cli.timeout,
         tls: tls_config(cli)?,
+        auth: basic_auth(cli.username.as_deref())?,
     };
     let out = cli.output.as_str();
     let key_of = |args: &[String]| args.first().cloned().ok_or_else(key_required);
@@ -413,6 +448,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 }
             }
         }
+        Verb::Member { verb } => admin::member(&keys, verb)?,
+        Verb::ClusterHealth { forever } => admin::cluster_health(&keys, *forever)?,
+        Verb::User { verb } => admin::user(&keys, verb)?,
+        Verb::Role { verb } => admin::role(&keys, verb)?,
+        Verb::Auth { verb } => admin::auth(&keys, verb)?,
         Verb::ExecWatch {
             after_index,
             recursive,
@@ -459,6 +499,20 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The `Authorization` header of `--username NAME[:PASSWORD]` (asking for a missing
+/// password), or none.
+fn basic_auth(username: Option<&str>) -> Result<Option<String>, Failure> {
+    let Some(flag) = username.filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let (name, password) = admin::name_and_password("Password: ", flag).map_err(|e| Failure {
+        line: e,
+        code: EXIT_BAD_ARGS,
+    })?;
+    let token = go::base64(format!("{name}:{password}").as_bytes());
+    Ok(Some(format!("Basic {token}")))
+}
+
 fn push_ttl(form: &mut Vec<(&'static str, String)>, ttl: &Ttl) {
     if ttl.ttl > 0 {
         form.push(("ttl", ttl.ttl.to_string()));
@@ -481,11 +535,13 @@ fn tls_config(cli: &Cli) -> Result<Arc<rustls::ClientConfig>, Failure> {
     .map_err(|e| fail(EXIT_BAD_ARGS, e))
 }
 
-/// The endpoints, per-request timeout and TLS settings of the v2 keys API.
-struct Keys {
+/// The endpoints, per-request timeout, TLS settings and credentials of the v2 API.
+pub(crate) struct Keys {
     endpoints: Vec<String>,
     timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
+    /// `Authorization: Basic ...` from `--username`.
+    auth: Option<String>,
 }
 
 impl Keys {
@@ -559,17 +615,49 @@ impl Keys {
             path = format!("{path}?{}", encode(query));
         }
         let body = encode(form);
+        decode(self.request(method, &path, None, &body, timeout)?)
+    }
+
+    /// Sends one request to the first endpoint that answers, with the `--username`
+    /// credentials and, for a `json` body, its content type.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&Value>,
+        body: &str,
+        timeout: Option<Duration>,
+    ) -> Result<http::Response, Failure> {
+        let mut headers = Vec::new();
+        if let Some(auth) = &self.auth {
+            headers.push(("Authorization", auth.clone()));
+        }
+        let json_body = json.map(Value::to_string);
+        if json_body.is_some() {
+            headers.push(("Content-Type", "application/json".to_owned()));
+        }
+        let body = json_body.as_deref().unwrap_or(body);
         let mut errors = Vec::new();
         for endpoint in &self.endpoints {
-            match http::request(endpoint, method, &path, &body, timeout, Some(&self.tls)) {
-                Ok(response) => return decode(response),
-                Err(e) => errors.push(format!("error #{}: {e}", errors.len())),
+            match http::request(
+                endpoint,
+                method,
+                path,
+                &headers,
+                body,
+                timeout,
+                Some(&self.tls),
+            ) {
+                Ok(response) => return Ok(response),
+                Err(e) => errors.push(format!("error #{}: {e}\n", errors.len())),
             }
         }
+        // Go's ClusterError, then its detail: each error twice.
+        let joined: String = errors.iter().map(|e| format!("; {e}")).collect();
         Err(Failure {
             line: format!(
-                "Error:  client: etcd cluster is unavailable or misconfigured; {}",
-                errors.join("; ")
+                "Error:  client: etcd cluster is unavailable or misconfigured{joined}\n{}",
+                errors.concat()
             ),
             code: EXIT_BAD_CONNECTION,
         })
