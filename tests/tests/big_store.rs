@@ -1,4 +1,4 @@
-//! Big stores without stalls (issue 14): a streamed range of 100k keys under a memory cap that
+//! Big stores without stalls (issue 14): a streamed range of 200k keys under a memory cap that
 //! a plain Range exceeds; keys-only and count-only answers equal to full ranges; a defrag
 //! under concurrent writes with no write failing and every write durable.
 
