@@ -326,3 +326,16 @@ fn etcdctl_v2_member_add_update_remove() {
     let (ok, out) = ctl2(&cluster, &["cluster-health"]);
     assert!(ok && out.contains("cluster is healthy"), "{out}");
 }
+
+/// A one-member cluster that adds a second member loses its quorum until that member starts;
+/// `member list` still answers at once from the local member table, as etcd's does.
+#[test]
+fn member_list_answers_while_an_added_member_has_not_started() {
+    let _lock = cluster_lock();
+    let cluster = Cluster::start_with(1, |b| b.arg("--enable-v2"));
+    let (ok, out) = ctl2(&cluster, &["member", "add", "extra", "http://127.0.0.1:1"]);
+    assert!(ok && out.contains("Added member named extra"), "{out}");
+    // etcdctl gives up on a request after 2 s (its --timeout): an answer at all is the check.
+    let (ok, list) = ctl2(&cluster, &["member", "list"]);
+    assert!(ok && list.lines().count() == 2, "{list}");
+}

@@ -168,11 +168,12 @@ mod tests {
             "/oxcdpb.Peer/Snapshot",
             "/oxcdpb.Peer/LeaseRenew",
             "/oxcdpb.Peer/Members",
+            "/oxcdpb.Peer/HashKV",
         ] {
             assert!(paths.iter().any(|p| p == expected), "missing {expected}");
         }
-        // KV 6, Watch 1, Lease 5, Cluster 5, Maintenance 8, Auth 17, Lock 2, Election 5, Peer 5.
-        assert_eq!(paths.len(), 54, "{paths:#?}");
+        // KV 6, Watch 1, Lease 5, Cluster 5, Maintenance 8, Auth 17, Lock 2, Election 5, Peer 6.
+        assert_eq!(paths.len(), 55, "{paths:#?}");
     }
 
     #[test]
