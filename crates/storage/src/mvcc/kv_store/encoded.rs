@@ -36,6 +36,7 @@ impl KvStore {
         range_end: &[u8],
         opts: super::RangeOptions,
     ) -> Result<EncodedRange> {
+        crate::stats::add(&crate::stats::MVCC.ranges, 1);
         let range = KeyRange::new(key, range_end);
         let (revs, count, rev, rtxn) = {
             let st = self.shared.lock();
