@@ -363,9 +363,10 @@ fn point(rng: &mut StdRng) -> Span {
     Span::point(&key(rng))
 }
 
-/// A txn, nested up to two levels, with at most one write in the whole tree: two writes
-/// could touch the same key, which both servers refuse as `duplicate key` whatever the
-/// permissions (oxcd before checking them, etcd 3.4 after: see notes/s2/authmodel.md).
+/// A txn, nested up to two levels, with at most one write in the whole tree. Two writes could
+/// touch the same key, and the txn would fail as `duplicate key` before any permission check.
+/// (oxcd also refuses a put inside a from-key delete of the same branch, which etcd 3.4 and
+/// 3.5 accept: a compatibility bug outside auth, reported in notes/s2/authmodel.md.)
 fn txn_spec(rng: &mut StdRng, depth: u32, write_left: &mut bool) -> TxnSpec {
     let compares = (0..rng.random_range(0..3)).map(|_| span(rng)).collect();
     let ops: Vec<OpSpec> = (0..rng.random_range(1..4))
@@ -706,7 +707,15 @@ fn gateway_call(addr: &str, token: &str, path: &str, body: serde_json::Value) ->
     let text = r.text();
     match r.status {
         200 => (Outcome::Allowed, String::new()),
-        _ if text.contains("permission denied") => (Outcome::Denied, text),
+        // etcd's gateway answers a refusal with the gRPC code: 7 (PermissionDenied), or 2
+        // (Unknown, "auth: permission denied") from etcd's maintenance calls. oxcd answers
+        // those with 7 and "etcdserver: permission denied": a difference in error text and
+        // code reported in notes/s2/authmodel.md, not checked here.
+        _ if text.contains("permission denied")
+            && matches!(r.json()["code"].as_i64(), Some(7 | 2)) =>
+        {
+            (Outcome::Denied, text)
+        }
         _ => (Outcome::Other, text),
     }
 }
@@ -922,6 +931,8 @@ struct InFlight {
     allowed_before: usize,
     /// Txns sent after the change had returned, and what they got.
     after: Vec<(Outcome, String)>,
+    /// A gateway put sent after the change with a token taken before it.
+    gateway_after: (Outcome, String),
     /// Did the watch deliver a put made after the change?
     watch_saw_later_put: bool,
     /// Did a renewal sent after the change succeed?
@@ -969,8 +980,11 @@ async fn in_flight(m: &Member, seed: u64) -> Vec<InFlight> {
     let mut watches = Vec::new();
     let mut keepalives = Vec::new();
     let mut loops = Vec::new();
+    let addr = format!("127.0.0.1:{}", m.client_port());
+    let mut tokens = Vec::new();
     for i in 0..3 {
         let user = format!("w{i}");
+        tokens.push(gateway_token(&addr, &user, &password(&user)));
         let mut c = connect(m, &user, &password(&user)).await;
         let prefix = format!("w{i}/");
         let opts = WatchOptions::new().with_prefix();
@@ -1043,6 +1057,8 @@ async fn in_flight(m: &Member, seed: u64) -> Vec<InFlight> {
         loops.into_iter().zip(watches).zip(keepalives).enumerate()
     {
         let txns = txns.await.unwrap();
+        let put = serde_json::json!({"key": b64(format!("w{i}/g").as_bytes()), "value": b64(b"g")});
+        let gateway_after = gateway_call(&addr, &tokens[i], "/v3/kv/put", put);
         let later = format!("w{i}/after");
         root.put(later.as_str(), "x", None).await.unwrap();
         let mut watch_saw_later_put = false;
@@ -1071,6 +1087,7 @@ async fn in_flight(m: &Member, seed: u64) -> Vec<InFlight> {
                 .filter(|(at, _)| *at > changed_at[i])
                 .map(|(_, got)| got)
                 .collect(),
+            gateway_after,
             watch_saw_later_put,
             keepalive_renewed,
         });
@@ -1121,6 +1138,12 @@ fn permission_changes_stop_open_watches_txns_and_keepalives() {
             };
             if let Some((got, text)) = s.after.iter().find(|r| !refused(r)) {
                 fail(&format!("a txn sent after the change got {got:?} ({text})"));
+            }
+            if !refused(&&s.gateway_after) {
+                fail(&format!(
+                    "a gateway put after the change got {:?}",
+                    s.gateway_after
+                ));
             }
             if !real_etcd && s.watch_saw_later_put {
                 fail("the watch delivered a put made after the change");
