@@ -90,6 +90,8 @@ fn enabled_auth_allows_and_refuses_as_etcd() {
         &["--user", ALICE, "role", "get", "r1"],
         &["--user", ALICE, "role", "get", "root"],
         &["--user", ALICE, "compaction", "1"],
+        &["--user", ALICE, "defrag"],
+        &["defrag"],
         &["--user", ROOT, "user", "delete", "root"],
         &["--user", ROOT, "role", "delete", "root"],
         &["--user", ROOT, "user", "revoke-role", "root", "root"],

@@ -707,10 +707,9 @@ fn gateway_call(addr: &str, token: &str, path: &str, body: serde_json::Value) ->
     let text = r.text();
     match r.status {
         200 => (Outcome::Allowed, String::new()),
-        // etcd's gateway answers a refusal with the gRPC code: 7 (PermissionDenied), or 2
-        // (Unknown, "auth: permission denied") from etcd's maintenance calls. oxcd answers
-        // those with 7 and "etcdserver: permission denied": a difference in error text and
-        // code reported in notes/s2/authmodel.md, not checked here.
+        // The gateway answers a refusal with the gRPC code: 7 (PermissionDenied), or 2
+        // (Unknown, "auth: permission denied") from the maintenance calls, on both servers
+        // (auth_etcdctl.rs compares the texts with etcd's).
         _ if text.contains("permission denied")
             && matches!(r.json()["code"].as_i64(), Some(7 | 2)) =>
         {
