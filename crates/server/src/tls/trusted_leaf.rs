@@ -9,10 +9,11 @@ use std::sync::Arc;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-/// Verifies with `inner`; when that fails, still accepts a certificate byte-identical to a
-/// trusted CA certificate and within its validity period.
+/// Verifies with `inner`; when that refuses a certificate only for what it is (a CA used as
+/// an end entity), still accepts it if it is byte-identical to a trusted CA certificate and
+/// within its validity period. A revoked one stays refused.
 #[derive(Debug)]
 pub struct TrustedLeafClientVerifier {
     pub inner: Arc<dyn ClientCertVerifier>,
@@ -56,7 +57,11 @@ impl ClientCertVerifier for TrustedLeafClientVerifier {
             .inner
             .verify_client_cert(end_entity, intermediates, now)
         {
-            Err(_) if self.is_trusted_itself(end_entity, now) => {
+            // webpki's `CaUsedAsEndEntity` arrives as `Other`; a revoked, expired or
+            // unknown certificate keeps its refusal.
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(_)))
+                if self.is_trusted_itself(end_entity, now) =>
+            {
                 Ok(ClientCertVerified::assertion())
             }
             other => other,
