@@ -36,10 +36,10 @@ declare -A LISTS=(
 # machine).
 LISTS[issue10]='^TestCtlV3(AuthCertCN|AuthSnapshot|AuthSnapshotJWT|AuthCertCNWithWithConcurrentOperation|AuthTxnJWT|AuthAndWatchJWT|AuthLeaseGrantLeasesJWT|AuthJWTExpire|AuthCertCNAndUsername|AuthCertCNAndUsernameNoPassword|AuthEnable|AuthDisable|AuthWriteKey|AuthRoleUpdate|AuthUserDeleteDuringOps|AuthRoleRevokeDuringOps|AuthTxn|AuthPrefixPerm|AuthMemberAdd|AuthMemberRemove|AuthMemberUpdate|AuthRevokeWithDelete|AuthInvalidMgmt|AuthAndWatch|AuthLeaseTestKeepAlive|AuthLeaseTestTimeToLiveExpired|AuthLeaseGrantLeases|AuthLeaseRevoke|AuthRoleGet|AuthUserGet|AuthRoleList|AuthDefrag|AuthEndpointHealth|AuthTestCacheReload|RoleAdd|RoleAddNoTLS|RoleAddClientTLS|RoleAddPeerTLS|RoleAddTimeout|RoleGrant|UserAdd|UserAddNoTLS|UserAddClientTLS|UserAddPeerTLS|UserAddTimeout|UserAddClientAutoTLS|UserList|UserListNoTLS|UserListClientTLS|UserListPeerTLS|UserListClientAutoTLS|UserDelete|UserDeleteNoTLS|UserDeleteClientTLS|UserDeletePeerTLS|UserDeleteClientAutoTLS|UserPasswd|UserPasswdNoTLS|UserPasswdClientTLS|UserPasswdPeerTLS|UserPasswdClientAutoTLS)$|^TestV3CurlAuth(ClientTLSCertAuth)?$'
 # clients dialing endpoints one by one (the whole URL as :authority), TLS and transport
-# flags, the backend quota, the example config file, L4 gateway, /metrics. TestCtlV3Alarm,
+# flags, the backend quota, the example config file, L4 gateway, gRPC proxy, /metrics. TestCtlV3Alarm,
 # TestV3CurlCipherSuitesValid and TestV3Metrics* check etcd 3.4's /health body and version: oxcd presents
 # itself as 3.4 to this suite (ETCD_EXPERIMENTAL_EMULATE_ETCD_VERSION below).
-LISTS[issue9]='^TestCtlV3(Defrag|EndpointHashKV|MoveLeaderScenarios|GetRevokedCRL)$|^TestEtcd(PeerCNAuth|PeerNameAuth|UnixPeers|ExampleConfig)$|^TestCtlV3Alarm$|^TestV3Metrics(Secure|Insecure)$|^TestGateway$|^TestV3CurlCipherSuites(Valid|Mismatch)$|^TestV3Curl_MaxStreams_(BelowLimit|ReachLimit)_(NoTLS|TLS)_(Small|Medium)$'
+LISTS[issue9]='^TestCtlV3(Defrag|EndpointHashKV|MoveLeaderScenarios|GetRevokedCRL)$|^TestEtcd(PeerCNAuth|PeerNameAuth|UnixPeers|ExampleConfig)$|^TestCtlV3Alarm$|^TestV3Metrics(Secure|Insecure)$|^TestGateway$|^TestV3CurlCipherSuites(Valid|Mismatch)$|^TestV3Curl_MaxStreams_(BelowLimit|ReachLimit)_(NoTLS|TLS)_(Small|Medium)$|^TestGrpcproxyAnd(CommonName|ListenCipherSuite)$'
 # issue 11, the v2 API: every TestCtlV2* but the four TestCtlV2Backup* (etcdctl backup reads
 # etcd's own data dir; out of scope), and every TestV2Curl* but two that need what oxcd's
 # listeners lack: TestV2CurlClientBoth (http and https on one port) and

@@ -22,6 +22,7 @@ pub mod error;
 pub mod etcd_import;
 pub mod fatal;
 pub mod grpc;
+pub mod grpc_proxy;
 pub mod http;
 pub mod id;
 pub mod kv;

@@ -12,6 +12,13 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "gateway") {
         return gateway();
     }
+    // `oxcd grpc-proxy ...`: etcd's gRPC proxy instead of a member.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "grpc-proxy")
+    {
+        return grpc_proxy();
+    }
     #[cfg(feature = "failpoints")]
     let _failpoints = failpoints();
     let cfg = match config::parse() {
@@ -84,6 +91,39 @@ fn gateway() -> ExitCode {
         }
     };
     match runtime.block_on(oxcd_server::tcp_gateway::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn grpc_proxy() -> ExitCode {
+    let invocation = match oxcd_server::grpc_proxy::parse(std::env::args_os().skip(1)) {
+        Ok(invocation) => invocation,
+        Err(e) => e.exit(),
+    };
+    let level = if invocation.args.debug {
+        config::LogLevel::Debug
+    } else {
+        config::LogLevel::Info
+    };
+    let _ = tracing_subscriber::registry()
+        .with(oxcd_server::logging::layer(
+            config::LoggerKind::Zap,
+            level,
+            std::io::stderr,
+        ))
+        .try_init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(oxcd_server::grpc_proxy::run(invocation)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

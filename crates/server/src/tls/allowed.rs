@@ -50,7 +50,7 @@ impl AllowedCert {
 }
 
 /// The subject's common name (the last one, as Go's `pkix.Name` keeps it).
-fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let cn = parsed.subject().iter_common_name().last()?;
     cn.as_str().ok().map(str::to_owned)
