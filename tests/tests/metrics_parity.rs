@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use http_support::get;
-use oxcd_e2e::{etcdctl_bin, oxcd_only, real_etcd_bin, wait_until, Member};
+use oxcd_e2e::fault_run::cluster_lock;
+use oxcd_e2e::{etcdctl_bin, oxcd_only, real_etcd_bin, wait_until, Cluster, Member};
 
 /// Families of etcd 3.4 that oxcd leaves out, each for a reason (see `http/families.rs`).
 const NOT_EXPORTED: &[&str] = &[
@@ -22,8 +23,6 @@ const NOT_EXPORTED: &[&str] = &[
     "etcd_debugging_disk_backend_commit_",
     // redb read transactions are not tracked.
     "etcd_mvcc_db_open_read_transactions",
-    // The v2 store's counters (etcd counts v2 requests and the v2 members' writes).
-    "etcd_debugging_store_",
 ];
 
 /// One scrape, parsed.
@@ -315,3 +314,146 @@ fn extensive_metrics_add_grpc_handling_seconds() {
     let s = Scrape::take(&basic.endpoint());
     assert!(!s.types.contains_key("grpc_server_handling_seconds"));
 }
+
+/// One cluster's view from its leader: its scrape, and the member ids by index.
+struct PeerView {
+    leader: usize,
+    ids: Vec<String>,
+}
+
+fn peer_view(cluster: &Cluster) -> PeerView {
+    let leader = wait_until("a leader", Duration::from_secs(30), || cluster.leader());
+    let ids = cluster
+        .names()
+        .iter()
+        .map(|name| format!("{:x}", cluster.member_id(name).expect("member id")))
+        .collect();
+    PeerView { leader, ids }
+}
+
+/// The peer network families (`etcd_network_*` but the client ones) of a scrape: name → type.
+fn network_families(s: &Scrape) -> BTreeMap<String, String> {
+    s.types
+        .iter()
+        .filter(|(f, _)| f.starts_with("etcd_network_") && !f.starts_with("etcd_network_client_"))
+        .map(|(f, t)| (f.clone(), t.clone()))
+        .collect()
+}
+
+/// Three members each of real etcd and oxcd: the leader's peer families match etcd's by name,
+/// type and label names; bytes flow both ways to each follower, each follower is an active
+/// peer, round trips are probed; a killed follower shows as disconnected and its messages
+/// as failed sends.
+#[test]
+fn peer_network_metrics_match_etcd_on_three_members() {
+    oxcd_only!();
+    let _lock = cluster_lock();
+    let etcd = Cluster::builder(3)
+        .configure(|b| b.bin(real_etcd_bin()))
+        .start();
+    let oxcd = Cluster::start(3);
+    let mut clusters = [("etcd", etcd), ("oxcd", oxcd)];
+    let mut views = Vec::new();
+    for (who, cluster) in &clusters {
+        let view = peer_view(cluster);
+        let endpoint = cluster.member(view.leader).endpoint();
+        let before = Scrape::take(&endpoint);
+        for i in 0..5 {
+            cluster
+                .etcdctl(&["put", &format!("k{i}"), "some value"])
+                .expect_success();
+        }
+        let me = &view.ids[view.leader];
+        let scrape = wait_until(
+            &format!("{who}'s leader to probe its peers' round trips"),
+            Duration::from_secs(30),
+            || {
+                let s = Scrape::take(&endpoint);
+                view.ids
+                    .iter()
+                    .filter(|id| *id != me)
+                    .all(|id| {
+                        s.value(&format!(
+                            "etcd_network_peer_round_trip_time_seconds_count{{To=\"{id}\"}}"
+                        )) > 0.0
+                    })
+                    .then_some(s)
+            },
+        );
+        for id in view.ids.iter().filter(|id| *id != me) {
+            for series in [
+                format!("etcd_network_peer_sent_bytes_total{{To=\"{id}\"}}"),
+                format!("etcd_network_peer_received_bytes_total{{From=\"{id}\"}}"),
+            ] {
+                assert!(
+                    scrape.value(&series) > before.value(&series),
+                    "{who}'s {series} moved with the puts"
+                );
+            }
+            let active = format!("etcd_network_active_peers{{Local=\"{me}\",Remote=\"{id}\"}}");
+            assert_eq!(scrape.value(&active), 1.0, "{who}'s {active}");
+        }
+        views.push((view, scrape));
+    }
+    assert_peer_families_match(&views[1].1, &views[0].1);
+
+    // A follower killed: the leader loses its stream and fails to send to it.
+    let mut after_kill = Vec::new();
+    for ((who, cluster), (view, _)) in clusters.iter_mut().zip(&views) {
+        let victim = (view.leader + 1) % 3;
+        let (me, gone) = (&view.ids[view.leader], &view.ids[victim]);
+        cluster.member_mut(victim).kill();
+        let endpoint = cluster.member(view.leader).endpoint();
+        let disconnected =
+            format!("etcd_network_disconnected_peers_total{{Local=\"{me}\",Remote=\"{gone}\"}}");
+        let active = format!("etcd_network_active_peers{{Local=\"{me}\",Remote=\"{gone}\"}}");
+        let failed = format!("etcd_network_peer_sent_failures_total{{To=\"{gone}\"}}");
+        let s = wait_until(
+            &format!("{who}'s leader to count the lost follower"),
+            Duration::from_secs(30),
+            || {
+                let s = Scrape::take(&endpoint);
+                (s.value(&disconnected) >= 1.0 && s.value(&active) == 0.0 && s.value(&failed) > 0.0)
+                    .then_some(s)
+            },
+        );
+        after_kill.push(s);
+    }
+    assert_peer_families_match(&after_kill[1], &after_kill[0]);
+}
+
+/// Every peer family etcd shows, oxcd shows with the same type and label names. A family
+/// appears once its first event happened (a failed send while peers start, say), so oxcd
+/// may show more of etcd's peer families than etcd does at that moment, never others.
+fn assert_peer_families_match(got: &Scrape, want: &Scrape) {
+    let (got_families, want_families) = (network_families(got), network_families(want));
+    for (family, kind) in &want_families {
+        assert_eq!(got_families.get(family), Some(kind), "oxcd's {family}");
+        assert_eq!(got.labels.get(family), want.labels.get(family), "{family}");
+    }
+    for family in got_families.keys() {
+        assert!(
+            ETCD_PEER_FAMILIES.contains(&family.as_str()),
+            "{family} is not etcd's"
+        );
+    }
+}
+
+/// etcd 3.4's peer families (`rafthttp/metrics.go`).
+const ETCD_PEER_FAMILIES: &[&str] = &[
+    "etcd_network_active_peers",
+    "etcd_network_disconnected_peers_total",
+    "etcd_network_peer_sent_bytes_total",
+    "etcd_network_peer_received_bytes_total",
+    "etcd_network_peer_sent_failures_total",
+    "etcd_network_peer_received_failures_total",
+    "etcd_network_peer_round_trip_time_seconds",
+    "etcd_network_snapshot_send_success",
+    "etcd_network_snapshot_send_failures",
+    "etcd_network_snapshot_send_inflights_total",
+    "etcd_network_snapshot_send_total_duration_seconds",
+    "etcd_network_snapshot_receive_success",
+    "etcd_network_snapshot_receive_failures",
+    "etcd_network_snapshot_receive_inflights_total",
+    "etcd_network_snapshot_receive_total_duration_seconds",
+];

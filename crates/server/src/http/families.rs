@@ -380,6 +380,108 @@ pub const FAMILIES: &[Family] = &[
         Counter,
         "Bytes sent to gRPC clients.",
     ),
+    // The v2 store (`v2::stats::STORE`), membership entries under `/0` included.
+    labelled(
+        "etcd_debugging_store_reads_total",
+        Counter,
+        "v2 store reads on this member, by action (get, getRecursive).",
+    ),
+    labelled(
+        "etcd_debugging_store_writes_total",
+        Counter,
+        "v2 store writes applied on this member, by action, whatever their outcome.",
+    ),
+    family(
+        "etcd_debugging_store_expires_total",
+        Counter,
+        "v2 keys removed because their TTL ran out.",
+    ),
+    family(
+        "etcd_debugging_store_watch_requests_total",
+        Counter,
+        "v2 watch requests, new or resumed.",
+    ),
+    family(
+        "etcd_debugging_store_watchers",
+        Gauge,
+        "v2 watchers waiting now.",
+    ),
+    // Peer traffic (`peer::metrics`); member ids in hex as labels.
+    labelled(
+        "etcd_network_peer_sent_bytes_total",
+        Counter,
+        "Bytes of raft messages and snapshots sent to each peer.",
+    ),
+    labelled(
+        "etcd_network_peer_received_bytes_total",
+        Counter,
+        "Bytes of raft messages and snapshots received from each peer.",
+    ),
+    labelled(
+        "etcd_network_peer_sent_failures_total",
+        Counter,
+        "Raft messages and snapshots that could not be sent to each peer.",
+    ),
+    labelled(
+        "etcd_network_peer_received_failures_total",
+        Counter,
+        "Raft messages and snapshots from each peer that could not be taken.",
+    ),
+    labelled(
+        "etcd_network_peer_round_trip_time_seconds",
+        hist(0.0001, 16),
+        "Round trips to each peer, probed every few seconds.",
+    ),
+    labelled(
+        "etcd_network_active_peers",
+        Gauge,
+        "1 while this member's stream to the peer stands.",
+    ),
+    labelled(
+        "etcd_network_disconnected_peers_total",
+        Counter,
+        "Times this member lost its stream to the peer.",
+    ),
+    labelled(
+        "etcd_network_snapshot_send_success",
+        Counter,
+        "Snapshots sent to each peer.",
+    ),
+    labelled(
+        "etcd_network_snapshot_send_failures",
+        Counter,
+        "Snapshots that could not be sent to each peer.",
+    ),
+    labelled(
+        "etcd_network_snapshot_send_inflights_total",
+        Gauge,
+        "Snapshots being sent to each peer.",
+    ),
+    labelled(
+        "etcd_network_snapshot_send_total_duration_seconds",
+        hist(0.1, 10),
+        "How long sending a snapshot to a peer took.",
+    ),
+    labelled(
+        "etcd_network_snapshot_receive_success",
+        Counter,
+        "Snapshots received from each peer.",
+    ),
+    labelled(
+        "etcd_network_snapshot_receive_failures",
+        Counter,
+        "Snapshots from each peer that could not be received.",
+    ),
+    labelled(
+        "etcd_network_snapshot_receive_inflights_total",
+        Gauge,
+        "Snapshots being received from each peer.",
+    ),
+    labelled(
+        "etcd_network_snapshot_receive_total_duration_seconds",
+        hist(0.1, 10),
+        "How long receiving a snapshot from a peer took.",
+    ),
     labelled(
         "grpc_server_started_total",
         Counter,

@@ -155,6 +155,7 @@ pub fn refresh(server: &EtcdServer, quota_bytes: Option<u64>) {
     gauge!("etcd_debugging_mvcc_watch_stream_total").set(streams as f64);
     gauge!("etcd_debugging_mvcc_pending_events_total").set(pending as f64);
     export_counts();
+    export_v2_store(server);
     super::grpc_metrics::export_client_requests();
     super::process::refresh();
 }
@@ -235,6 +236,21 @@ fn export_counts() {
     let level = |g: &AtomicI64| g.load(Ordering::Relaxed) as f64;
     gauge!("etcd_server_snapshot_apply_in_progress_total").set(level(&SERVER.snapshot_applying));
     gauge!("etcd_disk_defrag_inflight").set(level(&SERVER.defrags_running));
+}
+
+/// etcd's `etcd_debugging_store_*`: the v2 store's work ([`crate::v2::stats::STORE`]).
+fn export_v2_store(server: &EtcdServer) {
+    let store = &crate::v2::stats::STORE;
+    let (reads, writes) = store.by_action();
+    for (action, n) in reads {
+        counter!("etcd_debugging_store_reads_total", "action" => action).absolute(n);
+    }
+    for (action, n) in writes {
+        counter!("etcd_debugging_store_writes_total", "action" => action).absolute(n);
+    }
+    counter!("etcd_debugging_store_expires_total").absolute(store.expires());
+    counter!("etcd_debugging_store_watch_requests_total").absolute(store.watch_requests());
+    gauge!("etcd_debugging_store_watchers").set(server.v2.watcher_count() as f64);
 }
 
 /// Scrapes being served, for `promhttp_metric_handler_requests_in_flight`.

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::metrics::{self as peer_metrics, PeerLink, SnapshotTransfer, SnapshotWay};
 use super::TransportStats;
 use crate::raft::{RaftInput, Transport};
 
@@ -89,6 +90,7 @@ impl Transport for PeerTransport {
                 Some(queue) => {
                     if let Err(e) = queue.try_send(msg) {
                         let msg = e.into_inner();
+                        peer_metrics::send_dropped(msg.to);
                         if msg.get_msg_type() == MessageType::MsgAppend {
                             self.ctx.stats.append_failed(msg.to);
                         }
@@ -134,7 +136,11 @@ const SNAPSHOT_APPLY_WAIT: Duration = Duration::from_secs(30);
 async fn send_snapshot(ctx: PeerContext, urls: Vec<String>, mut msg: Message) {
     let to = msg.to;
     let index = msg.get_snapshot().get_metadata().index;
+    let transfer = SnapshotTransfer::start(SnapshotWay::Send, to);
     let result = stream_snapshot(&ctx, &urls, &mut msg, index).await;
+    if let Ok(bytes) = result {
+        transfer.succeeded(bytes);
+    }
     match &result {
         Ok(bytes) => tracing::info!(
             "remote-peer-id" = format!("{to:x}"),
@@ -258,6 +264,7 @@ async fn run_peer(
 ) {
     let mut url_index = 0;
     let mut was_active = false;
+    let link = Arc::new(PeerLink::new(ctx.local_id, id));
     // Each new reason a dial fails is logged once (a refused TLS handshake, say).
     let mut last_dial_error = String::new();
     loop {
@@ -273,12 +280,14 @@ async fn run_peer(
                 if was_active {
                     tracing::warn!("remote-peer-id" = format!("{id:x}"), error = %why, "lost the connection to a peer");
                     was_active = false;
+                    link.deactivated();
                 } else if why != last_dial_error {
                     tracing::warn!("remote-peer-id" = format!("{id:x}"), "remote-peer-url" = %url, error = %why, "failed to dial remote peer");
                 }
                 last_dial_error = why;
                 // Messages queued while the peer is unreachable are stale; raft resends.
                 while let Ok(msg) = queue.try_recv() {
+                    link.send_failed();
                     if msg.get_msg_type() == MessageType::MsgAppend {
                         ctx.stats.append_failed(id);
                     }
@@ -288,6 +297,7 @@ async fn run_peer(
             }
         };
         let (tx, rx) = mpsc::channel::<PeerMessage>(PEER_QUEUE);
+        let prober = tokio::spawn(probe(channel.clone(), link.clone()));
         let mut client = PeerClient::new(channel).max_encoding_message_size(usize::MAX);
         let call = tokio::spawn(async move { client.stream(ReceiverStream::new(rx)).await });
         if !was_active {
@@ -296,6 +306,7 @@ async fn run_peer(
                 "established a stream to a peer"
             );
             was_active = true;
+            link.activated();
         }
         loop {
             let Some(msg) = queue.recv().await else {
@@ -317,19 +328,39 @@ async fn run_peer(
                 message: bytes.into(),
             };
             if tx.send(peer_msg).await.is_err() {
+                link.send_failed();
                 if is_append {
                     ctx.stats.append_failed(id);
                 }
                 break; // the call ended: reconnect
             }
+            link.sent(size);
             if is_append {
                 ctx.stats.sent_append(id, size, started.elapsed());
             }
         }
+        prober.abort();
         if let Ok(Err(status)) = call.await {
             tracing::warn!("remote-peer-id" = format!("{id:x}"), error = %status, "peer stream closed");
         }
         tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
+/// Times a small call to the peer every [`peer_metrics::PROBE_INTERVAL`] while its connection
+/// lasts, for `etcd_network_peer_round_trip_time_seconds`.
+async fn probe(channel: Channel, link: Arc<PeerLink>) {
+    let mut client = PeerClient::new(channel);
+    loop {
+        tokio::time::sleep(peer_metrics::PROBE_INTERVAL).await;
+        let started = std::time::Instant::now();
+        if client
+            .members(oxcd_api::etcdserverpb::MemberListRequest::default())
+            .await
+            .is_ok()
+        {
+            link.round_trip(started.elapsed());
+        }
     }
 }
 

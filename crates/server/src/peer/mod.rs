@@ -3,6 +3,7 @@
 
 mod client;
 mod lease;
+pub mod metrics;
 mod server;
 pub mod stats;
 

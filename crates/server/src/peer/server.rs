@@ -15,6 +15,7 @@ use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::metrics::{self as peer_metrics, PeerInbound, SnapshotTransfer, SnapshotWay};
 use crate::raft::RaftInput;
 use crate::server::EtcdServer;
 
@@ -46,8 +47,10 @@ impl Peer for PeerService {
     ) -> Result<Response<PeerAck>, Status> {
         let mut stream = request.into_inner();
         let mut received = 0;
+        let mut inbound: Option<PeerInbound> = None;
         while let Some(peer_msg) = stream.message().await? {
             if peer_msg.cluster_id != self.cluster_id {
+                peer_metrics::receive_failed(peer_msg.from);
                 tracing::warn!(
                     "remote-peer-id" = format!("{:x}", peer_msg.from),
                     "remote-cluster-id" = format!("{:x}", peer_msg.cluster_id),
@@ -57,8 +60,12 @@ impl Peer for PeerService {
                 return Err(Status::failed_precondition("cluster ID mismatch"));
             }
             let msg = Message::parse_from_bytes(&peer_msg.message).map_err(|e| {
+                peer_metrics::receive_failed(peer_msg.from);
                 Status::invalid_argument(format!("raft message does not decode: {e}"))
             })?;
+            inbound
+                .get_or_insert_with(|| PeerInbound::new(peer_msg.from))
+                .received(peer_msg.from, peer_msg.message.len());
             if msg.get_msg_type() == raft::eraftpb::MessageType::MsgAppend {
                 self.server
                     .transport_stats
@@ -82,8 +89,11 @@ impl Peer for PeerService {
             .await?
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         if first.cluster_id != self.cluster_id {
+            peer_metrics::receive_failed(first.from);
             return Err(Status::failed_precondition("cluster ID mismatch"));
         }
+        // Dropped on any early return: counted as a failed receive.
+        let transfer = SnapshotTransfer::start(SnapshotWay::Receive, first.from);
         let mut msg = Message::parse_from_bytes(&first.metadata).map_err(|e| {
             Status::invalid_argument(format!("snapshot message does not decode: {e}"))
         })?;
@@ -117,6 +127,7 @@ impl Peer for PeerService {
             bytes = received,
             "received database snapshot"
         );
+        transfer.succeeded(received);
         fail::fail_point!("raft_after_snapshot_receive");
         // Raft carries the snapshot on to the apply thread; `data` tells it where the dump is.
         msg.mut_snapshot().data = path.to_string_lossy().into_owned().into_bytes().into();

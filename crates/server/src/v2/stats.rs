@@ -1,4 +1,7 @@
-//! Counters of the v2 store's operations, served at `/v2/stats/store` as etcd names them.
+//! Counters of the v2 store's operations, served at `/v2/stats/store` as etcd names them,
+//! and the same work counted for `/metrics` (etcd's `etcd_debugging_store_*`) in [`STORE`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::json::JsonWriter;
 
@@ -64,6 +67,85 @@ impl Stats {
     }
 }
 
+/// etcd's `etcd_debugging_store_*` counts for this process (one member per process): reads
+/// by action (`get`, `getRecursive`), writes by action, whatever their outcome, as etcd counts
+/// them; expired keys; watch requests. Membership writes under `/0` count, as in etcd.
+pub struct StoreMetrics {
+    reads: [AtomicU64; 2],
+    writes: [AtomicU64; 7],
+    expires: AtomicU64,
+    watch_requests: AtomicU64,
+}
+
+/// The process's v2 store counts.
+pub static STORE: StoreMetrics = StoreMetrics {
+    reads: [AtomicU64::new(0), AtomicU64::new(0)],
+    writes: [
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+    ],
+    expires: AtomicU64::new(0),
+    watch_requests: AtomicU64::new(0),
+};
+
+/// etcd's action label of each write (`Op::Get` is never a write).
+const WRITE_ACTIONS: [(Op, &str); 6] = [
+    (Op::Set, "set"),
+    (Op::Create, "create"),
+    (Op::Update, "update"),
+    (Op::Delete, "delete"),
+    (Op::CompareAndSwap, "compareAndSwap"),
+    (Op::CompareAndDelete, "compareAndDelete"),
+];
+
+impl StoreMetrics {
+    pub fn read(&self, recursive: bool) {
+        self.reads[usize::from(recursive)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn write(&self, op: Op) {
+        self.writes[op as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn expired(&self) {
+        self.expires.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn watch_request(&self) {
+        self.watch_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads by action, then writes by action; actions never seen are left out, as etcd
+    /// creates a series on its first use.
+    pub fn by_action(&self) -> (Vec<(&'static str, u64)>, Vec<(&'static str, u64)>) {
+        let seen = |pairs: Vec<(&'static str, u64)>| -> Vec<(&'static str, u64)> {
+            pairs.into_iter().filter(|(_, n)| *n > 0).collect()
+        };
+        let reads = vec![
+            ("get", self.reads[0].load(Ordering::Relaxed)),
+            ("getRecursive", self.reads[1].load(Ordering::Relaxed)),
+        ];
+        let writes = WRITE_ACTIONS
+            .iter()
+            .map(|(op, name)| (*name, self.writes[*op as usize].load(Ordering::Relaxed)))
+            .collect();
+        (seen(reads), seen(writes))
+    }
+
+    pub fn expires(&self) -> u64 {
+        self.expires.load(Ordering::Relaxed)
+    }
+
+    pub fn watch_requests(&self) -> u64 {
+        self.watch_requests.load(Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +159,30 @@ mod tests {
             s.to_json(2),
             r#"{"getsSuccess":0,"getsFail":1,"setsSuccess":1,"setsFail":0,"deleteSuccess":0,"deleteFail":0,"updateSuccess":0,"updateFail":0,"createSuccess":0,"createFail":0,"compareAndSwapSuccess":0,"compareAndSwapFail":0,"compareAndDeleteSuccess":0,"compareAndDeleteFail":0,"expireCount":0,"watchers":2}"#
         );
+    }
+
+    #[test]
+    fn store_metrics_name_etcds_actions_once_seen() {
+        let m = StoreMetrics {
+            reads: Default::default(),
+            writes: Default::default(),
+            expires: AtomicU64::new(0),
+            watch_requests: AtomicU64::new(0),
+        };
+        assert_eq!(m.by_action(), (vec![], vec![]));
+        m.read(true);
+        m.write(Op::CompareAndSwap);
+        m.write(Op::CompareAndSwap);
+        m.write(Op::Create);
+        m.expired();
+        m.watch_request();
+        assert_eq!(
+            m.by_action(),
+            (
+                vec![("getRecursive", 1)],
+                vec![("create", 1), ("compareAndSwap", 2)]
+            )
+        );
+        assert_eq!((m.expires(), m.watch_requests()), (1, 1));
     }
 }

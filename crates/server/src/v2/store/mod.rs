@@ -69,6 +69,11 @@ impl V2Store {
         self.lock().has_ttl_keys()
     }
 
+    /// Watchers waiting now (`etcd_debugging_store_watchers`).
+    pub fn watcher_count(&self) -> usize {
+        self.lock().hub.count()
+    }
+
     /// `/v2/stats/store`.
     pub fn stats_json(&self) -> String {
         let tree = self.lock();
@@ -89,6 +94,7 @@ impl V2Store {
         stream: bool,
         since: u64,
     ) -> Result<Watcher, Error> {
+        crate::v2::stats::STORE.watch_request();
         let key = clean(path);
         let mut tree = self.lock();
         let index = tree.index();

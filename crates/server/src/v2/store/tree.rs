@@ -12,7 +12,7 @@ use super::history::History;
 use super::node::{clean, join, name_of, Kind, Node};
 use super::watch::Hub;
 use crate::v2::error::{Code, Error};
-use crate::v2::stats::{Op, Stats};
+use crate::v2::stats::{Op, Stats, STORE};
 
 /// Expiration times before this (2000-01-01T00:00:00Z) mean "no TTL", as in etcd.
 const MIN_EXPIRE: i64 = 946_684_800_000_000_000;
@@ -136,6 +136,9 @@ impl Tree {
 
     fn counted<T>(&mut self, op: Op, r: Result<T, Error>) -> Result<T, Error> {
         self.stats.count(op, r.is_ok());
+        if !matches!(op, Op::Get) {
+            STORE.write(op);
+        }
         r
     }
 
@@ -148,6 +151,7 @@ impl Tree {
             e.etcd_index = self.index;
             e
         });
+        STORE.read(recursive);
         self.counted(Op::Get, r)
     }
 
@@ -476,6 +480,7 @@ impl Tree {
             e.node.dir = n.is_dir();
             self.index = next;
             self.stats.expired();
+            STORE.expired();
             self.remove_and_notify(e);
         }
     }
