@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use http_support::get;
+use http_support::{get, request};
 use oxcd_e2e::fault_run::cluster_lock;
 use oxcd_e2e::{etcdctl_bin, oxcd_only, real_etcd_bin, wait_until, Cluster, Member};
 
@@ -457,3 +457,67 @@ const ETCD_PEER_FAMILIES: &[&str] = &[
     "etcd_network_snapshot_receive_inflights_total",
     "etcd_network_snapshot_receive_total_duration_seconds",
 ];
+
+/// The v2 store's families with `--enable-v2`: the same v2 requests move them alike on etcd
+/// and oxcd (reads by action, writes, a watch request and its watcher, an expired key).
+#[test]
+fn v2_store_metrics_move_alike() {
+    oxcd_only!();
+    let mut etcd = Member::builder()
+        .bin(real_etcd_bin())
+        .arg("--enable-v2")
+        .spawn();
+    let oxcd = Member::builder().arg("--enable-v2").start();
+    etcd.wait_ready();
+    const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+    for (who, m) in [("etcd", &etcd), ("oxcd", &oxcd)] {
+        let e = m.endpoint();
+        let put = |path: &str, body: &str| {
+            let r = request(&e, "PUT", path, &[FORM], body.as_bytes());
+            assert!(r.status < 300, "{who}: PUT {path}: {}", r.text());
+        };
+        let before = Scrape::take(&e);
+        put("/v2/keys/dir/a", "value=1");
+        put("/v2/keys/dir/b", "value=2");
+        put("/v2/keys/short", "value=x&ttl=1");
+        assert_eq!(get(&e, "/v2/keys/dir/a").status, 200, "{who}");
+        assert_eq!(get(&e, "/v2/keys/dir?recursive=true").status, 200, "{who}");
+        let watch = {
+            let e = e.clone();
+            std::thread::spawn(move || get(&e, "/v2/keys/w?wait=true").status)
+        };
+        wait_until(
+            &format!("{who}'s v2 watcher"),
+            Duration::from_secs(10),
+            || (Scrape::take(&e).value("etcd_debugging_store_watchers") == 1.0).then_some(()),
+        );
+        put("/v2/keys/w", "value=seen");
+        assert_eq!(watch.join().expect("watch thread"), 200, "{who}");
+        let after = wait_until(
+            &format!("{who}'s v2 key to expire"),
+            Duration::from_secs(15),
+            || {
+                let s = Scrape::take(&e);
+                (s.value("etcd_debugging_store_expires_total")
+                    > before.value("etcd_debugging_store_expires_total"))
+                .then_some(s)
+            },
+        );
+        let moved = |series: &str| after.value(series) - before.value(series);
+        // etcd also reads its v2 store for itself (a few gets a second): reads only grow.
+        for series in [
+            r#"etcd_debugging_store_reads_total{action="get"}"#,
+            r#"etcd_debugging_store_reads_total{action="getRecursive"}"#,
+        ] {
+            assert!(moved(series) >= 1.0, "{who}'s {series}");
+        }
+        for (series, by) in [
+            (r#"etcd_debugging_store_writes_total{action="set"}"#, 4.0),
+            ("etcd_debugging_store_watch_requests_total", 1.0),
+            ("etcd_debugging_store_expires_total", 1.0),
+        ] {
+            assert_eq!(moved(series), by, "{who}'s {series}");
+        }
+        assert_eq!(after.value("etcd_debugging_store_watchers"), 0.0, "{who}");
+    }
+}
