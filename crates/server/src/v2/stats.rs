@@ -77,6 +77,9 @@ pub struct StoreMetrics {
     watch_requests: AtomicU64,
 }
 
+/// Counts by etcd's action label.
+pub type ActionCounts = Vec<(&'static str, u64)>;
+
 /// The process's v2 store counts.
 pub static STORE: StoreMetrics = StoreMetrics {
     reads: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -122,8 +125,8 @@ impl StoreMetrics {
 
     /// Reads by action, then writes by action; actions never seen are left out, as etcd
     /// creates a series on its first use.
-    pub fn by_action(&self) -> (Vec<(&'static str, u64)>, Vec<(&'static str, u64)>) {
-        let seen = |pairs: Vec<(&'static str, u64)>| -> Vec<(&'static str, u64)> {
+    pub fn by_action(&self) -> (ActionCounts, ActionCounts) {
+        let seen = |pairs: ActionCounts| -> ActionCounts {
             pairs.into_iter().filter(|(_, n)| *n > 0).collect()
         };
         let reads = vec![
