@@ -4,7 +4,8 @@
 //! zero, as etcd registers them).
 //!
 //! Families left out, and why: the Go runtime's `go_*` and `etcd_server_go_version` (no Go
-//! runtime here); `etcd_grpc_proxy_*` (no gRPC proxy); bbolt's commit phases
+//! runtime here); `etcd_grpc_proxy_*` (etcd registers its proxy's families in every member;
+//! `oxcd grpc-proxy` forwards calls unchanged and keeps no such counts); bbolt's commit phases
 //! `etcd_debugging_disk_backend_commit_{rebalance,spill,write}_duration_seconds` (redb has no
 //! such phases; the whole commit is `etcd_disk_backend_commit_duration_seconds`);
 //! `etcd_mvcc_db_open_read_transactions` (redb read transactions are not tracked).
