@@ -107,6 +107,15 @@ impl Peer for PeerService {
         file.sync_all()
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
+        // The dump's directory entry must be durable too: once raft saves the snapshot, a
+        // restart loads the backend from this file.
+        let dir_synced = match tokio::fs::File::open(&self.snap_dir).await {
+            Ok(dir) => dir.sync_all().await,
+            Err(e) => Err(e),
+        };
+        dir_synced.map_err(|e| {
+            Status::internal(format!("cannot sync {}: {e}", self.snap_dir.display()))
+        })?;
         metrics::histogram!("etcd_snap_db_fsync_duration_seconds")
             .record(fsync_started.elapsed().as_secs_f64());
         metrics::histogram!("etcd_snap_db_save_total_duration_seconds")

@@ -156,6 +156,35 @@ impl Snapshotter {
         Ok(None)
     }
 
+    /// The snapshot files set aside as broken (by this start or an earlier one), oldest first,
+    /// each with what is wrong with it.
+    pub fn broken_files(&self) -> Result<Vec<(PathBuf, String)>> {
+        let mut names: Vec<String> = list(&self.dir)?
+            .into_iter()
+            .filter(|n| {
+                n.strip_suffix(BROKEN_SUFFIX)
+                    .and_then(parse_snap_name)
+                    .is_some()
+            })
+            .collect();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let id = name
+                    .strip_suffix(BROKEN_SUFFIX)
+                    .and_then(parse_snap_name)
+                    .expect("filtered above");
+                let path = self.dir.join(&name);
+                let reason = match read_snap(&path, id) {
+                    Ok(_) => "set aside as broken by an earlier start".to_string(),
+                    Err(reason) => reason,
+                };
+                (path, reason)
+            })
+            .collect())
+    }
+
     /// Deletes all but the newest `keep` snapshot files; returns how many went.
     pub fn purge(&self, keep: usize) -> Result<usize> {
         let mut names: Vec<String> = list(&self.dir)?
@@ -300,6 +329,24 @@ mod tests {
         // An empty file too; and then nothing is left.
         fs::write(dir.path().join(snap_name(1, 10)), b"").unwrap();
         assert_eq!(sn.load().unwrap(), None);
+        let broken: Vec<(String, String)> = sn
+            .broken_files()
+            .unwrap()
+            .into_iter()
+            .map(|(p, why)| (p.file_name().unwrap().to_string_lossy().into_owned(), why))
+            .collect();
+        let name = |index| format!("{}.broken", snap_name(1, index));
+        assert_eq!(
+            broken,
+            [
+                (name(10), "file too short".to_string()),
+                (name(20), "crc mismatch".to_string()),
+                (
+                    name(30),
+                    "holds term 1 index 10, not what its name says".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]
