@@ -17,7 +17,9 @@
 //! keeps few entries behind each snapshot), then started again, so the leader sends it a
 //! snapshot.
 //!
-//! `power_loss_on_one_member` kills a member whose WAL and backend lose every unsynced write.
+//! `power_loss_on_one_member` kills a member whose WAL and backend lose every unsynced write,
+//! and whose directories lose every change not synced; `power_loss_right_after_the_first_start`
+//! does so right after a member's data dir was created.
 //!
 //! CI runs every failpoint on one member, a few on three, and the snapshot steps on three.
 //! `OXCD_FAILPOINTS_SOAK_SECS=<seconds>` runs every failpoint on one and three members (the
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions};
 use oxcd_e2e::binaries::workspace_root;
-use oxcd_e2e::{wait_until, Cluster};
+use oxcd_e2e::{wait_until, Cluster, Member};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -485,6 +487,29 @@ fn power_loss_on_one_member() {
     }
 }
 
+/// Power loss just after a first start: the data dir, the member dir, the backend and the WAL
+/// were created and renamed into place. The power-loss mode also drops every directory change
+/// not followed by an fsync of its directory, so this proves that the start syncs them: the
+/// member comes back with its acknowledged put, and nothing was left to drop.
+#[test]
+fn power_loss_right_after_the_first_start() {
+    check_binary();
+    let mut member = Member::builder()
+        .bin(failpoints_bin())
+        .env("OXCD_TEST_LOSE_UNSYNCED_WRITES", "1")
+        .start();
+    member.etcdctl(&["put", "first", "start"]).expect_success();
+    member.kill();
+    member.restart();
+    let log = member.log_since_start();
+    assert!(
+        !log.contains("dropped a directory change"),
+        "a directory change was never synced:\n{log}"
+    );
+    let got = member.etcdctl(&["get", "first", "--print-value-only"]);
+    assert_eq!(got.expect_success().trim(), "start");
+}
+
 /// The long matrix (not part of CI): every failpoint on one and three members (the snapshot
 /// steps on three), in turns, for `OXCD_FAILPOINTS_SOAK_SECS` seconds of wall time (no case
 /// starts after that). A failed case is counted and the soak goes on; at the end it prints
@@ -532,7 +557,9 @@ fn soak() {
             if passed {
                 counts[i].1 += 1;
             } else {
-                failures.push(format!("{failpoint} on {size} member(s), case seed {case_seed}"));
+                failures.push(format!(
+                    "{failpoint} on {size} member(s), case seed {case_seed}"
+                ));
             }
         }
     }

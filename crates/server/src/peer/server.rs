@@ -90,9 +90,9 @@ impl Peer for PeerService {
         let index = msg.get_snapshot().get_metadata().index;
         let started = std::time::Instant::now();
         let path = self.snap_dir.join(format!("{index:016x}.snap.db"));
-        let mut file = tokio::fs::File::create(&path)
-            .await
+        let file = oxcd_storage::dir_ops::create(&path, || std::fs::File::create(&path))
             .map_err(|e| Status::internal(format!("cannot create {}: {e}", path.display())))?;
+        let mut file = tokio::fs::File::from_std(file);
         let mut received = first.data.len() as u64;
         file.write_all(&first.data)
             .await
@@ -109,10 +109,11 @@ impl Peer for PeerService {
             .map_err(|e| Status::internal(e.to_string()))?;
         // The dump's directory entry must be durable too: once raft saves the snapshot, a
         // restart loads the backend from this file.
-        let dir_synced = match tokio::fs::File::open(&self.snap_dir).await {
-            Ok(dir) => dir.sync_all().await,
-            Err(e) => Err(e),
-        };
+        let snap_dir = self.snap_dir.clone();
+        let dir_synced =
+            tokio::task::spawn_blocking(move || oxcd_storage::dir_ops::sync_dir(&snap_dir))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         dir_synced.map_err(|e| {
             Status::internal(format!("cannot sync {}: {e}", self.snap_dir.display()))
         })?;

@@ -163,7 +163,8 @@ impl Wal {
         if Wal::exists(dir) {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
         }
-        fs::create_dir_all(dir).map_err(io_err("creating directory", dir))?;
+        crate::dir_ops::create(dir, || fs::create_dir_all(dir))
+            .map_err(io_err("creating directory", dir))?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             sync_dir(parent)?;
         }
@@ -329,7 +330,7 @@ impl Wal {
             return Ok(());
         }
         for seg in self.segments.drain(..n) {
-            match fs::remove_file(&seg.path) {
+            match crate::dir_ops::remove_file(&seg.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err("removing", &seg.path)(e)),
@@ -778,6 +779,34 @@ mod tests {
         wal.release_to(u64::MAX).unwrap();
         assert_eq!(segment_files(dir).len(), 1);
         wal.save(&hs(1, 1, 202), &[entry(1, 202, 100)]).unwrap();
+    }
+
+    /// Power-loss mode drops every directory change not followed by a directory fsync: the
+    /// segments cut and released, and the WAL dir itself, must survive that.
+    #[test]
+    fn directory_changes_survive_a_power_loss() {
+        crate::dir_ops::test_mode::set(true);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        let mut wal = Wal::create_with(&dir, b"m", small()).unwrap();
+        let ents: Vec<Entry> = (1..=200).map(|i| entry(1, i, 100)).collect();
+        for chunk in ents.chunks(3) {
+            wal.save(&hs(1, 1, chunk[0].index), chunk).unwrap();
+        }
+        let snap = WalSnapshot {
+            index: 150,
+            term: 1,
+        };
+        wal.save_snapshot(snap).unwrap();
+        wal.release_to(snap.index).unwrap();
+        let kept = segment_files(&dir);
+        assert!(kept.len() > 2, "{kept:?}");
+        drop(wal);
+        crate::dir_ops::drop_unsynced(&[dir.clone(), tmp.path().to_path_buf()]).unwrap();
+        crate::dir_ops::test_mode::set(false);
+        assert_eq!(segment_files(&dir), kept);
+        let (_, got) = Wal::open_with(&dir, snap, small()).unwrap();
+        assert_eq!(got.entries, ents[150..]);
     }
 
     #[test]
