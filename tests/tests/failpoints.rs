@@ -17,12 +17,14 @@
 //! keeps few entries behind each snapshot), then started again, so the leader sends it a
 //! snapshot.
 //!
-//! `power_loss_on_one_member` kills a member whose WAL and backend lose every unsynced write.
+//! `power_loss_on_one_member` kills a member whose WAL and backend lose every unsynced write,
+//! and whose directories lose every change not synced; `power_loss_right_after_the_first_start`
+//! does so right after a member's data dir was created.
 //!
 //! CI runs every failpoint on one member, a few on three, and the snapshot steps on three.
-//! `OXCD_FAILPOINTS_SOAK=<rounds>` runs every failpoint on one and three members (the
-//! snapshot steps on three) that many times each. A failure prints the
-//! seed; replay with `OXCD_TEST_SEED`.
+//! `OXCD_FAILPOINTS_SOAK_SECS=<seconds>` runs every failpoint on one and three members (the
+//! snapshot steps on three) in turns for that long, and prints how many runs of each passed
+//! (see `soak`). A failure prints the seed; replay with `OXCD_TEST_SEED`.
 
 #![cfg(feature = "failpoints")]
 
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions};
 use oxcd_e2e::binaries::workspace_root;
-use oxcd_e2e::{wait_until, Cluster};
+use oxcd_e2e::{wait_until, Cluster, Member};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -485,26 +487,85 @@ fn power_loss_on_one_member() {
     }
 }
 
-/// The long matrix: every failpoint on one and three members, `OXCD_FAILPOINTS_SOAK` rounds.
+/// Power loss just after a first start: the data dir, the member dir, the backend and the WAL
+/// were created and renamed into place. The power-loss mode also drops every directory change
+/// not followed by an fsync of its directory, so this proves that the start syncs them: the
+/// member comes back with its acknowledged put, and nothing was left to drop.
+#[test]
+fn power_loss_right_after_the_first_start() {
+    check_binary();
+    let mut member = Member::builder()
+        .bin(failpoints_bin())
+        .env("OXCD_TEST_LOSE_UNSYNCED_WRITES", "1")
+        .start();
+    member.etcdctl(&["put", "first", "start"]).expect_success();
+    member.kill();
+    member.restart();
+    let log = member.log_since_start();
+    assert!(
+        !log.contains("dropped a directory change"),
+        "a directory change was never synced:\n{log}"
+    );
+    let got = member.etcdctl(&["get", "first", "--print-value-only"]);
+    assert_eq!(got.expect_success().trim(), "start");
+}
+
+/// The long matrix (not part of CI): every failpoint on one and three members (the snapshot
+/// steps on three), in turns, for `OXCD_FAILPOINTS_SOAK_SECS` seconds of wall time (no case
+/// starts after that). A failed case is counted and the soak goes on; at the end it prints
+/// how many runs of each failpoint and size passed, and fails if any did not.
 #[test]
 fn soak() {
-    let Some(rounds) = std::env::var("OXCD_FAILPOINTS_SOAK")
+    let Some(secs) = std::env::var("OXCD_FAILPOINTS_SOAK_SECS")
         .ok()
-        .and_then(|r| r.parse::<usize>().ok())
+        .and_then(|r| r.parse::<u64>().ok())
     else {
-        eprintln!("SKIPPED: set OXCD_FAILPOINTS_SOAK=<rounds> for the long failpoint matrix");
+        eprintln!("SKIPPED: set OXCD_FAILPOINTS_SOAK_SECS=<seconds> for the long failpoint matrix");
         return;
     };
     check_binary();
-    let rt = runtime();
-    let mut rng = StdRng::seed_from_u64(seed());
-    for round in 0..rounds {
-        for size in [1, 3] {
+    let cases: Vec<(usize, &str, Load, (u32, u32))> = [1, 3]
+        .into_iter()
+        .flat_map(|size| {
             let snapshot_steps = if size == 3 { SNAPSHOT_FAILPOINTS } else { &[] };
-            for &(failpoint, load, skip) in FAILPOINTS.iter().chain(snapshot_steps) {
-                eprintln!("soak round {round}");
-                run_case(&rt, &mut rng, size, failpoint, load, skip);
+            FAILPOINTS
+                .iter()
+                .chain(snapshot_steps)
+                .map(move |&(name, load, skip)| (size, name, load, skip))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut rng = StdRng::seed_from_u64(seed());
+    // (runs, passed) per case, in the order of `cases`.
+    let mut counts = vec![(0u32, 0u32); cases.len()];
+    let mut failures = Vec::new();
+    'soak: loop {
+        for (i, &(size, failpoint, load, skip)) in cases.iter().enumerate() {
+            if Instant::now() >= deadline {
+                break 'soak;
+            }
+            let case_seed: u64 = rng.random();
+            eprintln!("soak case: {size} member(s), {failpoint}, seed {case_seed}");
+            // A runtime per case: a failed case's writers end with it.
+            let passed = std::panic::catch_unwind(|| {
+                let rt = runtime();
+                let mut case_rng = StdRng::seed_from_u64(case_seed);
+                run_case(&rt, &mut case_rng, size, failpoint, load, skip);
+            })
+            .is_ok();
+            counts[i].0 += 1;
+            if passed {
+                counts[i].1 += 1;
+            } else {
+                failures.push(format!(
+                    "{failpoint} on {size} member(s), case seed {case_seed}"
+                ));
             }
         }
     }
+    eprintln!("failpoint soak ({secs} s): runs passed per failpoint and cluster size");
+    for (&(size, failpoint, _, _), &(runs, passed)) in cases.iter().zip(&counts) {
+        eprintln!("  {failpoint:32} {size} member(s): {passed}/{runs}");
+    }
+    assert!(failures.is_empty(), "failed cases: {failures:#?}");
 }

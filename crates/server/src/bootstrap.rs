@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oxcd_storage::{
-    Backend, BackendConfig, KvStore, Snapshotter, Wal, WalSnapshot, WatchableStore,
+    Backend, BackendConfig, KvStore, Snapshotter, Wal, WalError, WalSnapshot, WatchableStore,
 };
 use raft::eraftpb::{ConfState, HardState, Snapshot};
 use raft::storage::MemStorage;
@@ -393,6 +393,24 @@ fn load_unapplied_snapshot(
     Ok(())
 }
 
+/// The WAL could not be read from its start, for want of a snapshot: if snapshot files were
+/// set aside as broken, that is the cause, and the one line says which files and why.
+fn no_usable_snapshot(snapshotter: &Snapshotter, wal_error: WalError) -> ServerError {
+    let broken = match snapshotter.broken_files() {
+        Ok(broken) if !broken.is_empty() => broken,
+        _ => return wal_error.into(),
+    };
+    let files: Vec<String> = broken
+        .iter()
+        .map(|(path, why)| format!("{}: {why}", path.display()))
+        .collect();
+    ServerError::Startup(format!(
+        "no usable snapshot: every snapshot file is broken ({}); the WAL alone cannot rebuild \
+         the member ({wal_error}); restore the member from a backup or replace it",
+        files.join("; ")
+    ))
+}
+
 /// A member restarting from its data dir: newest snapshot, then the WAL after it.
 fn restart(
     wal_dir: &std::path::Path,
@@ -411,7 +429,11 @@ fn restart(
             term: s.get_metadata().term,
         })
         .unwrap_or_default();
-    let (wal, contents) = Wal::open(wal_dir, marker)?;
+    let (wal, contents) = match Wal::open(wal_dir, marker) {
+        Ok(opened) => opened,
+        Err(e) if snapshot.is_none() => return Err(no_usable_snapshot(snapshotter, e)),
+        Err(e) => return Err(e.into()),
+    };
     let meta = WalMetadata::decode(&contents.metadata)?;
 
     // A member that joined but never got its first snapshot has no snapshot: its log and

@@ -13,6 +13,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use oxcd_storage::dir_ops;
+
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 
@@ -77,7 +79,10 @@ pub fn create(
 ) -> Result<(), ServerError> {
     let staging = layout.staging();
     remove_leftovers(layout, &staging)?;
-    fs::create_dir_all(&staging.member_dir).map_err(io_error("creating", &staging.member_dir))?;
+    create_dirs_durably(&staging.member_dir)?;
+    if layout.wal_apart() {
+        create_dirs_durably(&layout.wal_dir)?;
+    }
     build(&staging)?;
     for dir in [
         staging.snap_dir(),
@@ -119,20 +124,61 @@ fn with_suffix(dir: &Path) -> PathBuf {
 
 /// Renames `from` to `to` and syncs the directory holding `to`, so the rename survives a crash.
 fn rename_durably(from: &Path, to: &Path) -> Result<(), ServerError> {
-    if let Some(parent) = to.parent() {
-        fs::create_dir_all(parent).map_err(io_error("creating", parent))?;
+    let parent = parent(to);
+    create_dirs_durably(parent)?;
+    dir_ops::rename(from, to).map_err(io_error("renaming", from))?;
+    sync_dir(parent)
+}
+
+/// Creates `dir` and any missing parent, each made durable by a sync of the directory holding
+/// it: a data dir that vanished in a power loss would take the member with it.
+fn create_dirs_durably(dir: &Path) -> Result<(), ServerError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
+    for d in missing.into_iter().rev() {
+        dir_ops::create(d, || fs::create_dir(d)).map_err(io_error("creating", d))?;
+        sync_dir(parent(d))?;
     }
-    fs::rename(from, to).map_err(io_error("renaming", from))?;
-    match to.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
-        _ => Ok(()),
+    Ok(())
+}
+
+/// Test builds in power-loss mode (see `oxcd_storage::dir_ops`): undoes the changes to the
+/// member's directories, and to the directories holding them, that were never synced, as a
+/// machine losing power would. Does nothing otherwise.
+pub fn drop_unsynced_changes(layout: &Layout) -> Result<(), ServerError> {
+    let staging = layout.staging();
+    // Inner directories first.
+    let mut dirs = vec![
+        layout.wal_dir.clone(),
+        layout.snap_dir(),
+        staging.wal_dir.clone(),
+        staging.snap_dir(),
+        staging.member_dir.clone(),
+    ];
+    for base in [&layout.member_dir, &layout.wal_dir] {
+        let bare = Path::new(".");
+        dirs.extend(
+            base.ancestors()
+                .map(|d| if d.as_os_str().is_empty() { bare } else { d })
+                .map(Path::to_path_buf),
+        );
+    }
+    dir_ops::drop_unsynced(&dirs)
+        .map_err(io_error("dropping unsynced changes in", &layout.member_dir))
+}
+
+/// The directory holding `path` (`.` for a bare name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ServerError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error("syncing", dir))
+    dir_ops::sync_dir(dir).map_err(io_error("syncing", dir))
 }
 
 fn io_error<'a>(op: &'a str, path: &'a Path) -> impl FnOnce(io::Error) -> ServerError + 'a {

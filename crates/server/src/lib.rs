@@ -53,6 +53,7 @@ use crate::server::EtcdServer;
 
 /// Runs a member until the process is told to stop.
 pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
+    data_dir::drop_unsynced_changes(&data_dir::Layout::of(&cfg))?;
     let peer_tls =
         tls::peer_tls_info(&cfg).map_err(|e| ServerError::Startup(format!("peer TLS: {e}")))?;
     let client_tls =

@@ -41,6 +41,7 @@ pub mod stats;
 mod wal;
 mod watch;
 
+pub mod dir_ops;
 pub use backend::{
     schema, Backend, BackendConfig, Dump, Error as BackendError, WriteBatch, SNAPSHOT_MAGIC,
     SNAPSHOT_VERSION,

@@ -100,9 +100,9 @@ impl Peer for PeerService {
         let index = msg.get_snapshot().get_metadata().index;
         let started = std::time::Instant::now();
         let path = self.snap_dir.join(format!("{index:016x}.snap.db"));
-        let mut file = tokio::fs::File::create(&path)
-            .await
+        let file = oxcd_storage::dir_ops::create(&path, || std::fs::File::create(&path))
             .map_err(|e| Status::internal(format!("cannot create {}: {e}", path.display())))?;
+        let mut file = tokio::fs::File::from_std(file);
         let mut received = first.data.len() as u64;
         file.write_all(&first.data)
             .await
@@ -117,6 +117,16 @@ impl Peer for PeerService {
         file.sync_all()
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
+        // The dump's directory entry must be durable too: once raft saves the snapshot, a
+        // restart loads the backend from this file.
+        let snap_dir = self.snap_dir.clone();
+        let dir_synced =
+            tokio::task::spawn_blocking(move || oxcd_storage::dir_ops::sync_dir(&snap_dir))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        dir_synced.map_err(|e| {
+            Status::internal(format!("cannot sync {}: {e}", self.snap_dir.display()))
+        })?;
         metrics::histogram!("etcd_snap_db_fsync_duration_seconds")
             .record(fsync_started.elapsed().as_secs_f64());
         metrics::histogram!("etcd_snap_db_save_total_duration_seconds")

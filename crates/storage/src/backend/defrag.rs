@@ -71,9 +71,11 @@ impl Backend {
         );
         let tmp = defrag_path(&self.inner.path);
         remove_leftover(&self.inner.path)?;
-        let new = Database::builder()
-            .set_cache_size(self.inner.cache_size)
-            .create(&tmp)?;
+        let new = crate::dir_ops::create(&tmp, || {
+            Database::builder()
+                .set_cache_size(self.inner.cache_size)
+                .create(&tmp)
+        })?;
         if let Err(e) = self.copy_into(new) {
             let _ = fs::remove_file(&tmp);
             return Err(e);
@@ -120,7 +122,7 @@ impl Backend {
         drop(last);
         fail::fail_point!("defrag_before_rename");
         // The open database follows its file across the rename.
-        fs::rename(defrag_path(&self.inner.path), &self.inner.path)?;
+        crate::dir_ops::rename(&defrag_path(&self.inner.path), &self.inner.path)?;
         *self.inner.db.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
         self.forget_size_in_use();
         // The flusher makes the last commit durable, as any other.
@@ -206,7 +208,7 @@ fn copy_key_entries(
 /// Makes a rename in `path`'s directory durable.
 fn sync_dir(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
+        crate::dir_ops::sync_dir(dir)?;
     }
     Ok(())
 }

@@ -171,19 +171,21 @@ impl Backend {
         builder.set_cache_size(cfg.cache_size);
         #[cfg(feature = "failpoints")]
         let mut db = if power_loss::enabled() {
-            let file = fs::File::options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)?;
+            let file = crate::dir_ops::create(&path, || {
+                fs::File::options()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+            })?;
             tracing::warn!(path = %path.display(), "test mode: writes not synced are lost at a crash");
             builder.create_with_backend(power_loss::LoseUnsynced::new(file)?)?
         } else {
-            builder.create(&path)?
+            crate::dir_ops::create(&path, || builder.create(&path))?
         };
         #[cfg(not(feature = "failpoints"))]
-        let mut db = builder.create(&path)?;
+        let mut db = crate::dir_ops::create(&path, || builder.create(&path))?;
         let txn = db.begin_write()?;
         for table in schema::ALL_TABLES {
             txn.open_table(table)?;

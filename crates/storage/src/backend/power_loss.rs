@@ -4,7 +4,9 @@
 //! proves the fsync discipline instead of trusting it: after a restart the backend is at its
 //! last durable commit, and the WAL must bring back every acknowledged write.
 //!
-//! Chosen at run time by [`ENV`]; the file is only ever written with whole synced states.
+//! Chosen at run time by [`ENV`]; the file is only ever written with whole synced states. The
+//! same switch makes the WAL's tail segment ([`crate::wal`]) keep its writes until synced, and
+//! [`crate::dir_ops`] drop directory changes that were never synced.
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use protobuf::Message;
 use raft::eraftpb::Snapshot;
 
+use crate::dir_ops;
 use crate::wal::WalSnapshot;
 
 const SNAP_SUFFIX: &str = ".snap";
@@ -62,9 +63,15 @@ pub struct Snapshotter {
 }
 
 impl Snapshotter {
-    /// Uses `dir` (made if missing); removes `*.snap.tmp` files left by a crash.
+    /// Uses `dir` (made, durably, if missing); removes `*.snap.tmp` files left by a crash.
     pub fn new(dir: &Path) -> Result<Snapshotter> {
-        fs::create_dir_all(dir).map_err(io_err("creating directory", dir))?;
+        if !dir.exists() {
+            dir_ops::create(dir, || fs::create_dir_all(dir))
+                .map_err(io_err("creating directory", dir))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
         for name in list(dir)? {
             if name.ends_with(&format!("{SNAP_SUFFIX}{TMP_SUFFIX}")) {
                 let path = dir.join(&name);
@@ -100,7 +107,7 @@ impl Snapshotter {
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
         let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = dir_ops::create(&tmp, || File::create(&tmp))?;
             f.write_all(&crc32c::crc32c(&body).to_le_bytes())?;
             f.write_all(&body)?;
             let fsync_started = std::time::Instant::now();
@@ -113,7 +120,7 @@ impl Snapshotter {
             let _ = fs::remove_file(&tmp);
             return Err(io_err("writing", &tmp)(e));
         }
-        fs::rename(&tmp, &path).map_err(io_err("renaming", &tmp))?;
+        dir_ops::rename(&tmp, &path).map_err(io_err("renaming", &tmp))?;
         sync_dir(&self.dir)?;
         metrics::histogram!("etcd_debugging_snap_save_total_duration_seconds")
             .record(started.elapsed().as_secs_f64());
@@ -148,12 +155,41 @@ impl Snapshotter {
                 Err(reason) => {
                     let broken = self.dir.join(format!("{name}{BROKEN_SUFFIX}"));
                     tracing::warn!(path = %path.display(), reason, "snapshot file is broken, trying an older one");
-                    fs::rename(&path, &broken).map_err(io_err("renaming", &path))?;
+                    dir_ops::rename(&path, &broken).map_err(io_err("renaming", &path))?;
                     sync_dir(&self.dir)?;
                 }
             }
         }
         Ok(None)
+    }
+
+    /// The snapshot files set aside as broken (by this start or an earlier one), oldest first,
+    /// each with what is wrong with it.
+    pub fn broken_files(&self) -> Result<Vec<(PathBuf, String)>> {
+        let mut names: Vec<String> = list(&self.dir)?
+            .into_iter()
+            .filter(|n| {
+                n.strip_suffix(BROKEN_SUFFIX)
+                    .and_then(parse_snap_name)
+                    .is_some()
+            })
+            .collect();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let id = name
+                    .strip_suffix(BROKEN_SUFFIX)
+                    .and_then(parse_snap_name)
+                    .expect("filtered above");
+                let path = self.dir.join(&name);
+                let reason = match read_snap(&path, id) {
+                    Ok(_) => "set aside as broken by an earlier start".to_string(),
+                    Err(reason) => reason,
+                };
+                (path, reason)
+            })
+            .collect())
     }
 
     /// Deletes all but the newest `keep` snapshot files; returns how many went.
@@ -166,7 +202,7 @@ impl Snapshotter {
         let remove = names.len().saturating_sub(keep);
         for name in &names[..remove] {
             let path = self.dir.join(name);
-            fs::remove_file(&path).map_err(io_err("removing", &path))?;
+            dir_ops::remove_file(&path).map_err(io_err("removing", &path))?;
             tracing::info!(path = %path.display(), "purged snapshot file");
         }
         if remove > 0 {
@@ -226,9 +262,7 @@ fn list(dir: &Path) -> Result<Vec<String>> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("syncing directory", dir))
+    dir_ops::sync_dir(dir).map_err(io_err("syncing directory", dir))
 }
 
 #[cfg(test)]
@@ -300,6 +334,48 @@ mod tests {
         // An empty file too; and then nothing is left.
         fs::write(dir.path().join(snap_name(1, 10)), b"").unwrap();
         assert_eq!(sn.load().unwrap(), None);
+        let broken: Vec<(String, String)> = sn
+            .broken_files()
+            .unwrap()
+            .into_iter()
+            .map(|(p, why)| (p.file_name().unwrap().to_string_lossy().into_owned(), why))
+            .collect();
+        let name = |index| format!("{}.broken", snap_name(1, index));
+        assert_eq!(
+            broken,
+            [
+                (name(10), "file too short".to_string()),
+                (name(20), "crc mismatch".to_string()),
+                (
+                    name(30),
+                    "holds term 1 index 10, not what its name says".to_string()
+                ),
+            ]
+        );
+    }
+
+    /// Power-loss mode drops every directory change not followed by a directory fsync: saved,
+    /// set aside and purged snapshot files must survive that as they were.
+    #[test]
+    fn directory_changes_survive_a_power_loss() {
+        crate::dir_ops::test_mode::set(true);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("snap");
+        let sn = Snapshotter::new(&dir).unwrap();
+        for index in 1..=4 {
+            sn.save(&snapshot(1, index * 10, b"s")).unwrap();
+        }
+        assert_eq!(sn.purge(2).unwrap(), 2);
+        fs::write(dir.join(snap_name(1, 40)), b"broken").unwrap();
+        assert_eq!(sn.load().unwrap(), Some(snapshot(1, 30, b"s")));
+        crate::dir_ops::drop_unsynced(&[dir.clone(), tmp.path().to_path_buf()]).unwrap();
+        crate::dir_ops::test_mode::set(false);
+        let mut names = list(&dir).unwrap();
+        names.sort();
+        assert_eq!(
+            names,
+            [snap_name(1, 30), format!("{}.broken", snap_name(1, 40))]
+        );
     }
 
     #[test]

@@ -50,10 +50,14 @@
 //! A save's records count only once its last, sync-flagged record is read, so a save cut
 //! short by a crash is dropped whole. Where a record does not decode, the reader decides
 //! between a crash and corruption. Only the last save can be lost in a crash, because each
-//! save is synced before the next starts. So damage in the last segment is a *torn tail* if
-//! no valid record follows it, or if every valid record after it belongs to the same save
-//! (same epoch, and that epoch is the one the damaged record must have had): the tail is
-//! truncated from the start of that save and zero-filled again. Any other damage, and any
+//! save is synced before the next starts, and a crash tears a write at sector boundaries
+//! (512 bytes, as etcd assumes): an unwritten sector reads as zeroes. So damage in the last
+//! segment is a *torn tail* if the damaged record is cut short by the end of the file or has
+//! an all-zero sector-sized piece (etcd's `isTornEntry` rule; a complete record failing its
+//! checksum is a bit flip), and no valid record follows it, or every valid record after it
+//! belongs to the same save (same epoch, and that epoch is the one the damaged record must
+//! have had): the tail is truncated from the start of that save and zero-filled again. A bit
+//! flip in the last record is therefore corruption, as in etcd. Any other damage, and any
 //! damage in an earlier segment, which was fully synced, is [`Error::Corrupt`], naming the
 //! file and offset; the WAL then refuses to open. Records found after damage only decide
 //! between the two, they are never replayed: at worst, entry data shaped like a record turns
@@ -159,7 +163,8 @@ impl Wal {
         if Wal::exists(dir) {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
         }
-        fs::create_dir_all(dir).map_err(io_err("creating directory", dir))?;
+        crate::dir_ops::create(dir, || fs::create_dir_all(dir))
+            .map_err(io_err("creating directory", dir))?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             sync_dir(parent)?;
         }
@@ -325,7 +330,7 @@ impl Wal {
             return Ok(());
         }
         for seg in self.segments.drain(..n) {
-            match fs::remove_file(&seg.path) {
+            match crate::dir_ops::remove_file(&seg.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err("removing", &seg.path)(e)),
@@ -526,8 +531,9 @@ mod tests {
         assert_eq!(got.entries.len(), 301);
     }
 
-    /// Simulates a crash during the last save: its bytes are cut off at every offset, either
-    /// shortening the file or leaving the preallocated zeroes in place.
+    /// Simulates a crash during the last save: its bytes are cut off at every offset
+    /// (shortening the file), or at every sector boundary (leaving the preallocated zeroes in
+    /// place: a crash loses whole sectors).
     #[test]
     fn torn_tail_at_every_offset() {
         let tmp = tempfile::tempdir().unwrap();
@@ -537,7 +543,8 @@ mod tests {
             wal.save(&hs(1, 1, i - 1), &[entry(1, i, 20)]).unwrap();
         }
         let start = wal.offset as usize;
-        wal.save(&hs(2, 1, 5), &[entry(2, 6, 20), entry(2, 7, 5)])
+        // Spans sector boundaries.
+        wal.save(&hs(2, 1, 5), &[entry(2, 6, 700), entry(2, 7, 400)])
             .unwrap();
         let end = wal.offset as usize;
         drop(wal);
@@ -546,6 +553,9 @@ mod tests {
         let full = fs::read(&seg).unwrap();
         for cut in start..end {
             for shorten in [true, false] {
+                if !shorten && cut != start && cut % record::SECTOR != 0 {
+                    continue;
+                }
                 let dir = tmp.path().join(format!("c{cut}-{shorten}"));
                 fs::create_dir(&dir).unwrap();
                 copy_dir(&base, &dir);
@@ -635,11 +645,35 @@ mod tests {
             Wal::open_with(&dir, WalSnapshot::default(), small()),
             Err(Error::Corrupt { offset: 0, .. })
         ));
-        // The first entry of the last save is bad, its second survives: a torn write.
-        let dir = damaged("torn", last_save + 20);
+        // A bit flip in the last save, in its first or its last record, is corruption too:
+        // each is a whole record with data in every sector, not a write torn by a crash.
+        for (name_, at) in [("last0", last_save + 20), ("last1", written_end(&full) - 3)] {
+            let dir = damaged(name_, at);
+            assert!(
+                matches!(
+                    Wal::open_with(&dir, WalSnapshot::default(), small()),
+                    Err(Error::Corrupt { .. })
+                ),
+                "flip at {at}"
+            );
+        }
+        // The first entry of the last save was never written (its sector is zeroes), its
+        // second was: a torn write, truncated from the start of the save.
+        let dir = tmp.path().join("torn");
+        fs::create_dir(&dir).unwrap();
+        copy_dir(&base, &dir);
+        let mut bytes = full.clone();
+        let first_end =
+            last_save + record::align(record::HEADER_LEN + entry(1, 6, 30).compute_size() as usize);
+        bytes[last_save..first_end].fill(0);
+        fs::write(dir.join(&name), &bytes).unwrap();
         let (_, got) = Wal::open_with(&dir, WalSnapshot::default(), small()).unwrap();
         assert_eq!(got.entries.len(), 5);
         assert_eq!(got.hard_state, hs(1, 1, 5));
+    }
+
+    fn written_end(bytes: &[u8]) -> usize {
+        bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
     }
 
     #[test]
@@ -745,6 +779,34 @@ mod tests {
         wal.release_to(u64::MAX).unwrap();
         assert_eq!(segment_files(dir).len(), 1);
         wal.save(&hs(1, 1, 202), &[entry(1, 202, 100)]).unwrap();
+    }
+
+    /// Power-loss mode drops every directory change not followed by a directory fsync: the
+    /// segments cut and released, and the WAL dir itself, must survive that.
+    #[test]
+    fn directory_changes_survive_a_power_loss() {
+        crate::dir_ops::test_mode::set(true);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        let mut wal = Wal::create_with(&dir, b"m", small()).unwrap();
+        let ents: Vec<Entry> = (1..=200).map(|i| entry(1, i, 100)).collect();
+        for chunk in ents.chunks(3) {
+            wal.save(&hs(1, 1, chunk[0].index), chunk).unwrap();
+        }
+        let snap = WalSnapshot {
+            index: 150,
+            term: 1,
+        };
+        wal.save_snapshot(snap).unwrap();
+        wal.release_to(snap.index).unwrap();
+        let kept = segment_files(&dir);
+        assert!(kept.len() > 2, "{kept:?}");
+        drop(wal);
+        crate::dir_ops::drop_unsynced(&[dir.clone(), tmp.path().to_path_buf()]).unwrap();
+        crate::dir_ops::test_mode::set(false);
+        assert_eq!(segment_files(&dir), kept);
+        let (_, got) = Wal::open_with(&dir, snap, small()).unwrap();
+        assert_eq!(got.entries, ents[150..]);
     }
 
     #[test]

@@ -240,6 +240,16 @@ fn read_segment(seg: &Segment, is_last: bool, replay: &mut Replay) -> Result<Seg
         return Err(corrupt());
     }
     if !clean {
+        if matches!(stop, Stop::Invalid(_)) && !record::looks_torn(&buf, off) {
+            return Err(Error::Corrupt {
+                path: seg.path.clone(),
+                offset: off as u64,
+                reason: format!(
+                    "{reason} in a whole record (no sector of it is unwritten): \
+                     damaged after it was written, not torn by a crash"
+                ),
+            });
+        }
         let followers = followers(&buf, off);
         if !followers.is_empty() && !torn_in_last_save(prev, &followers) {
             return Err(Error::Corrupt {

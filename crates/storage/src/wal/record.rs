@@ -10,6 +10,8 @@ pub(crate) const HEADER_LEN: usize = 16;
 pub(crate) const ALIGN: usize = 8;
 /// Flag bit: this record is the last one written before an fdatasync.
 pub(crate) const FLAG_SYNC: u8 = 1;
+/// The unit a disk writes whole or not at all: a crash tears writes at sector boundaries.
+pub(crate) const SECTOR: usize = 512;
 
 /// What a record holds. The numbers are on disk; never reuse one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +174,32 @@ pub(crate) fn next_valid(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// Whether the record that fails to decode at `off` can be a write torn by a crash, by etcd's
+/// rule (`isTornEntry` in its wal/decoder.go): a crash leaves whole sectors unwritten, so a
+/// torn record is cut short by the end of the file, or has a sector-sized piece of its extent
+/// (split at the file's sector boundaries) that is all zeroes. A complete record whose every
+/// piece holds data, yet fails its checksum, was damaged after it was written.
+pub(crate) fn looks_torn(buf: &[u8], off: usize) -> bool {
+    let rest = &buf[off..];
+    if rest.len() < HEADER_LEN {
+        return true;
+    }
+    let len = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize;
+    let end = off + align(HEADER_LEN + len);
+    if end > buf.len() {
+        return true;
+    }
+    let mut start = off;
+    while start < end {
+        let stop = ((start / SECTOR + 1) * SECTOR).min(end);
+        if all_zero(&buf[start..stop]) {
+            return true;
+        }
+        start = stop;
+    }
+    false
+}
+
 pub(crate) fn all_zero(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0)
 }
@@ -223,6 +251,29 @@ mod tests {
                 "cut at {cut} went unnoticed"
             );
         }
+    }
+
+    #[test]
+    fn torn_records_have_an_unwritten_sector() {
+        // A record spanning three sectors, starting 104 bytes before the first boundary.
+        let off = SECTOR - 104;
+        let mut buf = vec![0u8; off];
+        let data: Vec<u8> = (0..900u32).map(|i| (i % 251) as u8 | 1).collect();
+        encode(&mut buf, RecordType::Entry, FLAG_SYNC, 3, &data).unwrap();
+        buf.resize(3 * SECTOR, 0);
+        let mut flipped = buf.clone();
+        flipped[off + 600] ^= 0x04;
+        assert!(decode(&flipped, off).is_err());
+        assert!(!looks_torn(&flipped, off), "a bit flip is not a torn write");
+        for sector in 0..3 {
+            let mut torn = buf.clone();
+            let from = (sector * SECTOR).max(off);
+            torn[from..(sector + 1) * SECTOR].fill(0);
+            assert!(looks_torn(&torn, off), "sector {sector} unwritten");
+        }
+        // Cut short by the end of the file.
+        assert!(looks_torn(&buf[..off + 300], off));
+        assert!(looks_torn(&buf[..off + 10], off));
     }
 
     #[test]

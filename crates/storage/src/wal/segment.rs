@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::error::{io_err, Result};
+use crate::dir_ops;
 
 /// etcd's warning threshold for one fdatasync.
 const EXPECTED_SYNC_DURATION: Duration = Duration::from_secs(1);
@@ -74,6 +75,7 @@ pub(crate) fn remove_temp_files(dir: &Path) -> Result<()> {
             .is_some_and(|n| n.ends_with(&format!(".wal{TMP_SUFFIX}")))
         {
             let path = dent.path();
+            // Garbage either way: its removal need not be tracked in power-loss mode.
             fs::remove_file(&path).map_err(io_err("removing", &path))?;
             tracing::info!(path = %path.display(), "removed unfinished wal segment");
             removed = true;
@@ -87,9 +89,7 @@ pub(crate) fn remove_temp_files(dir: &Path) -> Result<()> {
 
 /// Makes the directory's entries (creations, renames, removals) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("syncing directory", dir))
+    dir_ops::sync_dir(dir).map_err(io_err("syncing directory", dir))
 }
 
 /// fdatasync, with etcd's warning when it is slow.
@@ -153,17 +153,19 @@ pub(crate) fn create_segment(
     let name = segment_name(seq, index);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err("creating", &tmp))?;
+    let mut file = dir_ops::create(&tmp, || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+    })
+    .map_err(io_err("creating", &tmp))?;
     preallocate(&file, &tmp, size)?;
     file.write_all(head).map_err(io_err("writing", &tmp))?;
     file.sync_all().map_err(io_err("fsync", &tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err("renaming", &tmp))?;
+    dir_ops::rename(&tmp, &path).map_err(io_err("renaming", &tmp))?;
     sync_dir(dir)?;
     Ok((file, Segment { seq, index, path }))
 }
