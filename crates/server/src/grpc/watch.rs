@@ -387,9 +387,8 @@ impl Stream for ResponseStream {
         match this.stream.poll_recv(cx) {
             Poll::Ready(Some(r)) => {
                 let header = (this.header)();
-                let mut parts = to_pb(r, header, this.fragment_bytes);
-                let first = parts.pop_front().expect("at least one part");
-                this.fragments = parts;
+                let (first, rest) = to_pb(r, header, this.fragment_bytes);
+                this.fragments = rest;
                 Poll::Ready(Some(Ok(first)))
             }
             // The store shut down.
@@ -410,8 +409,13 @@ impl Drop for ResponseStream {
 
 /// Turns a store response into etcd's, split into fragments if the watcher asked for them and
 /// it is large (as etcd: each part below `limit` unless it is a single event; every part but
-/// the last marked `fragment`).
-fn to_pb(r: WatchResponse, header: ResponseHeader, limit: usize) -> VecDeque<pb::WatchResponse> {
+/// the last marked `fragment`). Returns the first part and the rest, which is empty (and
+/// allocates nothing) for the common unsplit response.
+fn to_pb(
+    r: WatchResponse,
+    header: ResponseHeader,
+    limit: usize,
+) -> (pb::WatchResponse, VecDeque<pb::WatchResponse>) {
     let whole = pb::WatchResponse {
         header: Some(ResponseHeader {
             revision: r.revision,
@@ -426,7 +430,7 @@ fn to_pb(r: WatchResponse, header: ResponseHeader, limit: usize) -> VecDeque<pb:
         events: r.events,
     };
     if !r.fragment || whole.events.len() < 2 || whole.encoded_len() < limit {
-        return VecDeque::from([whole]);
+        return (whole, VecDeque::new());
     }
     let event_len = |e: &Event| prost::encoding::message::encoded_len(11, e);
     let mut events = whole.events.into_iter().peekable();
@@ -453,7 +457,8 @@ fn to_pb(r: WatchResponse, header: ResponseHeader, limit: usize) -> VecDeque<pb:
     if let Some(last) = parts.back_mut() {
         last.fragment = false;
     }
-    parts
+    let first = parts.pop_front().expect("at least one event, so one part");
+    (first, parts)
 }
 
 #[cfg(test)]
@@ -763,6 +768,12 @@ mod tests {
         }
     }
 
+    /// Every part `to_pb` makes, in order.
+    fn parts_of(r: WatchResponse, header: ResponseHeader, limit: usize) -> Vec<pb::WatchResponse> {
+        let (first, rest) = to_pb(r, header, limit);
+        std::iter::once(first).chain(rest).collect()
+    }
+
     #[test]
     fn large_responses_split_into_fragments_as_etcd() {
         let header = ResponseHeader::default();
@@ -773,7 +784,7 @@ mod tests {
             fragment: true,
             ..Default::default()
         };
-        let parts = to_pb(r.clone(), header, 350);
+        let parts = parts_of(r.clone(), header, 350);
         assert!(parts.len() > 2);
         let n: usize = parts.iter().map(|p| p.events.len()).sum();
         assert_eq!(n, 10);
@@ -783,7 +794,7 @@ mod tests {
             assert_eq!((p.watch_id, p.header.unwrap().revision), (4, 9));
         }
         // Not asked for, small, or a single event: one response.
-        let whole = to_pb(
+        let whole = parts_of(
             WatchResponse {
                 fragment: false,
                 ..r.clone()
@@ -792,12 +803,12 @@ mod tests {
             350,
         );
         assert_eq!((whole.len(), whole[0].fragment), (1, false));
-        assert_eq!(to_pb(r.clone(), header, 1 << 20).len(), 1);
+        assert_eq!(parts_of(r.clone(), header, 1 << 20).len(), 1);
         let one = WatchResponse {
             events: vec![ev("a", 1000)],
             ..r
         };
-        assert_eq!(to_pb(one, header, 350).len(), 1);
+        assert_eq!(parts_of(one, header, 350).len(), 1);
     }
 
     #[tokio::test]

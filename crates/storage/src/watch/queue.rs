@@ -38,6 +38,9 @@ struct QueueState {
     stalled: bool,
     /// The async reader waiting for a response.
     recv_waker: Option<Waker>,
+    /// Blocking readers waiting on `readable`: a push signals the condvar only when there is
+    /// one, as the signal is a system call even with nobody waiting.
+    blocked_readers: usize,
     /// The async request loop waiting for room.
     room_waker: Option<Waker>,
 }
@@ -47,12 +50,22 @@ impl QueueState {
         self.items.len() < STREAM_QUEUE_LEN && self.bytes < STREAM_QUEUE_BYTES
     }
 
-    fn enqueue(&mut self, r: WatchResponse) -> Option<Waker> {
+    /// Adds a response; returns who must be woken for it.
+    fn enqueue(&mut self, r: WatchResponse) -> Readers {
         self.bytes += r.weight();
         self.events += r.events.len();
         self.items.push_back(r);
-        self.recv_waker.take()
+        Readers {
+            waker: self.recv_waker.take(),
+            blocked: self.blocked_readers > 0,
+        }
     }
+}
+
+/// The readers a push must wake, taken under the lock and woken after it.
+struct Readers {
+    waker: Option<Waker>,
+    blocked: bool,
 }
 
 impl Queue {
@@ -76,9 +89,22 @@ impl Queue {
     /// Queues an event response if it fits (it always fits an empty queue); otherwise hands it
     /// back and remembers that a watcher is waiting for room.
     pub(crate) fn try_push(&self, r: WatchResponse) -> Result<(), WatchResponse> {
+        if let Some(w) = self.try_push_deferred(r)? {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// [`try_push`](Self::try_push), but the async reader's waker, if it waits, is handed to
+    /// the caller to wake once it has queued everything it has for this round: the reader then
+    /// finds the whole round at once (one poll, one write) instead of one response per wake.
+    pub(crate) fn try_push_deferred(
+        &self,
+        r: WatchResponse,
+    ) -> Result<Option<Waker>, WatchResponse> {
         let mut st = self.lock();
         if st.closed {
-            return Ok(()); // nobody will read it
+            return Ok(None); // nobody will read it
         }
         let fits = st.items.is_empty()
             || (st.items.len() < STREAM_QUEUE_LEN && st.bytes + r.weight() <= STREAM_QUEUE_BYTES);
@@ -86,10 +112,12 @@ impl Queue {
             st.stalled = true;
             return Err(r);
         }
-        let waker = st.enqueue(r);
+        let readers = st.enqueue(r);
         drop(st);
-        self.wake_reader(waker);
-        Ok(())
+        if readers.blocked {
+            self.readable.notify_one();
+        }
+        Ok(readers.waker)
     }
 
     /// Queues a control response, whatever the fill.
@@ -98,14 +126,16 @@ impl Queue {
         if st.closed {
             return;
         }
-        let waker = st.enqueue(r);
+        let readers = st.enqueue(r);
         drop(st);
-        self.wake_reader(waker);
+        self.wake_readers(readers);
     }
 
-    fn wake_reader(&self, waker: Option<Waker>) {
-        self.readable.notify_one();
-        if let Some(w) = waker {
+    fn wake_readers(&self, readers: Readers) {
+        if readers.blocked {
+            self.readable.notify_one();
+        }
+        if let Some(w) = readers.waker {
             w.wake();
         }
     }
@@ -141,11 +171,13 @@ impl Queue {
             if st.closed || now >= deadline {
                 return None;
             }
+            st.blocked_readers += 1;
             st = self
                 .readable
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            st.blocked_readers -= 1;
         }
     }
 
@@ -270,5 +302,28 @@ mod tests {
         assert_eq!(first.unwrap().watch_id, 7);
         assert!(second.is_none());
         assert!(q.recv_timeout(Duration::from_millis(1)).is_none());
+    }
+
+    #[test]
+    fn blocking_reader_wakes_on_an_event_and_a_deferred_waker_is_handed_back() {
+        let q = Arc::new(Queue::new(Arc::new(Signal::default())));
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || q2.recv_timeout(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            q.try_push_deferred(ev(3)).unwrap().is_none(),
+            "no async reader"
+        );
+        assert_eq!(
+            t.join().unwrap().unwrap().watch_id,
+            3,
+            "woken, not timed out"
+        );
+        // An async reader's waker comes back to the caller instead of being woken.
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(q.poll_recv(&mut cx).is_pending());
+        assert!(q.try_push_deferred(ev(4)).unwrap().is_some());
+        assert!(q.try_push_deferred(ev(5)).unwrap().is_none(), "taken once");
+        assert_eq!(q.try_recv().unwrap().watch_id, 4);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 use std::thread::JoinHandle;
 
 use oxcd_api::etcdserverpb::watch_create_request::FilterType;
@@ -210,6 +211,8 @@ impl WatchableStore {
             return;
         }
         let mut wake = false;
+        // The readers of the streams that got responses, woken once everything is queued.
+        let mut readers = Vec::new();
         for one_rev in events.chunk_by(|a, b| event_rev(a) == event_rev(b)) {
             let rev = event_rev(&one_rev[0]);
             if rev <= g.notified_rev {
@@ -230,10 +233,11 @@ impl WatchableStore {
                 g.unsync_all_before(rev, from);
                 wake = true;
             }
-            wake |= g.deliver(rev, one_rev);
+            wake |= g.deliver(rev, one_rev, &mut readers);
             g.notified_rev = rev;
         }
         drop(g);
+        readers.into_iter().for_each(Waker::wake);
         if wake {
             self.inner.signal.wake();
         }
@@ -556,9 +560,9 @@ impl Groups {
         }
     }
 
-    /// Sends the events of revision `rev` to the synced watchers of their keys. Returns
-    /// whether a watcher became unsynced.
-    fn deliver(&mut self, rev: i64, events: &[Event]) -> bool {
+    /// Sends the events of revision `rev` to the synced watchers of their keys, adding to
+    /// `readers` the stream readers to wake. Returns whether a watcher became unsynced.
+    fn deliver(&mut self, rev: i64, events: &[Event], readers: &mut Vec<Waker>) -> bool {
         let mut hits: Vec<(WatcherId, usize)> = Vec::new();
         for (i, ev) in events.iter().enumerate() {
             match &ev.kv {
@@ -589,8 +593,11 @@ impl Groups {
             if evs.is_empty() {
                 continue;
             }
-            match w.queue.try_push(w.response(rev, evs)) {
-                Ok(()) => w.sent_since_tick = true,
+            match w.queue.try_push_deferred(w.response(rev, evs)) {
+                Ok(reader) => {
+                    w.sent_since_tick = true;
+                    readers.extend(reader);
+                }
                 Err(_) => slow.push(wid),
             }
         }
