@@ -1,6 +1,7 @@
 //! Issue 10: `--auth-token jwt,...`. The same key pair on real etcd 3.4 and oxcd: a token
 //! either one issues is accepted by the other, refused by both once the auth revision moved,
-//! and a member given only the public key verifies tokens but cannot issue them.
+//! and a member given only the public key verifies tokens but cannot issue them. RS256 with
+//! etcd's own e2e key pair, and ES512 (P-521, which oxcd signs apart from its other methods).
 
 mod http_support;
 
@@ -10,7 +11,7 @@ use serde_json::Value;
 const ROOT: &str = "root:rootpw";
 
 /// `--auth-token` for etcd's own e2e key pair (an RSA key and its certificate), RS256.
-fn jwt_flag(private: bool) -> String {
+fn rs256_flag(private: bool) -> String {
     let mut flag = format!(
         "jwt,pub-key={},sign-method=RS256,ttl=60s",
         fixture("server.crt").display()
@@ -20,6 +21,39 @@ fn jwt_flag(private: bool) -> String {
             ",priv-key={}",
             fixture("server.key.insecure").display()
         ));
+    }
+    flag
+}
+
+/// A P-521 key pair from `openssl ecparam -name secp521r1 -genkey -noout` (SEC1, the form etcd
+/// 3.4 reads) and `openssl ec -pubout`.
+const P521_PRIVATE: &str = "-----BEGIN EC PRIVATE KEY-----
+MIHcAgEBBEIAvAxnaQOkv7AxS+INEb3DVIXKTngZFtx//qjIoDZXKz6X+rlBuFe+
+uB9flODt+73TjmVpla8SPN3z5rSeenzCQ1SgBwYFK4EEACOhgYkDgYYABAHFi7r8
+q4pVYPZ6pu1GeAE3cU0oRABgFq/myonHBmx6Z8CmLHiKGsfQXrFj9S2u/UJsl2KG
+0qFOMNrNHMA4EfVrowE2vsAVfoDHZSdCx6yXovxiIek3k8S5e8PsTxNNZcAN9fsd
+ERNQvH555u0GwkckMj22xS1JCWDHdYzygWJx0WaMgg==
+-----END EC PRIVATE KEY-----
+";
+const P521_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MIGbMBAGByqGSM49AgEGBSuBBAAjA4GGAAQBxYu6/KuKVWD2eqbtRngBN3FNKEQA
+YBav5sqJxwZsemfApix4ihrH0F6xY/Utrv1CbJdihtKhTjDazRzAOBH1a6MBNr7A
+FX6Ax2UnQsesl6L8YiHpN5PEuXvD7E8TTWXADfX7HRETULx+eebtBsJHJDI9tsUt
+SQlgx3WM8oFicdFmjII=
+-----END PUBLIC KEY-----
+";
+
+/// `--auth-token` for the P-521 pair written into `dir`, ES512.
+fn es512_flag(dir: &std::path::Path, private: bool) -> String {
+    let (public_file, private_file) = (dir.join("p521.pub"), dir.join("p521.key"));
+    std::fs::write(&public_file, P521_PUBLIC).unwrap();
+    std::fs::write(&private_file, P521_PRIVATE).unwrap();
+    let mut flag = format!(
+        "jwt,pub-key={},sign-method=ES512,ttl=60s",
+        public_file.display()
+    );
+    if private {
+        flag.push_str(&format!(",priv-key={}", private_file.display()));
     }
     flag
 }
@@ -74,9 +108,26 @@ fn put_with(member: &Member, token: &str) -> Result<(), String> {
 }
 
 #[test]
-fn jwt_tokens_cross_between_etcd_and_oxcd_with_the_same_keys() {
-    let flag = jwt_flag(true);
-    let oracle = Oracle::start_with(&["--bcrypt-cost", "4", "--auth-token", &flag]);
+fn rs256_tokens_cross_between_etcd_and_oxcd_with_the_same_keys() {
+    tokens_cross_between_etcd_and_oxcd(&rs256_flag(true), &rs256_flag(false));
+}
+
+#[test]
+fn es512_tokens_cross_between_etcd_and_oxcd_with_the_same_keys() {
+    let keys = tempfile::tempdir().unwrap();
+    let from_oxcd = tokens_cross_between_etcd_and_oxcd(
+        &es512_flag(keys.path(), true),
+        &es512_flag(keys.path(), false),
+    );
+    // JWS ES512: the signature is r||s, 66 bytes each (176 base64url characters).
+    let signature = from_oxcd.rsplit('.').next().unwrap();
+    assert_eq!(signature.len(), 176, "{from_oxcd}");
+}
+
+/// The whole exchange with `flag` on etcd and oxcd, then a verify-only oxcd member started
+/// with `public_only`; returns a token oxcd issued.
+fn tokens_cross_between_etcd_and_oxcd(flag: &str, public_only: &str) -> String {
+    let oracle = Oracle::start_with(&["--bcrypt-cost", "4", "--auth-token", flag]);
     oracle.check_all(SETUP);
     let (etcd, oxcd) = (oracle.reference(), oracle.subject());
 
@@ -118,7 +169,7 @@ fn jwt_tokens_cross_between_etcd_and_oxcd_with_the_same_keys() {
     // A member with only the public key judges tokens but issues none.
     let mut verifier = Member::builder()
         .bin(server_bin())
-        .args(["--bcrypt-cost", "4", "--auth-token", &jwt_flag(false)])
+        .args(["--bcrypt-cost", "4", "--auth-token", public_only])
         .spawn();
     verifier.wait_ready();
     for cmd in SETUP {
@@ -132,4 +183,5 @@ fn jwt_tokens_cross_between_etcd_and_oxcd_with_the_same_keys() {
     );
     let from_etcd = authenticate(etcd, "alice", "apw").unwrap();
     put_with(&verifier, &from_etcd).unwrap();
+    from_oxcd
 }

@@ -3,13 +3,16 @@
 //! judges it without having recorded anything. With only `pub-key` a member verifies tokens
 //! but cannot issue them.
 //!
-//! Sign methods: RS256/384/512, PS256/384/512, ES256/384 and HS256/384/512 as etcd 3.4, and
-//! EdDSA (Ed25519) as etcd 3.5. ES512 (P-521) is refused at startup: the signing library
-//! (jsonwebtoken on ring) has no P-521.
+//! Sign methods: RS256/384/512, PS256/384/512, ES256/384/512 and HS256/384/512 as etcd 3.4,
+//! and EdDSA (Ed25519) as etcd 3.5. All but ES512 go through jsonwebtoken on ring; ring has
+//! no P-521, so ES512 has its own signer ([`es512`]).
 //!
 //! Keys are PEM files. Asymmetric methods sign with `priv-key` and, like etcd, verify with its
 //! public half when it is given; `pub-key` (a public key or a certificate) is then only
-//! checked to parse. HMAC methods use the bytes of `priv-key` as the secret.
+//! checked to parse. HMAC methods use the bytes of `priv-key` as the secret. An EC private key
+//! may be SEC1 (`EC PRIVATE KEY`) or PKCS#8, as etcd reads them.
+
+mod es512;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,12 +43,20 @@ struct Claims {
 
 /// Issues and judges JWT tokens with one key.
 pub struct JwtTokens {
-    algorithm: Algorithm,
-    /// `None` when only a public key was given: verify-only.
-    signing: Option<EncodingKey>,
-    verifying: DecodingKey,
-    validation: Validation,
+    signer: Signer,
     ttl: Duration,
+}
+
+/// The library that signs and verifies for the chosen method.
+enum Signer {
+    Jsonwebtoken {
+        algorithm: Algorithm,
+        /// `None` when only a public key was given: verify-only.
+        signing: Option<EncodingKey>,
+        verifying: DecodingKey,
+        validation: Validation,
+    },
+    Es512(es512::Es512Keys),
 }
 
 impl JwtTokens {
@@ -75,18 +86,21 @@ impl JwtTokens {
         let public = read("pub-key")?;
         let private = read("priv-key")?;
         let method = options.get("sign-method").map(String::as_str).unwrap_or("");
-        let algorithm = match method {
-            "ES512" => {
-                return Err(
-                    "sign-method ES512 is not supported by this build (no P-521 in its \
-                            signing library): use ES256 or ES384"
-                        .to_string(),
-                )
-            }
-            m => m
-                .parse::<Algorithm>()
-                .map_err(|_| invalid_options("auth: invalid auth signature method"))?,
-        };
+        if method == "ES512" {
+            let parse = |pem: Option<Vec<u8>>| pem.as_deref().map(first_pem_block).transpose();
+            let keys = parse(public)
+                .and_then(|public| {
+                    es512::Es512Keys::from_pem(public.as_ref(), parse(private)?.as_ref())
+                })
+                .map_err(|e| e.to_string())?;
+            return Ok(JwtTokens {
+                signer: Signer::Es512(keys),
+                ttl,
+            });
+        }
+        let algorithm = method
+            .parse::<Algorithm>()
+            .map_err(|_| invalid_options("auth: invalid auth signature method"))?;
         let (signing, verifying) =
             keys(algorithm, public.as_deref(), private.as_deref()).map_err(|e| e.to_string())?;
         let mut validation = Validation::new(algorithm);
@@ -95,29 +109,33 @@ impl JwtTokens {
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
         Ok(JwtTokens {
-            algorithm,
-            signing,
-            verifying,
-            validation,
+            signer: Signer::Jsonwebtoken {
+                algorithm,
+                signing,
+                verifying,
+                validation,
+            },
             ttl,
         })
     }
 
     /// A token for `username` at auth `revision`, expiring `ttl` from now.
     pub fn assign(&self, username: &str, revision: u64) -> Result<String, JwtError> {
-        let Some(key) = &self.signing else {
-            return Err(JwtError::VerifyOnly);
-        };
-        let exp = (SystemTime::now() + self.ttl)
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let claims = Claims {
             username: username.to_string(),
             revision,
-            exp,
+            exp: unix_now() + self.ttl.as_secs(),
         };
-        let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)
-            .map_err(|e| JwtError::Sign(e.to_string()))?;
+        let token = match &self.signer {
+            Signer::Jsonwebtoken {
+                algorithm, signing, ..
+            } => {
+                let key = signing.as_ref().ok_or(JwtError::VerifyOnly)?;
+                jsonwebtoken::encode(&Header::new(*algorithm), &claims, key)
+                    .map_err(|e| JwtError::Sign(e.to_string()))?
+            }
+            Signer::Es512(keys) => keys.sign(&claims).ok_or(JwtError::VerifyOnly)?,
+        };
         tracing::debug!(
             "user-name" = username,
             revision,
@@ -128,14 +146,43 @@ impl JwtTokens {
 
     /// The user and auth revision a valid, unexpired token names.
     pub fn info(&self, token: &str) -> Option<(String, u64)> {
-        match jsonwebtoken::decode::<Claims>(token, &self.verifying, &self.validation) {
-            Ok(data) => Some((data.claims.username, data.claims.revision)),
-            Err(e) => {
-                tracing::warn!(error = %e, "failed to parse a JWT token");
+        let claims = match &self.signer {
+            Signer::Jsonwebtoken {
+                verifying,
+                validation,
+                ..
+            } => jsonwebtoken::decode::<Claims>(token, verifying, validation)
+                .map(|data| data.claims)
+                .map_err(|e| e.to_string()),
+            // jsonwebtoken's expiry rule, as etcd's: valid up to and including `exp`.
+            Signer::Es512(keys) => keys.verify::<Claims>(token).and_then(|claims| {
+                if claims.exp < unix_now() {
+                    Err("ExpiredSignature".to_string())
+                } else {
+                    Ok(claims)
+                }
+            }),
+        };
+        match claims {
+            Ok(claims) => Some((claims.username, claims.revision)),
+            Err(error) => {
+                tracing::warn!(%error, "failed to parse a JWT token");
                 None
             }
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A key file's first PEM block, the one etcd reads (so an `EC PARAMETERS` block before the
+/// key, as `openssl ecparam -genkey` writes without `-noout`, is refused as by etcd).
+fn first_pem_block(file: &[u8]) -> Result<pem::Pem, KeyError> {
+    pem::parse(file).map_err(|e| KeyError::Invalid(e.to_string()))
 }
 
 /// Why a JWT token could not be issued.
@@ -187,7 +234,7 @@ fn keys(
     let Some(private) = private else {
         return given_public.map(|k| (None, k)).ok_or(KeyError::Missing);
     };
-    let pem = pem::parse(private).map_err(|e| invalid(&e))?;
+    let pem = first_pem_block(private)?;
     let der = pem.contents();
     let rng = ring::rand::SystemRandom::new();
     match algorithm {
@@ -276,6 +323,9 @@ fn der(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
     use super::*;
 
     /// A P-256 test key in openssl's default SEC1 form (`openssl ecparam -genkey`).
@@ -288,6 +338,33 @@ AwEHoUQDQgAEyvuM76ZkKfXzV/x6ijzLlBzgdOuY2I/kiC3QWUTjNc6vNc576ZYo
     const EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEyvuM76ZkKfXzV/x6ijzLlBzgdOuY
 2I/kiC3QWUTjNc6vNc576ZYo48ahpBXYBLilikDgzclntGlzog5RtAx/cg==
+-----END PUBLIC KEY-----
+";
+
+    /// A P-521 test key (`openssl ecparam -name secp521r1 -genkey -noout`), the same key in
+    /// PKCS#8, and its public key.
+    const P521_SEC1: &str = "-----BEGIN EC PRIVATE KEY-----
+MIHcAgEBBEIAvAxnaQOkv7AxS+INEb3DVIXKTngZFtx//qjIoDZXKz6X+rlBuFe+
+uB9flODt+73TjmVpla8SPN3z5rSeenzCQ1SgBwYFK4EEACOhgYkDgYYABAHFi7r8
+q4pVYPZ6pu1GeAE3cU0oRABgFq/myonHBmx6Z8CmLHiKGsfQXrFj9S2u/UJsl2KG
+0qFOMNrNHMA4EfVrowE2vsAVfoDHZSdCx6yXovxiIek3k8S5e8PsTxNNZcAN9fsd
+ERNQvH555u0GwkckMj22xS1JCWDHdYzygWJx0WaMgg==
+-----END EC PRIVATE KEY-----
+";
+    const P521_PKCS8: &str = "-----BEGIN PRIVATE KEY-----
+MIHuAgEAMBAGByqGSM49AgEGBSuBBAAjBIHWMIHTAgEBBEIAvAxnaQOkv7AxS+IN
+Eb3DVIXKTngZFtx//qjIoDZXKz6X+rlBuFe+uB9flODt+73TjmVpla8SPN3z5rSe
+enzCQ1ShgYkDgYYABAHFi7r8q4pVYPZ6pu1GeAE3cU0oRABgFq/myonHBmx6Z8Cm
+LHiKGsfQXrFj9S2u/UJsl2KG0qFOMNrNHMA4EfVrowE2vsAVfoDHZSdCx6yXovxi
+Iek3k8S5e8PsTxNNZcAN9fsdERNQvH555u0GwkckMj22xS1JCWDHdYzygWJx0WaM
+gg==
+-----END PRIVATE KEY-----
+";
+    const P521_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MIGbMBAGByqGSM49AgEGBSuBBAAjA4GGAAQBxYu6/KuKVWD2eqbtRngBN3FNKEQA
+YBav5sqJxwZsemfApix4ihrH0F6xY/Utrv1CbJdihtKhTjDazRzAOBH1a6MBNr7A
+FX6Ax2UnQsesl6L8YiHpN5PEuXvD7E8TTWXADfX7HRETULx+eebtBsJHJDI9tsUt
+SQlgx3WM8oFicdFmjII=
 -----END PUBLIC KEY-----
 ";
 
@@ -345,6 +422,71 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEyvuM76ZkKfXzV/x6ijzLlBzgdOuY
     }
 
     #[test]
+    fn es512_tokens_from_sec1_and_pkcs8_keys_verify_with_the_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let es512 = |key: (&str, &str)| provider(dir.path(), &[("sign-method", "ES512"), key]);
+        let from_sec1 = es512(("priv-key", P521_SEC1)).unwrap();
+        let from_pkcs8 = es512(("priv-key", P521_PKCS8)).unwrap();
+        let verifier = es512(("pub-key", P521_PUBLIC)).unwrap();
+
+        let token = from_sec1.assign("alice", 9).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).unwrap();
+        assert_eq!(decode(parts[0]), br#"{"alg":"ES512","typ":"JWT"}"#);
+        assert_eq!(decode(parts[2]).len(), 132, "r||s, 66 bytes each");
+        for signer in [&from_sec1, &from_pkcs8, &verifier] {
+            assert_eq!(signer.info(&token), Some(("alice".to_string(), 9)));
+        }
+        let other = from_pkcs8.assign("bob", 3).unwrap();
+        assert_eq!(verifier.info(&other), Some(("bob".to_string(), 3)));
+        assert!(matches!(
+            verifier.assign("bob", 1),
+            Err(JwtError::VerifyOnly)
+        ));
+
+        // A changed signature, claims or algorithm is refused.
+        let mut signature = decode(parts[2]);
+        signature[10] ^= 1;
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            URL_SAFE_NO_PAD.encode(signature)
+        );
+        assert_eq!(verifier.info(&forged), None);
+        let claims = URL_SAFE_NO_PAD.encode(r#"{"username":"root","revision":9,"exp":9999999999}"#);
+        let forged = format!("{}.{claims}.{}", parts[0], parts[2]);
+        assert_eq!(verifier.info(&forged), None);
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","typ":"JWT"}"#);
+        let forged = format!("{header}.{}.{}", parts[1], parts[2]);
+        assert_eq!(verifier.info(&forged), None);
+        assert_eq!(verifier.info("a.b.c"), None);
+        assert_eq!(verifier.info(""), None);
+
+        // Keys for another curve or method are refused at startup, and so is a key after an
+        // `EC PARAMETERS` block (`-genkey` without `-noout`), as etcd refuses it.
+        let with_parameters = format!(
+            "-----BEGIN EC PARAMETERS-----\nBgUrgQQAIw==\n-----END EC PARAMETERS-----\n{P521_SEC1}"
+        );
+        assert!(es512(("priv-key", &with_parameters))
+            .err()
+            .unwrap()
+            .contains("invalid key"));
+        assert!(es512(("priv-key", EC_SEC1))
+            .err()
+            .unwrap()
+            .contains("invalid key"));
+        assert!(es512(("pub-key", EC_PUBLIC))
+            .err()
+            .unwrap()
+            .contains("invalid key"));
+        assert!(es512(("priv-key", "secret"))
+            .err()
+            .unwrap()
+            .contains("invalid key"));
+    }
+
+    #[test]
     fn pkcs8_keys_from_rcgen_sign_ed25519_and_es384() {
         let dir = tempfile::tempdir().unwrap();
         for (method, alg) in [
@@ -383,17 +525,28 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEyvuM76ZkKfXzV/x6ijzLlBzgdOuY
             ],
         )
         .unwrap();
+        let es512 = provider(
+            dir.path(),
+            &[
+                ("sign-method", "ES512"),
+                ("priv-key", P521_PKCS8),
+                ("ttl", "1s"),
+            ],
+        )
+        .unwrap();
         let token = hs.assign("u", 1).unwrap();
+        let es512_token = es512.assign("u", 1).unwrap();
         assert!(hs.info(&token).is_some());
+        assert!(es512.info(&es512_token).is_some());
         // `exp` is in whole seconds: past it after at most two.
         std::thread::sleep(Duration::from_millis(2100));
         assert_eq!(hs.info(&token), None, "expired");
+        assert_eq!(es512.info(&es512_token), None, "expired");
 
         let err = |opts: &[(&str, &str)]| provider(dir.path(), opts).err().unwrap();
         assert!(err(&[("sign-method", "XX1")]).contains("invalid auth signature method"));
         assert!(err(&[("priv-key", "secret")]).contains("invalid auth signature method"));
         assert_eq!(err(&[("sign-method", "RS256")]), "auth: missing key data");
-        assert!(err(&[("sign-method", "ES512"), ("priv-key", EC_SEC1)]).contains("ES512"));
         assert!(
             err(&[("sign-method", "HS256"), ("priv-key", "k"), ("ttl", "x")])
                 .contains("invalid duration")
