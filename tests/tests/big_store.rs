@@ -2,7 +2,7 @@
 //! a plain Range exceeds; keys-only and count-only answers equal to full ranges; a defrag
 //! under concurrent writes with no write failing and every write durable.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use oxcd_api::etcdserverpb::kv_client::KvClient;
 use oxcd_api::etcdserverpb::range_request::SortOrder;
 use oxcd_api::etcdserverpb::request_op::Request as Op;
 use oxcd_api::etcdserverpb::{PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest};
-use oxcd_e2e::{oxcd_only, testing_real_etcd, Member};
+use oxcd_e2e::{oxcd_only, testing_real_etcd, Cluster, Member};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -626,32 +626,220 @@ async fn issue_14_defrag_under_concurrent_writes_fails_none_and_loses_none() {
     }
 }
 
+/// Latencies of a steady, open-loop load: clients that each send one request every
+/// `LOAD_INTERVAL`, whatever the answers' delays. A request's latency counts from when it was
+/// due, not from when it was sent, so a server that stalls is charged for the requests its
+/// stall held back (a closed loop would send fewer of them and hide the stall).
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    puts: Latencies,
+    reads: Latencies,
+    failed: Arc<AtomicUsize>,
+}
+
+/// (when a request was due, its latency from then).
+type Latencies = Arc<Mutex<Vec<(Instant, Duration)>>>;
+
+const LOAD_INTERVAL: Duration = Duration::from_millis(20);
+
+impl Load {
+    /// `writers` clients putting 256-byte values to keys of their own, and `readers` clients
+    /// reading 10 keys from `{prefix}{i:06}` for `i` spread over `0..keys`.
+    async fn start(
+        member: &Member,
+        writers: usize,
+        readers: usize,
+        prefix: &str,
+        keys: usize,
+    ) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (puts, reads) = (Latencies::default(), Latencies::default());
+        let failed = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for c in 0..writers + readers {
+            let (mut client, stop) = (connect(member).await, stop.clone());
+            let (lat, prefix) = (
+                if c < writers { &puts } else { &reads }.clone(),
+                prefix.to_owned(),
+            );
+            let (write, failed) = (c < writers, failed.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut due = Instant::now();
+                let mut i = 0usize;
+                while !stop.load(Ordering::Acquire) {
+                    tokio::time::sleep_until(due.into()).await;
+                    let done = if write {
+                        let put =
+                            client.put(format!("load{c}/{}", i % 1000), vec![b'x'; 256], None);
+                        tokio::time::timeout(REQUEST_TIMEOUT, put)
+                            .await
+                            .map(|r| r.map(drop))
+                    } else {
+                        let from = (i * 7919 + c * 104_729) % keys.max(1);
+                        let get = client.get(
+                            format!("{prefix}{from:06}"),
+                            Some(
+                                GetOptions::new()
+                                    .with_range(format!("{prefix}~"))
+                                    .with_limit(10),
+                            ),
+                        );
+                        tokio::time::timeout(REQUEST_TIMEOUT, get)
+                            .await
+                            .map(|r| r.map(drop))
+                    };
+                    // A failed or timed-out request counts with the time it took to fail.
+                    if !matches!(done, Ok(Ok(()))) {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    lat.lock().unwrap().push((due, due.elapsed()));
+                    due += LOAD_INTERVAL;
+                    i += 1;
+                }
+            }));
+        }
+        Load {
+            stop,
+            tasks,
+            puts,
+            reads,
+            failed,
+        }
+    }
+
+    /// Stops the clients; returns how many requests failed.
+    async fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Release);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// "n N, p50 …, p99 …, max …" of the latencies of requests due within any of `windows`.
+fn quantiles(lat: &Latencies, windows: &[(Instant, Instant)]) -> String {
+    let mut v: Vec<Duration> = lat
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(due, _)| windows.iter().any(|(from, to)| due >= from && due < to))
+        .map(|&(_, d)| d)
+        .collect();
+    if v.is_empty() {
+        return "n 0".to_owned();
+    }
+    v.sort();
+    let q = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    format!(
+        "n {}, p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        v.len(),
+        q(0.5),
+        q(0.99),
+        q(1.0)
+    )
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+/// The issue 14 defrag benchmark, run by hand against any server (`OXCD_BIN`): a store of
+/// `BIG_BENCH_DEFRAG_MIB` MiB (default 1024) of 3500-byte values, under a steady load of puts and
+/// 10-key reads (open loop, 200 puts/s and 100 reads/s), defragmented `BIG_BENCH_ROUNDS`
+/// times (default 3). Before each defrag, a window as long as the last defrag (10 s before
+/// the first) measures the same load without one, so the two are compared under the same
+/// machine load. Prints put and read latencies without and during defrag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn bench_defrag() {
+    // One value to a 4 KiB page: a value of 4 KiB takes two in redb (and in bolt).
+    const VALUE: usize = 3500;
+    let keys = env_or("BIG_BENCH_DEFRAG_MIB", 1024) * (1 << 20) / VALUE;
+    let rounds = env_or("BIG_BENCH_ROUNDS", 3);
+    let member = Member::builder()
+        .arg("--quota-backend-bytes=34359738368")
+        .start();
+    let started = Instant::now();
+    fill(&member, "bench/", keys, VALUE).await;
+    println!("fill {keys} keys of {VALUE} B: {:?}", started.elapsed());
+    let mut client = connect(&member).await;
+    let load = Load::start(&member, 4, 2, "bench/", keys).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (mut without, mut during) = (Vec::new(), Vec::new());
+    let mut window = Duration::from_secs(10);
+    for round in 0..rounds {
+        let from = Instant::now();
+        tokio::time::sleep(window).await;
+        without.push((from, Instant::now()));
+        let size = client.status().await.unwrap().db_size() as u64;
+        let from = Instant::now();
+        client.defragment().await.expect("defrag");
+        let to = Instant::now();
+        during.push((from, to));
+        window = to - from;
+        // Requests the defrag held back are answered before the next window starts.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!(
+            "defrag {round}: {:.0} MiB -> {:.0} MiB in {window:.1?}; puts {} (before it {}); reads {} (before it {})",
+            mib(size),
+            mib(client.status().await.unwrap().db_size() as u64),
+            quantiles(&load.puts, &during[round..]),
+            quantiles(&load.puts, &without[round..]),
+            quantiles(&load.reads, &during[round..]),
+            quantiles(&load.reads, &without[round..]),
+        );
+    }
+    let (puts, reads) = (load.puts.clone(), load.reads.clone());
+    println!("failed requests: {}", load.stop().await);
+    println!("without defrag: puts {}", quantiles(&puts, &without));
+    println!("during defrag:  puts {}", quantiles(&puts, &during));
+    println!("without defrag: reads {}", quantiles(&reads, &without));
+    println!("during defrag:  reads {}", quantiles(&reads, &during));
+}
+
 /// The issue 14 benchmark, run by hand against any server (`OXCD_BIN`), sizes from
 /// `BIG_BENCH_KEYS` (default 200000) and `BIG_BENCH_VALUE` (default 256): fill, RSS after the
-/// fill, peak RSS and time of one full plain range (and of a streamed one on oxcd), restart to
-/// ready, RSS after restart, put latencies while a defrag runs. See the issue 14 report.
+/// fill and per key, peak RSS and time of one full plain range (and of a streamed one on
+/// oxcd), restart to ready, RSS after restart, put and read latencies while a compaction
+/// removes two thirds of the stored revisions and while a defrag runs, and the time a new
+/// member takes to catch up from a snapshot. See the issue 14 report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn bench_big_store() {
-    let env = |name: &str, default: usize| -> usize {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let (keys, value) = (env("BIG_BENCH_KEYS", 200_000), env("BIG_BENCH_VALUE", 256));
-    let mut member = Member::builder()
-        .arg("--quota-backend-bytes=34359738368")
-        .start();
-    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let (keys, value) = (
+        env_or("BIG_BENCH_KEYS", 200_000),
+        env_or("BIG_BENCH_VALUE", 256),
+    );
+    // Frequent snapshots, so that the log a new member needs is gone and it gets a snapshot
+    // (etcd keeps 5000 entries after each, and so does oxcd by default).
+    let mut cluster = Cluster::start_with(1, |b| {
+        b.arg("--quota-backend-bytes=34359738368")
+            .arg("--snapshot-count=1000")
+    });
+    let pid = cluster.member(0).pid().unwrap();
+    let empty = rss_and_peak(pid).0;
     let started = Instant::now();
-    fill(&member, "bench/", keys, value).await;
+    fill(cluster.member(0), "bench/", keys, value).await;
     println!("fill {keys} keys of {value} B: {:?}", started.elapsed());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let pid = member.pid().unwrap();
-    println!("RSS after fill: {:.0} MiB", mib(rss_and_peak(pid).0));
+    let filled = rss_and_peak(pid).0;
+    println!(
+        "RSS after fill: {:.0} MiB ({:.0} MiB empty, {} bytes per key)",
+        mib(filled),
+        mib(empty),
+        filled.saturating_sub(empty) / keys as u64
+    );
 
-    let mut kv = raw_kv(&member).await;
+    let mut kv = raw_kv(cluster.member(0)).await;
     let all = RangeRequest {
         key: b"bench/".to_vec(),
         range_end: prefix_end(b"bench/"),
@@ -685,6 +873,7 @@ async fn bench_big_store() {
         "full range: {took:?}, peak RSS {:.0} MiB",
         mib(rss_and_peak(pid).1)
     );
+    let member = cluster.member_mut(0);
     member.stop();
     let started = Instant::now();
     member.restart();
@@ -693,9 +882,9 @@ async fn bench_big_store() {
     let pid = member.pid().unwrap();
     println!("RSS after restart: {:.0} MiB", mib(rss_and_peak(pid).0));
 
-    // Put latencies while a defrag runs, after half of the keys were deleted and compacted.
-    let mut client = connect(&member).await;
-    // Half of the keys go, a chunk per request (one request for all would time out).
+    // Half of the keys go, a chunk per request (one request for all would time out): a
+    // compaction at the last revision then removes two thirds of the stored revisions.
+    let mut client = connect(cluster.member(0)).await;
     for from in (0..keys / 2).step_by(20_000) {
         let to = (from + 20_000).min(keys / 2);
         client
@@ -713,6 +902,10 @@ async fn bench_big_store() {
         .header()
         .unwrap()
         .revision();
+    let load = Load::start(cluster.member(0), 4, 2, "bench/", keys).await;
+    let before = (Instant::now(), Instant::now() + Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let started = Instant::now();
     client
         .compact(
             rev,
@@ -720,62 +913,66 @@ async fn bench_big_store() {
         )
         .await
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let lat = Arc::new(Mutex::new(Vec::<(Instant, Duration)>::new()));
-    let mut writers = Vec::new();
-    for w in 0..8 {
-        let (mut client, stop, lat) = (connect(&member).await, stop.clone(), lat.clone());
-        writers.push(tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(Ordering::Acquire) {
-                let started = Instant::now();
-                client
-                    .put(format!("d{w}/{i}"), vec![b'x'; 256], None)
-                    .await
-                    .unwrap();
-                lat.lock()
-                    .unwrap()
-                    .push((Instant::now(), started.elapsed()));
-                i += 1;
-            }
-        }));
-    }
+    let compaction = (started, Instant::now());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let size = client.status().await.unwrap().db_size();
+    println!(
+        "compaction of {} revisions: {:.1?}; puts during it {}, before it {}; reads during it {}, before it {}",
+        keys + keys / 2,
+        compaction.1 - compaction.0,
+        quantiles(&load.puts, &[compaction]),
+        quantiles(&load.puts, &[before]),
+        quantiles(&load.reads, &[compaction]),
+        quantiles(&load.reads, &[before]),
+    );
+
+    let before = (Instant::now(), Instant::now() + Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let size = client.status().await.unwrap().db_size() as u64;
     let started = Instant::now();
     client.defragment().await.expect("defrag");
-    let ended = Instant::now();
+    let defrag = (started, Instant::now());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Release);
-    for w in writers {
-        w.await.unwrap();
-    }
-    let lat = std::mem::take(&mut *lat.lock().unwrap());
-    let p = |mut v: Vec<Duration>, q: f64| -> Duration {
-        v.sort();
-        v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    let during: Vec<Duration> = lat
-        .iter()
-        .filter(|(at, _)| *at > started && *at < ended + Duration::from_millis(50))
-        .map(|&(_, d)| d)
-        .collect();
-    let outside: Vec<Duration> = lat
-        .iter()
-        .filter(|(at, _)| *at < started)
-        .map(|&(_, d)| d)
-        .collect();
     println!(
-        "defrag of {:.0} MiB -> {:.0} MiB: {:?}; puts during it {} (p99 {:?}, max {:?}), before it p99 {:?}",
-        mib(size as u64),
+        "defrag of {:.0} MiB -> {:.0} MiB: {:.1?}; puts during it {}, before it {}; reads during it {}, before it {}",
+        mib(size),
         mib(client.status().await.unwrap().db_size() as u64),
-        ended - started,
-        during.len(),
-        p(during.clone(), 0.99),
-        p(during, 1.0),
-        p(outside, 0.99),
+        defrag.1 - defrag.0,
+        quantiles(&load.puts, &[defrag]),
+        quantiles(&load.puts, &[before]),
+        quantiles(&load.reads, &[defrag]),
+        quantiles(&load.reads, &[before]),
+    );
+    // The load goes on until the log holds more entries than a leader keeps after a
+    // snapshot, so that a new member cannot catch up from the log alone.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while client.status().await.unwrap().raft_index() < 8_000 {
+        assert!(Instant::now() < deadline, "raft index not reached in time");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("failed requests: {}", load.stop().await);
+
+    let want = client.status().await.unwrap().header().unwrap().revision();
+    let started = Instant::now();
+    let new = cluster.add_member(false);
+    let ready = started.elapsed();
+    let mut new_client = connect(cluster.member(new)).await;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let serializable = GetOptions::new().with_serializable();
+        let resp = new_client.get("x", Some(serializable)).await.unwrap();
+        if resp.header().unwrap().revision() >= want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new member not caught up in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "new member: ready after {ready:.1?}, at revision {want} after {:.1?}, RSS {:.0} MiB",
+        started.elapsed(),
+        mib(rss_and_peak(cluster.member(new).pid().unwrap()).0)
     );
 }
 
@@ -786,15 +983,9 @@ async fn bench_big_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn bench_watchers() {
-    let env = |name: &str, default: usize| -> usize {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let (watchers, keys) = (
-        env("BIG_BENCH_WATCHERS", 100_000),
-        env("BIG_BENCH_WATCH_KEYS", 10_000),
+        env_or("BIG_BENCH_WATCHERS", 100_000),
+        env_or("BIG_BENCH_WATCH_KEYS", 10_000),
     );
     const STREAMS: usize = 100;
     const PUTS: usize = 1000;
@@ -805,7 +996,7 @@ async fn bench_watchers() {
     let before = rss_and_peak(pid).0;
 
     let epoch = Instant::now();
-    let created = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let created = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let mut clients = Vec::new();
     for s in 0..STREAMS {
