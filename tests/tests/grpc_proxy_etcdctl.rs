@@ -193,10 +193,18 @@ fn etcdctl_through_the_proxy_in_plain_text() {
     let addr = format!("127.0.0.1:{}", proxy.port);
     let metrics = get(&addr, "/metrics");
     assert_eq!(metrics.status, 200);
-    assert!(metrics.text().contains("etcd_server_has_leader 1"), "{}", metrics.text());
+    assert!(
+        metrics.text().contains("etcd_server_has_leader 1"),
+        "{}",
+        metrics.text()
+    );
     let health = get(&addr, "/health");
     assert_eq!(health.status, 200);
-    assert!(health.text().contains(r#""health":"true""#), "{}", health.text());
+    assert!(
+        health.text().contains(r#""health":"true""#),
+        "{}",
+        health.text()
+    );
 }
 
 #[test]

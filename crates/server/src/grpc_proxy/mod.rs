@@ -10,7 +10,9 @@
 //! `--trusted-ca-file`, `--listen-cipher-suites`, `--client-crl-file`, `--auto-tls`), and
 //! dials the endpoints in plain text or with TLS (`--cert`, `--key`, `--cacert`,
 //! `--insecure-skip-tls-verify`); as etcd, it refuses a client certificate with a Common
-//! Name, since the members would take that name as the user of every forwarded call.
+//! Name, since the members would take that name as the user of every forwarded call. Over
+//! HTTP/1, `GET /metrics` and `GET /health` answer with an endpoint's, as etcd's proxy
+//! fetches a member's `/metrics`.
 //!
 //! Flags of etcd's proxy that are not built are accepted and named in a warning at start,
 //! except `--namespace` and `--discovery-srv`, which change which keys or which cluster the
