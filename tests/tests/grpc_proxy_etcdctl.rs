@@ -6,11 +6,14 @@
 //! The same tests pass with etcd's own proxy:
 //! `OXCD_BIN=/usr/bin/etcd cargo test -p oxcd-e2e --test grpc_proxy_etcdctl`.
 
+mod http_support;
+
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use http_support::get;
 use oxcd_e2e::ports::free_port;
 use oxcd_e2e::{etcdctl, etcdctl_stdin, fixture, server_bin, wait_until, Member};
 
@@ -185,6 +188,23 @@ fn etcdctl_through_the_proxy_in_plain_text() {
     // Calls that dial the endpoint alone (whole URL as :authority) go through too.
     let status = etcdctl(&via, &["endpoint", "status"]);
     assert!(status.expect_success().contains(&via), "{status}");
+
+    // Over HTTP/1 the proxy serves a member's /metrics and /health.
+    let addr = format!("127.0.0.1:{}", proxy.port);
+    let metrics = get(&addr, "/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.text().contains("etcd_server_has_leader 1"),
+        "{}",
+        metrics.text()
+    );
+    let health = get(&addr, "/health");
+    assert_eq!(health.status, 200);
+    assert!(
+        health.text().contains(r#""health":"true""#),
+        "{}",
+        health.text()
+    );
 }
 
 #[test]

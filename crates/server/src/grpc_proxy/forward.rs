@@ -37,7 +37,7 @@ pub async fn forward(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     if req.version() != Version::HTTP_2 {
-        return Ok(http1_answer(req.uri().path()));
+        return Ok(http1_answer(&upstreams, &req).await);
     }
     let (mut parts, body) = req.into_parts();
     for name in &HOP_HEADERS {
@@ -109,17 +109,25 @@ fn grpc_message(text: &str) -> String {
     out
 }
 
-/// HTTP/1 requests: etcd's proxy serves `/metrics` and `/health` there; oxcd's does not.
-fn http1_answer(path: &str) -> Response<ProxyBody> {
-    let (status, text) = match path {
-        "/metrics" | "/health" => (
-            StatusCode::NOT_IMPLEMENTED,
-            "oxcd grpc-proxy forwards gRPC only; /metrics and /health are not implemented, ask the members\n",
-        ),
-        _ => (StatusCode::NOT_FOUND, "404 page not found\n"),
-    };
+/// HTTP/1 requests: `GET /metrics` and `GET /health` answer with an endpoint's (etcd's
+/// proxy fetches a member's `/metrics` the same way); anything else is not found.
+async fn http1_answer(upstreams: &Upstreams, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let path = req.uri().path();
+    if req.method() == http::Method::GET && matches!(path, "/metrics" | "/health") {
+        return match upstreams.http1_get(path).await {
+            Ok(response) => response.map(BodyExt::boxed_unsync),
+            Err(e) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("all endpoints are unavailable: {e}\n"),
+            ),
+        };
+    }
+    text(StatusCode::NOT_FOUND, "404 page not found\n".to_owned())
+}
+
+fn text(status: StatusCode, text: String) -> Response<ProxyBody> {
     let mut response = Response::new(
-        Full::new(Bytes::from_static(text.as_bytes()))
+        Full::new(Bytes::from(text))
             .map_err(|never| match never {})
             .boxed_unsync(),
     );

@@ -10,7 +10,9 @@
 //! `--trusted-ca-file`, `--listen-cipher-suites`, `--client-crl-file`, `--auto-tls`), and
 //! dials the endpoints in plain text or with TLS (`--cert`, `--key`, `--cacert`,
 //! `--insecure-skip-tls-verify`); as etcd, it refuses a client certificate with a Common
-//! Name, since the members would take that name as the user of every forwarded call.
+//! Name, since the members would take that name as the user of every forwarded call. Over
+//! HTTP/1, `GET /metrics` and `GET /health` answer with an endpoint's, as etcd's proxy
+//! fetches a member's `/metrics`.
 //!
 //! Flags of etcd's proxy that are not built are accepted and named in a warning at start,
 //! except `--namespace` and `--discovery-srv`, which change which keys or which cluster the
@@ -28,7 +30,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::flags::parse_go_bool;
 use crate::tls::{self, Side, TlsInfo};
@@ -371,7 +373,7 @@ fn listen_tls(args: &GrpcProxyArgs) -> Result<Option<TlsInfo>, String> {
 /// TLS for dialing the endpoints, when `--cert`, `--key`, `--cacert` or
 /// `--insecure-skip-tls-verify` ask for it. As etcd, a client certificate must have an empty
 /// Common Name.
-fn client_tls(args: &GrpcProxyArgs) -> Result<Option<TlsConnector>, String> {
+fn client_tls(args: &GrpcProxyArgs) -> Result<Option<rustls::ClientConfig>, String> {
     let any_file = !args.cert.is_empty() || !args.key.is_empty() || !args.cacert.is_empty();
     if !any_file && !args.insecure_skip_tls_verify {
         return Ok(None);
@@ -407,7 +409,7 @@ fn client_tls(args: &GrpcProxyArgs) -> Result<Option<TlsConnector>, String> {
     )
     .map_err(|e| e.to_string())?;
     tracing::info!(cert = %args.cert, key = %args.key, cacert = %args.cacert, "gRPC proxy client TLS");
-    Ok(Some(TlsConnector::from(Arc::new(config))))
+    Ok(Some(config))
 }
 
 /// One client connection: TLS if the listener has it, then HTTP/1 or HTTP/2 as the client

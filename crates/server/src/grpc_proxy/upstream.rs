@@ -3,13 +3,18 @@
 //! skips those that just refused a dial.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::uri::{Authority, Scheme};
+use http::{Request, Response};
+use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -81,7 +86,10 @@ struct Upstream {
 pub struct Upstreams {
     list: Vec<Upstream>,
     next: AtomicUsize,
+    /// TLS offering `h2`, for the forwarded calls.
     tls: Option<TlsConnector>,
+    /// TLS offering `http/1.1`, for `/metrics` and `/health`.
+    tls_http1: Option<TlsConnector>,
 }
 
 /// A connection to forward one request on.
@@ -93,7 +101,14 @@ pub struct Picked {
 }
 
 impl Upstreams {
-    pub fn new(endpoints: Vec<Endpoint>, tls: Option<TlsConnector>) -> Upstreams {
+    /// `tls`: how to dial the endpoints that use TLS (its ALPN is set here).
+    pub fn new(endpoints: Vec<Endpoint>, tls: Option<rustls::ClientConfig>) -> Upstreams {
+        let connector = |alpn: &[u8]| {
+            tls.clone().map(|mut config| {
+                config.alpn_protocols = vec![alpn.to_vec()];
+                TlsConnector::from(Arc::new(config))
+            })
+        };
         Upstreams {
             list: endpoints
                 .into_iter()
@@ -103,8 +118,25 @@ impl Upstreams {
                 })
                 .collect(),
             next: AtomicUsize::new(0),
-            tls,
+            tls: connector(b"h2"),
+            tls_http1: connector(b"http/1.1"),
         }
+    }
+
+    /// `GET path` over HTTP/1 on a connection of its own, from the endpoints round robin
+    /// until one answers (the proxy's `/metrics` and `/health` are the members').
+    pub async fn http1_get(&self, path: &str) -> Result<Response<Incoming>, String> {
+        let n = self.list.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last_error = String::from("no endpoint");
+        for i in 0..n {
+            let endpoint = &self.list[(start + i) % n].endpoint;
+            match http1_get(endpoint, self.tls_http1.as_ref(), path).await {
+                Ok(response) => return Ok(response),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
     }
 
     /// A ready connection, trying the endpoints round robin from the next one; endpoints whose
@@ -172,26 +204,61 @@ impl Upstreams {
     }
 
     async fn dial(&self, endpoint: &Endpoint) -> Result<SendRequest<Incoming>, String> {
-        let address = endpoint.authority.as_str();
-        let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(address))
-            .await
-            .map_err(|_| format!("dial tcp {address}: i/o timeout"))?
-            .map_err(|e| format!("dial tcp {address}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        if !endpoint.tls {
-            return handshake(tcp).await;
-        }
-        let connector = self.tls.as_ref().ok_or_else(|| {
-            format!("{address}: an https endpoint needs --cacert (or --insecure-skip-tls-verify)")
-        })?;
-        let name = ServerName::try_from(endpoint.authority.host().to_string())
-            .map_err(|e| format!("{address}: {e}"))?;
-        let tls = tokio::time::timeout(DIAL_TIMEOUT, connector.connect(name, tcp))
-            .await
-            .map_err(|_| format!("{address}: TLS handshake timeout"))?
-            .map_err(|e| format!("{address}: {}", crate::tls::describe_error(&e)))?;
-        handshake(tls).await
+        handshake(connect(endpoint, self.tls.as_ref()).await?).await
     }
+}
+
+/// A byte stream to an endpoint, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Dials `endpoint`, with TLS through `connector` when the endpoint uses it.
+async fn connect(
+    endpoint: &Endpoint,
+    connector: Option<&TlsConnector>,
+) -> Result<Box<dyn Io>, String> {
+    let address = endpoint.authority.as_str();
+    let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| format!("dial tcp {address}: i/o timeout"))?
+        .map_err(|e| format!("dial tcp {address}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    if !endpoint.tls {
+        return Ok(Box::new(tcp));
+    }
+    let connector = connector.ok_or_else(|| {
+        format!("{address}: an https endpoint needs --cacert (or --insecure-skip-tls-verify)")
+    })?;
+    let name = ServerName::try_from(endpoint.authority.host().to_string())
+        .map_err(|e| format!("{address}: {e}"))?;
+    let tls = tokio::time::timeout(DIAL_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| format!("{address}: TLS handshake timeout"))?
+        .map_err(|e| format!("{address}: {}", crate::tls::describe_error(&e)))?;
+    Ok(Box::new(tls))
+}
+
+/// One `GET path` over HTTP/1 to `endpoint`.
+async fn http1_get(
+    endpoint: &Endpoint,
+    connector: Option<&TlsConnector>,
+    path: &str,
+) -> Result<Response<Incoming>, String> {
+    let io = connect(endpoint, connector).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("{}: {e}", endpoint.authority))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = Request::get(path)
+        .header(http::header::HOST, endpoint.authority.as_str())
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(DIAL_TIMEOUT, sender.send_request(request))
+        .await
+        .map_err(|_| format!("{}: GET {path}: timeout", endpoint.authority))?
+        .map_err(|e| format!("{}: GET {path}: {e}", endpoint.authority))
 }
 
 /// The HTTP/2 handshake on a dialed stream; the connection is driven by a task of its own.
