@@ -30,11 +30,12 @@ declare -A LISTS=(
   # big stores: defragment (now without stopping writes)
   [issue14]='^TestCtlV3Defrag$'
 )
-# auth (issue 10): every TestCtlV3Auth*, TestCtlV3User*, TestCtlV3Role*, TestV3CurlAuth* that
-# passes. Not listed: TestCtlV3AuthFromKeyPerm (~60 etcdctl runs, each authenticating with
-# bcrypt cost 10, within the suite's 15 s: real etcd 3.4 fails it too on a loaded 2-core
-# machine).
-LISTS[issue10]='^TestCtlV3(AuthCertCN|AuthSnapshot|AuthSnapshotJWT|AuthCertCNWithWithConcurrentOperation|AuthTxnJWT|AuthAndWatchJWT|AuthLeaseGrantLeasesJWT|AuthJWTExpire|AuthCertCNAndUsername|AuthCertCNAndUsernameNoPassword|AuthEnable|AuthDisable|AuthWriteKey|AuthRoleUpdate|AuthUserDeleteDuringOps|AuthRoleRevokeDuringOps|AuthTxn|AuthPrefixPerm|AuthMemberAdd|AuthMemberRemove|AuthMemberUpdate|AuthRevokeWithDelete|AuthInvalidMgmt|AuthAndWatch|AuthLeaseTestKeepAlive|AuthLeaseTestTimeToLiveExpired|AuthLeaseGrantLeases|AuthLeaseRevoke|AuthRoleGet|AuthUserGet|AuthRoleList|AuthDefrag|AuthEndpointHealth|AuthTestCacheReload|RoleAdd|RoleAddNoTLS|RoleAddClientTLS|RoleAddPeerTLS|RoleAddTimeout|RoleGrant|UserAdd|UserAddNoTLS|UserAddClientTLS|UserAddPeerTLS|UserAddTimeout|UserAddClientAutoTLS|UserList|UserListNoTLS|UserListClientTLS|UserListPeerTLS|UserListClientAutoTLS|UserDelete|UserDeleteNoTLS|UserDeleteClientTLS|UserDeletePeerTLS|UserDeleteClientAutoTLS|UserPasswd|UserPasswdNoTLS|UserPasswdClientTLS|UserPasswdPeerTLS|UserPasswdClientAutoTLS)$|^TestV3CurlAuth(ClientTLSCertAuth)?$'
+# auth (issue 10): every TestCtlV3Auth*, TestCtlV3User*, TestCtlV3Role*, TestV3CurlAuth*.
+# TestCtlV3AuthFromKeyPerm runs 66 etcdctl commands within the suite's 15 s, each logging in
+# with one bcrypt at cost 10: ~3.8 s of server CPU in all, on oxcd as on etcd 3.4. It passes
+# wherever the server gets a fair share of a core; on a 2-core machine shared with ~15 runnable
+# tasks it nears the limit, with oxcd and real etcd alike.
+LISTS[issue10]='^TestCtlV3(AuthFromKeyPerm|AuthCertCN|AuthSnapshot|AuthSnapshotJWT|AuthCertCNWithWithConcurrentOperation|AuthTxnJWT|AuthAndWatchJWT|AuthLeaseGrantLeasesJWT|AuthJWTExpire|AuthCertCNAndUsername|AuthCertCNAndUsernameNoPassword|AuthEnable|AuthDisable|AuthWriteKey|AuthRoleUpdate|AuthUserDeleteDuringOps|AuthRoleRevokeDuringOps|AuthTxn|AuthPrefixPerm|AuthMemberAdd|AuthMemberRemove|AuthMemberUpdate|AuthRevokeWithDelete|AuthInvalidMgmt|AuthAndWatch|AuthLeaseTestKeepAlive|AuthLeaseTestTimeToLiveExpired|AuthLeaseGrantLeases|AuthLeaseRevoke|AuthRoleGet|AuthUserGet|AuthRoleList|AuthDefrag|AuthEndpointHealth|AuthTestCacheReload|RoleAdd|RoleAddNoTLS|RoleAddClientTLS|RoleAddPeerTLS|RoleAddTimeout|RoleGrant|UserAdd|UserAddNoTLS|UserAddClientTLS|UserAddPeerTLS|UserAddTimeout|UserAddClientAutoTLS|UserList|UserListNoTLS|UserListClientTLS|UserListPeerTLS|UserListClientAutoTLS|UserDelete|UserDeleteNoTLS|UserDeleteClientTLS|UserDeletePeerTLS|UserDeleteClientAutoTLS|UserPasswd|UserPasswdNoTLS|UserPasswdClientTLS|UserPasswdPeerTLS|UserPasswdClientAutoTLS)$|^TestV3CurlAuth(ClientTLSCertAuth)?$'
 # clients dialing endpoints one by one (the whole URL as :authority), TLS and transport
 # flags, the backend quota, the example config file, L4 gateway, gRPC proxy, /metrics. TestCtlV3Alarm,
 # TestV3CurlCipherSuitesValid and TestV3Metrics* check etcd 3.4's /health body and version: oxcd presents

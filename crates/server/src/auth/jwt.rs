@@ -368,6 +368,22 @@ SQlgx3WM8oFicdFmjII=
 -----END PUBLIC KEY-----
 ";
 
+    /// A self-signed certificate for that key (`openssl req -new -x509 -key …`).
+    const P521_CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----
+MIIB/TCCAV6gAwIBAgIUXjsSKXXHH5r7eMcaDMomzeUFEb0wCgYIKoZIzj0EAwIw
+DzENMAsGA1UEAwwEcDUyMTAgFw0yNjEyMDUxNzQ0MzdaGA8yMTI2MTExMTE3NDQz
+N1owDzENMAsGA1UEAwwEcDUyMTCBmzAQBgcqhkjOPQIBBgUrgQQAIwOBhgAEAcWL
+uvyrilVg9nqm7UZ4ATdxTShEAGAWr+bKiccGbHpnwKYseIoax9BesWP1La79QmyX
+YobSoU4w2s0cwDgR9WujATa+wBV+gMdlJ0LHrJei/GIh6TeTxLl7w+xPE01lwA31
++x0RE1C8fnnm7QbCRyQyPbbFLUkJYMd1jPKBYnHRZoyCo1MwUTAdBgNVHQ4EFgQU
+oxQ5QLO2orbio09QV2K6ssl2uSEwHwYDVR0jBBgwFoAUoxQ5QLO2orbio09QV2K6
+ssl2uSEwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgOBjAAwgYgCQgD8dg88
+9E+5za3rvQpUkGZaw9wOCYHp2FMOgdnOyLduD3+wOr2gNe+1GRDVIpwSq7Fftg7n
+6Uxgw0zgIiT4y5dVPwJCAUAtcbknZSnc2oE4K2lKAc7Nc/oK4bb8yHm1z3d2rti+
+s3eLmjLuOlU9CjBp1dqubEdfdwhQJtqGDq7aGK3NRN1m
+-----END CERTIFICATE-----
+";
+
     fn provider(dir: &std::path::Path, opts: &[(&str, &str)]) -> Result<JwtTokens, String> {
         let mut options = HashMap::new();
         for (k, v) in opts {
@@ -428,13 +444,14 @@ SQlgx3WM8oFicdFmjII=
         let from_sec1 = es512(("priv-key", P521_SEC1)).unwrap();
         let from_pkcs8 = es512(("priv-key", P521_PKCS8)).unwrap();
         let verifier = es512(("pub-key", P521_PUBLIC)).unwrap();
+        let from_certificate = es512(("pub-key", P521_CERTIFICATE)).unwrap();
 
         let token = from_sec1.assign("alice", 9).unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).unwrap();
         assert_eq!(decode(parts[0]), br#"{"alg":"ES512","typ":"JWT"}"#);
         assert_eq!(decode(parts[2]).len(), 132, "r||s, 66 bytes each");
-        for signer in [&from_sec1, &from_pkcs8, &verifier] {
+        for signer in [&from_sec1, &from_pkcs8, &verifier, &from_certificate] {
             assert_eq!(signer.info(&token), Some(("alice".to_string(), 9)));
         }
         let other = from_pkcs8.assign("bob", 3).unwrap();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use oxcd_api::etcdserverpb::auth_server::Auth;
 use oxcd_api::etcdserverpb::*;
 use oxcd_api::EtcdError;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tonic::{Request, Response, Status};
 
 use crate::apply::ApplyResponse;
@@ -143,6 +144,28 @@ impl AuthService {
             .map_err(Status::from)
     }
 
+    /// Checks a login's password (bcrypt, slow by design): the auth revision it was checked at.
+    /// On the multi-threaded runtime it runs in place (its worker's other tasks move to
+    /// another thread), not on the blocking pool: no hand-off to another thread and back, each
+    /// of which waits for a core when the machine is loaded.
+    async fn check_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Result<u64, ServerError>, Status> {
+        let auth = &self.server.auth;
+        if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+            return Ok(tokio::task::block_in_place(|| {
+                auth.check_password(name, password)
+            }));
+        }
+        let (server, name, password) =
+            (self.server.clone(), name.to_string(), password.to_string());
+        tokio::task::spawn_blocking(move || server.auth.check_password(&name, &password))
+            .await
+            .map_err(|e| Status::internal(format!("password check failed: {e}")))
+    }
+
     /// Refuses a non-root sender before any costly work (apply checks again).
     fn check_admin(&self, sender: &Option<AuthInfo>) -> Result<(), Status> {
         self.server
@@ -204,12 +227,7 @@ impl Auth for AuthService {
         self.server.linearizable_read_barrier().await?;
         let req = request.into_inner();
         loop {
-            let server = self.server.clone();
-            let (name, password) = (req.name.clone(), req.password.clone());
-            let checked =
-                tokio::task::spawn_blocking(move || server.auth.check_password(&name, &password))
-                    .await
-                    .map_err(|e| Status::internal(format!("password check failed: {e}")))?;
+            let checked = self.check_password(&req.name, &req.password).await?;
             let checked_revision = match checked {
                 Ok(revision) => revision,
                 Err(e) => {
