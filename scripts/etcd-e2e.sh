@@ -49,8 +49,6 @@ LISTS[issue11]='^TestCtlV2(Set|SetQuorum|SetClientTLS|SetPeerTLS|SetTLS|Mk|MkQuo
 # etcd-format snapshots: save, status, restore by etcdctl, and a server started on what
 # `etcdctl snapshot restore` wrote (TestIssue6361).
 LISTS[issue15]='^TestCtlV3(Snapshot|SnapshotCorrupt|SnapshotStatusBeforeRestore|AuthSnapshot)$|^TestIssue6361$'
-# The part of issue15 that needs no `snapshot restore` (oxcdctl has save and status only).
-LISTS[issue15-status]='^TestCtlV3(Snapshot|AuthSnapshot)$'
 # oxcdctl's make-mirror (issue 13), through the real etcdctl and through oxcdctl.
 LISTS[issue13]='^TestCtlV3MakeMirror(|ModifyDestPrefix|NoDestPrefix)$'
 # The lists CI runs (scripts/test.sh): add an issue's name once oxcd passes its list.
@@ -60,7 +58,7 @@ CI_LISTS=(issue2 issue3 issue4 issue5 issue9 issue10 issue13 issue14 issue15)
 CI_APART_LISTS=(issue11)
 # The lists CI runs a second time with oxcdctl as the suite's etcdctl (selected by "oxcdctl"):
 # the ones oxcdctl covers every command of.
-OXCDCTL_LISTS=(issue2 issue3 issue4 issue5 issue13 issue14 issue15-status)
+OXCDCTL_LISTS=(issue2 issue3 issue4 issue5 issue13 issue14 issue15)
 # ... and those of them to run apart (the v2 ones, as above).
 OXCDCTL_APART_LISTS=(issue11)
 

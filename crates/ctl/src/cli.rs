@@ -14,6 +14,17 @@ macro_rules! bool_value_parser {
     };
 }
 
+/// The command tree for parsing: clap's own help flag is off everywhere, as `-h`/`--help`
+/// print etcdctl's help ([`crate::help`]).
+pub fn command() -> clap::Command {
+    fn without_help(command: clap::Command) -> clap::Command {
+        command
+            .disable_help_flag(true)
+            .mut_subcommands(without_help)
+    }
+    without_help(<Cli as clap::CommandFactory>::command())
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "oxcdctl",
@@ -152,8 +163,9 @@ pub enum Command {
     Check(CheckCommand),
     /// Makes a mirror at the destination etcd cluster
     MakeMirror(MakeMirrorArgs),
-    /// Prints a shell completion script (bash, zsh, fish) for oxcdctl
-    Completion(CompletionArgs),
+    /// Generate the autocompletion script for the specified shell
+    #[command(subcommand)]
+    Completion(CompletionCommand),
 }
 
 /// Positional arguments only.
@@ -357,6 +369,34 @@ pub enum SnapshotCommand {
     Save(PositionalArgs),
     /// Gets backend snapshot status of a given file
     Status(PositionalArgs),
+    /// Restores an etcd member snapshot to an etcd directory
+    Restore(SnapshotRestoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotRestoreArgs {
+    pub args: Vec<String>,
+    /// Path to the data directory
+    #[arg(long, default_value = "")]
+    pub data_dir: String,
+    /// Path to the WAL directory (use --data-dir if none given)
+    #[arg(long, default_value = "")]
+    pub wal_dir: String,
+    /// Initial cluster configuration for restore bootstrap
+    #[arg(long, default_value = "default=http://localhost:2380")]
+    pub initial_cluster: String,
+    /// Initial cluster token for the etcd cluster during restore bootstrap
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// List of this member's peer URLs to advertise to the rest of the cluster
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Human-readable name for this member
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Ignore snapshot integrity hash value (required if copied from data directory)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
+    pub skip_hash_check: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -517,10 +557,16 @@ pub struct PermissionArgs {
     pub args: Vec<String>,
 }
 
-#[derive(Args, Debug)]
-pub struct CompletionArgs {
-    /// bash, zsh or fish
-    pub shell: clap_complete::Shell,
+#[derive(Subcommand, Debug, Clone, Copy)]
+pub enum CompletionCommand {
+    /// Generate the autocompletion script for bash
+    Bash,
+    /// Generate the autocompletion script for fish
+    Fish,
+    /// Generate the autocompletion script for powershell
+    Powershell,
+    /// Generate the autocompletion script for zsh
+    Zsh,
 }
 
 /// pflag's int64 parsing, with its message.

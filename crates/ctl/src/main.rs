@@ -10,6 +10,7 @@ mod command;
 mod context;
 mod exit;
 mod go;
+mod help;
 mod http;
 mod output;
 mod retry_log;
@@ -19,7 +20,6 @@ mod v2;
 use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::Parser;
 
 use crate::cli::Cli;
 use crate::exit::code;
@@ -29,7 +29,16 @@ fn main() -> ExitCode {
     if std::env::var("ETCDCTL_API").as_deref() == Ok("2") {
         return v2::main();
     }
-    let cli = match Cli::try_parse() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(text) = help::requested(&cli::command(), &argv, &program()) {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    let matches = match cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(err) => return usage_error(err),
+    };
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
@@ -81,16 +90,23 @@ fn hint(message: &str) -> Option<&'static str> {
 /// Reports a command-line error as cobra does (`Error: unknown flag: --foo`, twice: once
 /// from cobra and once from etcdctl), exit 1; help and version go to stdout, exit 0.
 fn usage_error(err: clap::Error) -> ExitCode {
+    let root = cli::command();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let path = usage::command_path(&root, &argv);
+    let program = program();
     match err.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayVersion => {
             let _ = err.print();
-            return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                ExitCode::from(code::ERROR as u8)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return ExitCode::SUCCESS;
+        }
+        // cobra prints the help of a group command run without (a known) subcommand.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            print!("{}", usage::usage(&root, &path, &program, true));
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::InvalidSubcommand if !path.is_empty() => {
+            print!("{}", usage::usage(&root, &path, &program, true));
+            return ExitCode::SUCCESS;
         }
         _ => {}
     }
@@ -99,10 +115,6 @@ fn usage_error(err: clap::Error) -> ExitCode {
         Some(ContextValue::Strings(s)) => s.join(" "),
         _ => String::new(),
     };
-    let program = std::env::args()
-        .next()
-        .and_then(|p| p.rsplit('/').next().map(str::to_owned))
-        .unwrap_or_else(|| "oxcdctl".to_owned());
     let message = match err.kind() {
         ErrorKind::UnknownArgument => {
             let arg = invalid(ContextKind::InvalidArg);
@@ -138,7 +150,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
                 go::quote(value.as_bytes())
             )
         }
-        ErrorKind::MissingRequiredArgument | ErrorKind::MissingSubcommand => {
+        ErrorKind::MissingRequiredArgument => {
             let _ = err.print();
             return ExitCode::from(code::ERROR as u8);
         }
@@ -154,11 +166,16 @@ fn usage_error(err: clap::Error) -> ExitCode {
     // and cobra prints the empty string it returns as a line on stderr), then etcdctl's
     // own error line.
     eprintln!("Error: {message}");
-    let root = <Cli as clap::CommandFactory>::command();
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let path = usage::command_path(&root, &argv);
-    print!("{}", usage::usage(&root, &path, &program));
+    print!("{}", usage::usage(&root, &path, &program, true));
     eprintln!();
     eprintln!("Error: {message}");
     ExitCode::from(code::ERROR as u8)
+}
+
+/// The name oxcdctl was run as (`etcdctl` when installed as it), for the usage texts.
+fn program() -> String {
+    std::env::args()
+        .next()
+        .and_then(|p| p.rsplit('/').next().map(str::to_owned))
+        .unwrap_or_else(|| "oxcdctl".to_owned())
 }

@@ -43,6 +43,7 @@ const USE_LINES: &[(&str, &str)] = &[
     ("snapshot", "snapshot <subcommand>"),
     ("snapshot save", "save <filename>"),
     ("snapshot status", "status <filename>"),
+    ("snapshot restore", "restore <filename> [options]"),
     ("lock", "lock <lockname> [exec-command arg1 arg2 ...]"),
     ("elect", "elect <election-name> [proposal]"),
     ("auth", "auth <enable or disable>"),
@@ -73,7 +74,7 @@ const USE_LINES: &[(&str, &str)] = &[
     ("check perf", "perf [options]"),
     ("check datascale", "datascale [options]"),
     ("make-mirror", "make-mirror [options] <destination>"),
-    ("completion", "completion <bash|zsh|fish>"),
+    ("completion", "completion"),
 ];
 
 /// etcdctl's long descriptions.
@@ -126,6 +127,7 @@ The items in the lists are ID, Status, Name, Peer Addrs, Client Addrs, Is Learne
 /// etcdctl's texts where the clap declarations differ: clap drops a one-line doc's final
 /// period, and one declaration serves two commands. (path, flag or "" for the command).
 const TEXTS: &[(&str, &str, &str)] = &[
+    ("", "", "A simple command line client for etcd3."),
     (
         "check datascale",
         "",
@@ -181,8 +183,21 @@ const UNQUOTED: &[&str] = &[
 /// The subcommand path of `argv` (after the program), as clap resolves it: words that
 /// name a subcommand (or a unique prefix of one), skipping flags and their values.
 pub fn command_path(root: &Command, argv: &[String]) -> Vec<String> {
+    walk(root, argv).0
+}
+
+/// The words of `argv` (after the program) up to `--` that are neither flags nor flag
+/// values: the command path, then the arguments.
+pub fn words(root: &Command, argv: &[String]) -> Vec<String> {
+    walk(root, argv).1
+}
+
+fn walk(root: &Command, argv: &[String]) -> (Vec<String>, Vec<String>) {
     let mut path = Vec::new();
+    let mut positional = Vec::new();
     let mut command = root;
+    // Still reading the command path (the first word that names no subcommand ends it).
+    let mut resolving = true;
     let mut words = argv.iter();
     while let Some(word) = words.next() {
         if word == "--" {
@@ -204,6 +219,10 @@ pub fn command_path(root: &Command, argv: &[String]) -> Vec<String> {
         if word.starts_with('-') {
             continue;
         }
+        positional.push(word.clone());
+        if !resolving {
+            continue;
+        }
         let matches: Vec<&Command> = command
             .get_subcommands()
             .filter(|s| s.get_name() == word || s.get_name().starts_with(word.as_str()))
@@ -214,10 +233,10 @@ pub fn command_path(root: &Command, argv: &[String]) -> Vec<String> {
                 path.push(s.get_name().to_owned());
                 command = s;
             }
-            _ => break,
+            _ => resolving = false,
         }
     }
-    path
+    (path, positional)
 }
 
 /// Whether the flag `is` of `command` (or a global one) takes a separate value.
@@ -238,7 +257,8 @@ fn is_bool(arg: &Arg) -> bool {
 }
 
 /// The usage text of the command at `path`, as etcdctl prints it, for program `program`.
-pub fn usage(root: &Command, path: &[String], program: &str) -> String {
+/// `help_flag`: list `-h, --help` (cobra adds it to a command once it parses its flags).
+pub fn usage(root: &Command, path: &[String], program: &str, help_flag: bool) -> String {
     let mut command = root;
     for name in path {
         match command.find_subcommand(name) {
@@ -275,7 +295,7 @@ pub fn usage(root: &Command, path: &[String], program: &str) -> String {
     let mut text = format!("NAME:\n\t{name} - {short}\n\nUSAGE:\n");
     if path.is_empty() {
         text.push_str(&format!(
-            "\t{use_line} [flags]\n\nVERSION:\n\t{}\n",
+            "\t{program} [flags]\n\nVERSION:\n\t{}\n",
             crate::command::ETCDCTL_VERSION
         ));
     } else {
@@ -286,7 +306,16 @@ pub fn usage(root: &Command, path: &[String], program: &str) -> String {
             "\nAPI VERSION:\n\t{}\n\n\nCOMMANDS:\n",
             crate::command::API_VERSION
         ));
-        list_commands(command, &key, "", &mut text);
+        let mut lines = Vec::new();
+        list_commands(command, &key, "", &mut lines);
+        if path.is_empty() {
+            // cobra's own `help` command, listed at the root only.
+            lines.push(("help".to_owned(), "Help about any command".to_owned()));
+        }
+        lines.sort();
+        for (name, short) in lines {
+            text.push_str(&format!("\t{name}\t{short}\n"));
+        }
     }
     if let Some((_, long)) = LONG.iter().find(|(p, _)| *p == key) {
         text.push_str("\nDESCRIPTION:\n");
@@ -312,11 +341,12 @@ pub fn usage(root: &Command, path: &[String], program: &str) -> String {
         }
     }
     if path.is_empty() {
-        local.append(&mut global);
+        // The root's own flags are the global ones.
+        local = std::mem::take(&mut global);
     }
     let help_name = path.last().map_or(program, String::as_str);
     text.push_str("\nOPTIONS:\n");
-    text.push_str(&flag_lines(&key, &local, Some(help_name)));
+    text.push_str(&flag_lines(&key, &local, help_flag.then_some(help_name)));
     if !global.is_empty() {
         text.push_str("\nGLOBAL OPTIONS:\n");
         text.push_str(&flag_lines(&key, &global, None));
@@ -325,20 +355,20 @@ pub fn usage(root: &Command, path: &[String], program: &str) -> String {
     tabwrite(&text)
 }
 
-/// `\t<path>\t<short>` for every runnable command below `command` (at `base`), depth first.
-fn list_commands(command: &Command, base: &str, prefix: &str, text: &mut String) {
+/// The path and short text of every runnable command below `command` (at `base`).
+fn list_commands(command: &Command, base: &str, prefix: &str, lines: &mut Vec<(String, String)>) {
     let mut subs: Vec<&Command> = command.get_subcommands().collect();
     subs.sort_by_key(|s| s.get_name());
     for sub in subs {
         let name = format!("{prefix}{}", sub.get_name());
         if sub.has_subcommands() {
-            list_commands(sub, base, &format!("{name} "), text);
+            list_commands(sub, base, &format!("{name} "), lines);
         } else {
             let short = etcdctl_text(format!("{base} {name}").trim(), "").map_or_else(
                 || sub.get_about().map(|a| a.to_string()).unwrap_or_default(),
                 str::to_owned,
             );
-            text.push_str(&format!("\t{name}\t{short}\n"));
+            lines.push((name, short));
         }
     }
 }

@@ -8,7 +8,6 @@
 //! out by the server's own bootstrap, so `oxcd` starts from it as from its own.
 
 mod offline;
-mod progress;
 mod snapshot;
 
 use std::path::PathBuf;
@@ -101,7 +100,7 @@ fn main() -> ExitCode {
         } => snapshot::status(&file, cli.write_out),
         Command::Snapshot {
             command: SnapshotCommand::Restore(args),
-        } => snapshot::restore(&args),
+        } => snapshot::restore(args),
         Command::Defrag { data_dir } => offline::defrag(&data_dir),
         Command::Backup { data_dir, file } => offline::backup(&data_dir, &file),
         Command::Hashkv { data_dir, rev } => offline::hashkv(&data_dir, rev, cli.write_out),

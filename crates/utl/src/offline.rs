@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use oxcd_storage::{Backend, BackendConfig, BackendError, KvStore};
 
-use crate::progress::Progress;
-use crate::snapshot::Result;
 use crate::{print_table, Format};
+use oxcd_utl::progress::Progress;
+use oxcd_utl::Result;
 
 /// `<data-dir>/member/snap/db`.
 fn backend_path(data_dir: &Path) -> PathBuf {

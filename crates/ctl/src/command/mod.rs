@@ -9,12 +9,14 @@ mod lease;
 mod maintenance;
 mod member;
 mod mirror;
+mod snapshot;
 mod txn;
 mod watch;
 
 use clap::CommandFactory;
+use clap_complete::Shell;
 
-use crate::cli::{CheckCommand, Cli, Command};
+use crate::cli::{CheckCommand, Cli, Command, CompletionCommand};
 use crate::context::Ctx;
 use crate::exit::CmdResult;
 
@@ -42,7 +44,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         }
         Command::Lease(c) => lease::lease(&ctx, c).await,
         Command::Member(c) => member::member(&ctx, c).await,
-        Command::Snapshot(c) => maintenance::snapshot(&ctx, c).await,
+        Command::Snapshot(c) => snapshot::snapshot(&ctx, c).await,
         Command::Lock(a) => concurrency::lock(&ctx, a).await,
         Command::Elect(a) => concurrency::elect(&ctx, a).await,
         Command::Auth(c) => auth::auth(&ctx, c).await,
@@ -51,9 +53,15 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Check(CheckCommand::Perf(a)) => check::perf(&ctx, a).await,
         Command::Check(CheckCommand::Datascale(a)) => check::datascale(&ctx, a).await,
         Command::MakeMirror(a) => mirror::make_mirror(&ctx, a).await,
-        Command::Completion(a) => {
+        Command::Completion(shell) => {
+            let shell = match shell {
+                CompletionCommand::Bash => Shell::Bash,
+                CompletionCommand::Fish => Shell::Fish,
+                CompletionCommand::Powershell => Shell::PowerShell,
+                CompletionCommand::Zsh => Shell::Zsh,
+            };
             let mut command = Cli::command();
-            clap_complete::generate(a.shell, &mut command, "oxcdctl", &mut std::io::stdout());
+            clap_complete::generate(shell, &mut command, "oxcdctl", &mut std::io::stdout());
             Ok(())
         }
     }

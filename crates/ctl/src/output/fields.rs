@@ -126,3 +126,70 @@ pub fn alarm(out: &mut String, r: &AlarmResponse) {
         out.push('\n');
     }
 }
+
+/// A lease grant or keep-alive answer.
+pub fn lease(out: &mut String, h: &Option<ResponseHeader>, id: i64, ttl: i64) {
+    header(out, h);
+    let _ = writeln!(out, "\"ID\" : {id}\n\"TTL\" : {ttl}");
+}
+
+pub fn time_to_live(out: &mut String, r: &LeaseTimeToLiveResponse) {
+    header(out, &r.header);
+    let _ = writeln!(
+        out,
+        "\"ID\" : {}\n\"TTL\" : {}\n\"GrantedTTL\" : {}",
+        r.id, r.ttl, r.granted_ttl
+    );
+    for k in &r.keys {
+        let _ = writeln!(out, "\"Key\" : {}", quote(k));
+    }
+}
+
+pub fn leases(out: &mut String, r: &LeaseLeasesResponse) {
+    header(out, &r.header);
+    for l in &r.leases {
+        let _ = writeln!(out, "\"ID\" : {}", l.id);
+    }
+}
+
+pub fn endpoint_health(out: &mut String, list: &[super::Health]) {
+    for h in list {
+        let _ = writeln!(out, "\"Endpoint\" : {}", quote(h.endpoint.as_bytes()));
+        let _ = writeln!(out, "\"Health\" : {}", h.health);
+        let _ = writeln!(out, "\"Took\" : {}", h.took);
+        let _ = writeln!(out, "\"Error\" : {}", h.error);
+        out.push('\n');
+    }
+}
+
+pub fn db_status(out: &mut String, st: &oxcd_storage::SnapshotStatus) {
+    let _ = writeln!(
+        out,
+        "\"Hash\" : {}\n\"Revision\" : {}\n\"Keys\" : {}\n\"Size\" : {}",
+        st.hash, st.revision, st.total_key, st.total_size
+    );
+}
+
+pub fn role(out: &mut String, r: &AuthRoleGetResponse) {
+    header(out, &r.header);
+    for p in &r.perm {
+        let name = ["READ", "WRITE", "READWRITE"]
+            .get(p.perm_type as usize)
+            .copied()
+            .unwrap_or("UNKNOWN");
+        let _ = writeln!(out, "\"PermType\" :  {name}");
+        let _ = writeln!(out, "\"Key\" : {}", quote(&p.key));
+        let _ = writeln!(out, "\"RangeEnd\" : {}", quote(&p.range_end));
+    }
+}
+
+/// `role list` (etcdctl's fields printer has no form for `user list`).
+pub fn roles(out: &mut String, h: &Option<ResponseHeader>, names: &[String]) {
+    header(out, h);
+    out.push_str("\"Roles\" :");
+    for n in names {
+        out.push(' ');
+        out.push_str(&quote(n.as_bytes()));
+    }
+    out.push('\n');
+}

@@ -241,3 +241,152 @@ pub fn hash_kv(h: &HashKvResponse) -> String {
 pub fn header_only(h: &Option<ResponseHeader>) -> String {
     Obj::new().obj_omit("header", header(h)).end()
 }
+
+pub fn lease_granted(r: &LeaseGrantResponse) -> String {
+    header_fields(&r.header.unwrap_or_default())
+        .int("ID", r.id)
+        .int("TTL", r.ttl)
+        .str("Error", &r.error)
+        .end()
+}
+
+pub fn keep_alive(r: &LeaseKeepAliveResponse) -> String {
+    header_fields(&r.header.unwrap_or_default())
+        .int("ID", r.id)
+        .int("TTL", r.ttl)
+        .end()
+}
+
+pub fn time_to_live(r: &LeaseTimeToLiveResponse) -> String {
+    let keys: Vec<String> = r
+        .keys
+        .iter()
+        .map(|k| go::json_string(&go::base64(k)))
+        .collect();
+    header_fields(&r.header.unwrap_or_default())
+        .int("id", r.id)
+        .int("ttl", r.ttl)
+        .int("granted-ttl", r.granted_ttl)
+        .list_or_null("keys", keys)
+        .end()
+}
+
+pub fn leases(r: &LeaseLeasesResponse) -> String {
+    let leases = r
+        .leases
+        .iter()
+        .map(|l| Obj::new().int("id", l.id).end())
+        .collect();
+    header_fields(&r.header.unwrap_or_default())
+        .raw("leases", list(leases))
+        .end()
+}
+
+pub fn member_add(r: &MemberAddResponse) -> String {
+    Obj::new()
+        .obj_omit("header", header(&r.header))
+        .obj_omit("member", r.member.as_ref().map(member))
+        .list_omit("members", members(&r.members))
+        .end()
+}
+
+/// A membership answer: the header and the members after the change (or the list).
+pub fn member_list(h: &Option<ResponseHeader>, list: &[Member]) -> String {
+    Obj::new()
+        .obj_omit("header", header(h))
+        .list_omit("members", members(list))
+        .end()
+}
+
+pub fn endpoint_health(health: &[super::Health]) -> String {
+    let items = health
+        .iter()
+        .map(|h| {
+            Obj::new()
+                .str("endpoint", &h.endpoint)
+                .bool("health", h.health)
+                .str("took", &h.took)
+                .str_omit("error", &h.error)
+                .end()
+        })
+        .collect();
+    list(items)
+}
+
+pub fn endpoint_status(statuses: &[(String, StatusResponse)]) -> String {
+    let items = statuses
+        .iter()
+        .map(|(ep, s)| {
+            Obj::new()
+                .str("Endpoint", ep)
+                .raw("Status", status(s))
+                .end()
+        })
+        .collect();
+    list(items)
+}
+
+pub fn endpoint_hash_kv(hashes: &[(String, HashKvResponse)]) -> String {
+    let items = hashes
+        .iter()
+        .map(|(ep, h)| {
+            Obj::new()
+                .str("Endpoint", ep)
+                .raw("HashKV", hash_kv(h))
+                .end()
+        })
+        .collect();
+    list(items)
+}
+
+pub fn db_status(st: &oxcd_storage::SnapshotStatus) -> String {
+    Obj::new()
+        .int("hash", st.hash)
+        .int("revision", st.revision)
+        .int("totalKey", st.total_key)
+        .int("totalSize", st.total_size)
+        .end()
+}
+
+pub fn alarm(r: &AlarmResponse) -> String {
+    let alarms = r
+        .alarms
+        .iter()
+        .map(|a| {
+            Obj::new()
+                .int_omit("memberID", a.member_id)
+                .int_omit("alarm", a.alarm)
+                .end()
+        })
+        .collect();
+    Obj::new()
+        .obj_omit("header", header(&r.header))
+        .list_omit("alarms", alarms)
+        .end()
+}
+
+pub fn role(r: &AuthRoleGetResponse) -> String {
+    let perms = r
+        .perm
+        .iter()
+        .map(|p| {
+            Obj::new()
+                .int_omit("permType", p.perm_type)
+                .bytes_omit("key", &p.key)
+                .bytes_omit("range_end", &p.range_end)
+                .end()
+        })
+        .collect();
+    Obj::new()
+        .obj_omit("header", header(&r.header))
+        .list_omit("perm", perms)
+        .end()
+}
+
+/// `user list` / `role list` (`field`: "users", "roles"), and `user get`'s roles.
+pub fn names(h: &Option<ResponseHeader>, field: &str, names: &[String]) -> String {
+    Obj::new()
+        .obj_omit("header", header(h))
+        .list_omit(field, strings(names))
+        .end()
+}

@@ -1,18 +1,18 @@
-//! etcdctl's output formats: `simple` (this file), `json`, `fields`, `table`, `protobuf`.
+//! etcdctl's output formats, one module each: [`simple`], [`json`], [`fields`], [`table`];
+//! protobuf is the response message's wire bytes.
 //!
-//! Each response has one method on [`Printer`], which renders it in the chosen format or
-//! refuses as etcdctl does (`Error: table not supported as output format`, exit 4).
-//! Protobuf is the response message's wire bytes.
+//! Each response has one method on [`Printer`]: the table of which writer of each format
+//! renders it, and where etcdctl refuses a format (`Error: table not supported as output
+//! format`, exit 4).
 
 mod fields;
 mod json;
+mod simple;
 mod table;
 
-use std::fmt::Write;
+use simple::KvStyle;
 
-use oxcd_api::etcdserverpb::response_op::Response;
 use oxcd_api::etcdserverpb::*;
-use oxcd_api::mvccpb::KeyValue;
 use prost::Message;
 
 use crate::exit::{code, Exit};
@@ -66,6 +66,13 @@ fn text(s: String) -> Rendered {
     Ok(s.into_bytes())
 }
 
+/// What a format writer appends to.
+fn written(write: impl FnOnce(&mut String)) -> String {
+    let mut s = String::new();
+    write(&mut s);
+    s
+}
+
 impl Printer {
     /// The printer for `-w NAME`, or `None` for an unknown format.
     pub fn new(name: &str, hex: bool) -> Option<Printer> {
@@ -91,140 +98,106 @@ impl Printer {
         )
     }
 
+    fn style(&self) -> KvStyle {
+        KvStyle {
+            hex: self.hex,
+            value_only: self.value_only,
+        }
+    }
+
     /// Renders an RPC response in the formats every RPC shares (json, protobuf); simple
     /// and fields come from the callers; table is refused.
     fn rpc<M: Message>(
         &self,
         m: &M,
         json: impl FnOnce() -> String,
-        simple: impl FnOnce() -> String,
-        fields: impl FnOnce() -> String,
+        simple: impl FnOnce(&mut String),
+        fields: impl FnOnce(&mut String),
     ) -> Rendered {
         match self.format {
-            Format::Simple => text(simple()),
+            Format::Simple => text(written(simple)),
             Format::Json => text(json() + "\n"),
-            Format::Fields => text(fields()),
+            Format::Fields => text(written(fields)),
             Format::Protobuf => Ok(m.encode_to_vec()),
             Format::Table => Err(self.unsupported()),
         }
     }
 
-    fn kv(&self, out: &mut String, kv: &KeyValue) {
-        let (k, v) = if self.hex {
-            (hex(&kv.key), hex(&kv.value))
+    /// clientv3's lease answers embed the response header, whose `Marshal` Go promotes: in
+    /// protobuf they print the header alone. Table is refused.
+    fn lease(
+        &self,
+        header: &Option<ResponseHeader>,
+        json: impl FnOnce() -> String,
+        simple: impl FnOnce(&mut String),
+        fields: impl FnOnce(&mut String),
+    ) -> Rendered {
+        self.rpc(&header.unwrap_or_default(), json, simple, fields)
+    }
+
+    /// Answers that are rows in simple and table form and that have no protobuf form.
+    fn rows(
+        &self,
+        columns: &[&str],
+        rows: &[Vec<String>],
+        json: impl FnOnce() -> String,
+        fields: impl FnOnce(&mut String),
+    ) -> Rendered {
+        match self.format {
+            Format::Simple => text(written(|s| simple::rows(s, rows))),
+            Format::Table => text(table::render(columns, rows)),
+            Format::Json => text(json() + "\n"),
+            Format::Fields => text(written(fields)),
+            Format::Protobuf => Err(self.unsupported()),
+        }
+    }
+
+    /// etcdctl's fields printer has no form for some answers and refuses them.
+    fn refuse_fields(&self) -> Result<(), Exit> {
+        if self.format == Format::Fields {
+            Err(self.unsupported())
         } else {
-            (
-                String::from_utf8_lossy(&kv.key).into_owned(),
-                String::from_utf8_lossy(&kv.value).into_owned(),
-            )
-        };
-        if !self.value_only {
-            out.push_str(&k);
-            out.push('\n');
-        }
-        out.push_str(&v);
-        out.push('\n');
-    }
-
-    fn simple_get(&self, out: &mut String, r: &RangeResponse) {
-        for kv in &r.kvs {
-            self.kv(out, kv);
-        }
-    }
-
-    fn simple_put(&self, out: &mut String, r: &PutResponse) {
-        out.push_str("OK\n");
-        if let Some(prev) = &r.prev_kv {
-            self.kv(out, prev);
-        }
-    }
-
-    fn simple_del(&self, out: &mut String, r: &DeleteRangeResponse) {
-        let _ = writeln!(out, "{}", r.deleted);
-        for kv in &r.prev_kvs {
-            self.kv(out, kv);
+            Ok(())
         }
     }
 
     pub fn get(&self, r: &RangeResponse) -> Rendered {
+        let style = self.style();
         self.rpc(
             r,
             || json::range(r),
-            || {
-                let mut s = String::new();
-                self.simple_get(&mut s, r);
-                s
-            },
-            || {
-                let mut s = String::new();
-                fields::range(&mut s, r);
-                s
-            },
+            |s| simple::range(s, style, r),
+            |s| fields::range(s, r),
         )
     }
 
     pub fn put(&self, r: &PutResponse) -> Rendered {
+        let style = self.style();
         self.rpc(
             r,
             || json::put(r),
-            || {
-                let mut s = String::new();
-                self.simple_put(&mut s, r);
-                s
-            },
-            || {
-                let mut s = String::new();
-                fields::put(&mut s, r);
-                s
-            },
+            |s| simple::put(s, style, r),
+            |s| fields::put(s, r),
         )
     }
 
     pub fn del(&self, r: &DeleteRangeResponse) -> Rendered {
+        let style = self.style();
         self.rpc(
             r,
             || json::delete(r),
-            || {
-                let mut s = String::new();
-                self.simple_del(&mut s, r);
-                s
-            },
-            || {
-                let mut s = String::new();
-                fields::delete(&mut s, r);
-                s
-            },
+            |s| simple::delete(s, style, r),
+            |s| fields::delete(s, r),
         )
     }
 
     pub fn txn(&self, r: &TxnResponse) -> Rendered {
+        let style = self.style();
         self.rpc(
             r,
             || json::txn(r),
-            || {
-                let mut s = String::from(if r.succeeded {
-                    "SUCCESS\n"
-                } else {
-                    "FAILURE\n"
-                });
-                for op in &r.responses {
-                    s.push('\n');
-                    match &op.response {
-                        Some(Response::ResponseRange(x)) => self.simple_get(&mut s, x),
-                        Some(Response::ResponsePut(x)) => self.simple_put(&mut s, x),
-                        Some(Response::ResponseDeleteRange(x)) => self.simple_del(&mut s, x),
-                        other => {
-                            let _ = writeln!(s, "unexpected response {other:?}");
-                        }
-                    }
-                }
-                s
-            },
-            || {
-                let mut s = String::new();
-                fields::txn(&mut s, r);
-                s
-            },
+            |s| simple::txn(s, style, r),
+            |s| fields::txn(s, r),
         )
     }
 
@@ -238,216 +211,69 @@ impl Printer {
             created: r.created,
             ..Default::default()
         };
+        let style = self.style();
         self.rpc(
             &wire,
             || json::watch(r),
-            || {
-                let mut s = String::new();
-                for e in &r.events {
-                    let _ = writeln!(s, "{}", event_type(e.r#type));
-                    if let Some(prev) = &e.prev_kv {
-                        self.kv(&mut s, prev);
-                    }
-                    if let Some(kv) = &e.kv {
-                        self.kv(&mut s, kv);
-                    }
-                }
-                s
-            },
-            || {
-                let mut s = String::new();
-                fields::watch(&mut s, r);
-                s
-            },
+            |s| simple::watch(s, style, r),
+            |s| fields::watch(s, r),
         )
     }
 
     pub fn grant(&self, r: &LeaseGrantResponse) -> Rendered {
-        let header = r.header.unwrap_or_default();
-        match self.format {
-            Format::Simple => text(format!(
-                "lease {:016x} granted with TTL({}s)\n",
-                r.id, r.ttl
-            )),
-            Format::Json => text(
-                json::header_fields(&header)
-                    .int("ID", r.id)
-                    .int("TTL", r.ttl)
-                    .str("Error", &r.error)
-                    .end()
-                    + "\n",
-            ),
-            Format::Fields => {
-                let mut s = String::new();
-                fields::header(&mut s, &r.header);
-                let _ = writeln!(s, "\"ID\" : {}\n\"TTL\" : {}", r.id, r.ttl);
-                text(s)
-            }
-            _ => self.lease_wrapper(&r.header),
-        }
-    }
-
-    /// clientv3's lease answers embed the response header, whose `Marshal` Go promotes: in
-    /// protobuf they print the header alone. Table is refused.
-    fn lease_wrapper(&self, header: &Option<ResponseHeader>) -> Rendered {
-        match self.format {
-            Format::Protobuf => Ok((*header).unwrap_or_default().encode_to_vec()),
-            _ => Err(self.unsupported()),
-        }
+        self.lease(
+            &r.header,
+            || json::lease_granted(r),
+            |s| simple::lease_granted(s, r),
+            |s| fields::lease(s, &r.header, r.id, r.ttl),
+        )
     }
 
     pub fn revoke(&self, id: i64, r: &LeaseRevokeResponse) -> Rendered {
         self.rpc(
             r,
             || json::header_only(&r.header),
-            || format!("lease {id:016x} revoked\n"),
-            || {
-                let mut s = String::new();
-                fields::header(&mut s, &r.header);
-                s
-            },
+            |s| simple::lease_revoked(s, id),
+            |s| fields::header(s, &r.header),
         )
     }
 
     pub fn keep_alive(&self, r: &LeaseKeepAliveResponse) -> Rendered {
-        let header = r.header.unwrap_or_default();
-        match self.format {
-            Format::Simple => text(format!(
-                "lease {:016x} keepalived with TTL({})\n",
-                r.id, r.ttl
-            )),
-            Format::Json => text(
-                json::header_fields(&header)
-                    .int("ID", r.id)
-                    .int("TTL", r.ttl)
-                    .end()
-                    + "\n",
-            ),
-            Format::Fields => {
-                let mut s = String::new();
-                fields::header(&mut s, &r.header);
-                let _ = writeln!(s, "\"ID\" : {}\n\"TTL\" : {}", r.id, r.ttl);
-                text(s)
-            }
-            _ => self.lease_wrapper(&r.header),
-        }
+        self.lease(
+            &r.header,
+            || json::keep_alive(r),
+            |s| simple::keep_alive(s, r),
+            |s| fields::lease(s, &r.header, r.id, r.ttl),
+        )
     }
 
     pub fn time_to_live(&self, r: &LeaseTimeToLiveResponse, keys: bool) -> Rendered {
-        let header = r.header.unwrap_or_default();
-        match self.format {
-            Format::Simple => {
-                if r.granted_ttl == 0 && r.ttl == -1 {
-                    return text(format!("lease {:016x} already expired\n", r.id));
-                }
-                let mut s = format!(
-                    "lease {:016x} granted with TTL({}s), remaining({}s)",
-                    r.id, r.granted_ttl, r.ttl
-                );
-                if keys {
-                    let names: Vec<String> = r
-                        .keys
-                        .iter()
-                        .map(|k| String::from_utf8_lossy(k).into_owned())
-                        .collect();
-                    let _ = write!(s, ", attached keys([{}])", names.join(" "));
-                }
-                text(s + "\n")
-            }
-            Format::Json => {
-                let keys: Vec<String> = r
-                    .keys
-                    .iter()
-                    .map(|k| go::json_string(&go::base64(k)))
-                    .collect();
-                text(
-                    json::header_fields(&header)
-                        .int("id", r.id)
-                        .int("ttl", r.ttl)
-                        .int("granted-ttl", r.granted_ttl)
-                        .list_or_null("keys", keys)
-                        .end()
-                        + "\n",
-                )
-            }
-            Format::Fields => {
-                let mut s = String::new();
-                fields::header(&mut s, &r.header);
-                let _ = writeln!(
-                    s,
-                    "\"ID\" : {}\n\"TTL\" : {}\n\"GrantedTTL\" : {}",
-                    r.id, r.ttl, r.granted_ttl
-                );
-                for k in &r.keys {
-                    let _ = writeln!(s, "\"Key\" : {}", go::quote(k));
-                }
-                text(s)
-            }
-            _ => self.lease_wrapper(&r.header),
-        }
+        self.lease(
+            &r.header,
+            || json::time_to_live(r),
+            |s| simple::time_to_live(s, r, keys),
+            |s| fields::time_to_live(s, r),
+        )
     }
 
     pub fn leases(&self, r: &LeaseLeasesResponse) -> Rendered {
-        let header = r.header.unwrap_or_default();
-        match self.format {
-            Format::Simple => {
-                let mut s = format!("found {} leases\n", r.leases.len());
-                for l in &r.leases {
-                    let _ = writeln!(s, "{:016x}", l.id);
-                }
-                text(s)
-            }
-            Format::Json => {
-                let leases = r
-                    .leases
-                    .iter()
-                    .map(|l| json::Obj::new().int("id", l.id).end())
-                    .collect();
-                text(
-                    json::header_fields(&header)
-                        .raw("leases", json::list(leases))
-                        .end()
-                        + "\n",
-                )
-            }
-            Format::Fields => {
-                let mut s = String::new();
-                fields::header(&mut s, &r.header);
-                for l in &r.leases {
-                    let _ = writeln!(s, "\"ID\" : {}", l.id);
-                }
-                text(s)
-            }
-            _ => self.lease_wrapper(&r.header),
-        }
+        self.lease(
+            &r.header,
+            || json::leases(r),
+            |s| simple::leases(s, r),
+            |s| fields::leases(s, r),
+        )
     }
 
     pub fn member_add(&self, r: &MemberAddResponse) -> Rendered {
-        let json = || {
-            json::Obj::new()
-                .obj_omit("header", json::header(&r.header))
-                .obj_omit("member", r.member.as_ref().map(json::member))
-                .list_omit("members", json::members(&r.members))
-                .end()
-        };
-        let cluster = r.header.as_ref().map_or(0, |h| h.cluster_id);
         let id = r.member.as_ref().map_or(0, |m| m.id);
         self.refuse_fields()?;
         self.rpc(
             r,
-            json,
-            || format!("Member {id:16x} added to cluster {cluster:16x}\n"),
-            String::new,
+            || json::member_add(r),
+            |s| simple::member_changed(s, "added to", id, &r.header),
+            |_| {},
         )
-    }
-
-    /// etcdctl's fields printer has no form for some answers and refuses them.
-    fn refuse_fields(&self) -> Result<(), Exit> {
-        if self.format == Format::Fields {
-            Err(self.unsupported())
-        } else {
-            Ok(())
-        }
     }
 
     pub fn member_change(
@@ -458,26 +284,21 @@ impl Printer {
         members: &[Member],
         m: &impl Message,
     ) -> Rendered {
-        let cluster = header.as_ref().map_or(0, |h| h.cluster_id);
-        let json = || {
-            json::Obj::new()
-                .obj_omit("header", json::header(header))
-                .list_omit("members", json::members(members))
-                .end()
-        };
         self.refuse_fields()?;
         self.rpc(
             m,
-            json,
-            || format!("Member {id:16x} {verb} cluster {cluster:16x}\n"),
-            String::new,
+            || json::member_list(header, members),
+            |s| simple::member_changed(s, verb, id, header),
+            |_| {},
         )
     }
 
     pub fn member_list(&self, r: &MemberListResponse) -> Rendered {
         let rows = member_rows(r);
+        let json = || json::member_list(&r.header, &r.members);
         match self.format {
-            Format::Table => text(table::render(
+            Format::Protobuf => Ok(r.encode_to_vec()),
+            _ => self.rows(
                 &[
                     "ID",
                     "Status",
@@ -487,91 +308,35 @@ impl Printer {
                     "Is Learner",
                 ],
                 &rows,
-            )),
-            _ => self.rpc(
-                r,
-                || {
-                    json::Obj::new()
-                        .obj_omit("header", json::header(&r.header))
-                        .list_omit("members", json::members(&r.members))
-                        .end()
-                },
-                || rows.iter().map(|row| row.join(", ") + "\n").collect(),
-                || {
-                    let mut s = String::new();
-                    fields::member_list(&mut s, r);
-                    s
-                },
+                json,
+                |s| fields::member_list(s, r),
             ),
         }
     }
 
     /// `endpoint health`; the simple form goes to stderr, so it is returned apart.
     pub fn endpoint_health(&self, list: &[Health]) -> Result<(Vec<u8>, String), Exit> {
-        match self.format {
-            Format::Simple => {
-                let mut err = String::new();
-                for h in list {
-                    if h.error.is_empty() {
-                        let _ = writeln!(
-                            err,
-                            "{} is healthy: successfully committed proposal: took = {}",
-                            h.endpoint, h.took
-                        );
-                    } else {
-                        let _ = writeln!(
-                            err,
-                            "{} is unhealthy: failed to commit proposal: {}",
-                            h.endpoint, h.error
-                        );
-                    }
-                }
-                Ok((Vec::new(), err))
-            }
-            Format::Json => {
-                let items = list
-                    .iter()
-                    .map(|h| {
-                        json::Obj::new()
-                            .str("endpoint", &h.endpoint)
-                            .bool("health", h.health)
-                            .str("took", &h.took)
-                            .str_omit("error", &h.error)
-                            .end()
-                    })
-                    .collect();
-                Ok(((json::list(items) + "\n").into_bytes(), String::new()))
-            }
-            Format::Fields => {
-                let mut s = String::new();
-                for h in list {
-                    let _ = writeln!(s, "\"Endpoint\" : {}", go::quote(h.endpoint.as_bytes()));
-                    let _ = writeln!(s, "\"Health\" : {}", h.health);
-                    let _ = writeln!(s, "\"Took\" : {}", h.took);
-                    let _ = writeln!(s, "\"Error\" : {}", h.error);
-                    s.push('\n');
-                }
-                Ok((s.into_bytes(), String::new()))
-            }
-            Format::Table => {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|h| {
-                        vec![
-                            h.endpoint.clone(),
-                            h.health.to_string(),
-                            h.took.clone(),
-                            h.error.clone(),
-                        ]
-                    })
-                    .collect();
-                Ok((
-                    table::render(&["endpoint", "health", "took", "error"], &rows).into_bytes(),
-                    String::new(),
-                ))
-            }
-            Format::Protobuf => Err(self.unsupported()),
+        if self.format == Format::Simple {
+            return Ok((Vec::new(), written(|s| simple::endpoint_health(s, list))));
         }
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|h| {
+                vec![
+                    h.endpoint.clone(),
+                    h.health.to_string(),
+                    h.took.clone(),
+                    h.error.clone(),
+                ]
+            })
+            .collect();
+        let out = self.rows(
+            &["endpoint", "health", "took", "error"],
+            &rows,
+            || json::endpoint_health(list),
+            |s| fields::endpoint_health(s, list),
+        )?;
+        Ok((out, String::new()))
     }
 
     pub fn endpoint_status(&self, list: &[(String, StatusResponse)]) -> Rendered {
@@ -593,42 +358,23 @@ impl Printer {
                 ]
             })
             .collect();
-        match self.format {
-            Format::Simple => text(rows.iter().map(|row| row.join(", ") + "\n").collect()),
-            Format::Table => text(table::render(
-                &[
-                    "endpoint",
-                    "ID",
-                    "version",
-                    "db size",
-                    "is leader",
-                    "is learner",
-                    "raft term",
-                    "raft index",
-                    "raft applied index",
-                    "errors",
-                ],
-                &rows,
-            )),
-            Format::Json => {
-                let items = list
-                    .iter()
-                    .map(|(ep, s)| {
-                        json::Obj::new()
-                            .str("Endpoint", ep)
-                            .raw("Status", json::status(s))
-                            .end()
-                    })
-                    .collect();
-                text(json::list(items) + "\n")
-            }
-            Format::Fields => {
-                let mut s = String::new();
-                fields::endpoint_status(&mut s, list);
-                text(s)
-            }
-            Format::Protobuf => Err(self.unsupported()),
-        }
+        self.rows(
+            &[
+                "endpoint",
+                "ID",
+                "version",
+                "db size",
+                "is leader",
+                "is learner",
+                "raft term",
+                "raft index",
+                "raft applied index",
+                "errors",
+            ],
+            &rows,
+            || json::endpoint_status(list),
+            |s| fields::endpoint_status(s, list),
+        )
     }
 
     /// `snapshot status`: etcd's `snapshot.Status`.
@@ -639,27 +385,12 @@ impl Printer {
             st.total_key.to_string(),
             go::human_bytes(st.total_size),
         ];
-        match self.format {
-            Format::Simple => text(row.join(", ") + "\n"),
-            Format::Table => text(table::render(
-                &["hash", "revision", "total keys", "total size"],
-                &[row],
-            )),
-            Format::Json => text(
-                json::Obj::new()
-                    .int("hash", st.hash)
-                    .int("revision", st.revision)
-                    .int("totalKey", st.total_key)
-                    .int("totalSize", st.total_size)
-                    .end()
-                    + "\n",
-            ),
-            Format::Fields => text(format!(
-                "\"Hash\" : {}\n\"Revision\" : {}\n\"Keys\" : {}\n\"Size\" : {}\n",
-                st.hash, st.revision, st.total_key, st.total_size
-            )),
-            Format::Protobuf => Err(self.unsupported()),
-        }
+        self.rows(
+            &["hash", "revision", "total keys", "total size"],
+            &[row],
+            || json::db_status(st),
+            |s| fields::db_status(s, st),
+        )
     }
 
     pub fn endpoint_hash_kv(&self, list: &[(String, HashKvResponse)]) -> Rendered {
@@ -667,81 +398,30 @@ impl Printer {
             .iter()
             .map(|(ep, h)| vec![ep.clone(), h.hash.to_string()])
             .collect();
-        match self.format {
-            Format::Simple => text(rows.iter().map(|row| row.join(", ") + "\n").collect()),
-            Format::Table => text(table::render(&["endpoint", "hash"], &rows)),
-            Format::Json => {
-                let items = list
-                    .iter()
-                    .map(|(ep, h)| {
-                        json::Obj::new()
-                            .str("Endpoint", ep)
-                            .raw("HashKV", json::hash_kv(h))
-                            .end()
-                    })
-                    .collect();
-                text(json::list(items) + "\n")
-            }
-            Format::Fields => {
-                let mut s = String::new();
-                fields::endpoint_hash_kv(&mut s, list);
-                text(s)
-            }
-            Format::Protobuf => Err(self.unsupported()),
-        }
+        self.rows(
+            &["endpoint", "hash"],
+            &rows,
+            || json::endpoint_hash_kv(list),
+            |s| fields::endpoint_hash_kv(s, list),
+        )
     }
 
     pub fn move_leader(&self, leader: u64, target: u64, r: &MoveLeaderResponse) -> Rendered {
-        match self.format {
-            Format::Simple => text(format!(
-                "Leadership transferred from {leader:x} to {target:x}\n"
-            )),
-            Format::Json => text(json::header_only(&r.header) + "\n"),
-            Format::Protobuf => Ok(r.encode_to_vec()),
-            _ => Err(self.unsupported()),
-        }
+        self.refuse_fields()?;
+        self.rpc(
+            r,
+            || json::header_only(&r.header),
+            |s| simple::move_leader(s, leader, target),
+            |_| {},
+        )
     }
 
     pub fn alarm(&self, r: &AlarmResponse) -> Rendered {
-        let json = || {
-            let alarms = r
-                .alarms
-                .iter()
-                .map(|a| {
-                    json::Obj::new()
-                        .int_omit("memberID", a.member_id)
-                        .int_omit("alarm", a.alarm)
-                        .end()
-                })
-                .collect();
-            json::Obj::new()
-                .obj_omit("header", json::header(&r.header))
-                .list_omit("alarms", alarms)
-                .end()
-        };
         self.rpc(
             r,
-            json,
-            || {
-                r.alarms
-                    .iter()
-                    .map(|a| {
-                        let mut s = String::new();
-                        if a.member_id != 0 {
-                            let _ = write!(s, "memberID:{} ", a.member_id);
-                        }
-                        if a.alarm != 0 {
-                            let _ = write!(s, "alarm:{} ", alarm_name(a.alarm));
-                        }
-                        s + "\n"
-                    })
-                    .collect()
-            },
-            || {
-                let mut s = String::new();
-                fields::alarm(&mut s, r);
-                s
-            },
+            || json::alarm(r),
+            |s| simple::alarm(s, r),
+            |s| fields::alarm(s, r),
         )
     }
 
@@ -755,91 +435,22 @@ impl Printer {
         self.rpc(
             m,
             || json::header_only(header),
-            || simple,
-            || {
-                let mut s = String::new();
-                fields::header(&mut s, header);
-                s
-            },
+            |s| s.push_str(&simple),
+            |s| fields::header(s, header),
         )
     }
 
     pub fn role_get(&self, role: &str, r: &AuthRoleGetResponse) -> Rendered {
-        let json = || {
-            let perms = r
-                .perm
-                .iter()
-                .map(|p| {
-                    json::Obj::new()
-                        .int_omit("permType", p.perm_type)
-                        .bytes_omit("key", &p.key)
-                        .bytes_omit("range_end", &p.range_end)
-                        .end()
-                })
-                .collect();
-            json::Obj::new()
-                .obj_omit("header", json::header(&r.header))
-                .list_omit("perm", perms)
-                .end()
-        };
         self.rpc(
             r,
-            json,
-            || {
-                let mut s = format!("Role {role}\nKV Read:\n");
-                let print = |s: &mut String, p: &oxcd_api::authpb::Permission| {
-                    let key = String::from_utf8_lossy(&p.key);
-                    if p.range_end.is_empty() {
-                        let _ = writeln!(s, "\t{key}");
-                        return;
-                    }
-                    let end = String::from_utf8_lossy(&p.range_end);
-                    if p.range_end == [0] {
-                        let _ = write!(s, "\t[{key}, <open ended>");
-                    } else {
-                        let _ = write!(s, "\t[{key}, {end})");
-                    }
-                    if oxcd_client::prefix_end(&p.key) == p.range_end {
-                        let _ = write!(s, " (prefix {key})");
-                    }
-                    s.push('\n');
-                };
-                // READ = 0, WRITE = 1, READWRITE = 2.
-                for p in r
-                    .perm
-                    .iter()
-                    .filter(|p| p.perm_type == 0 || p.perm_type == 2)
-                {
-                    print(&mut s, p);
-                }
-                s.push_str("KV Write:\n");
-                for p in r
-                    .perm
-                    .iter()
-                    .filter(|p| p.perm_type == 1 || p.perm_type == 2)
-                {
-                    print(&mut s, p);
-                }
-                s
-            },
-            || {
-                let mut s = String::new();
-                fields::header(&mut s, &r.header);
-                for p in &r.perm {
-                    let name = ["READ", "WRITE", "READWRITE"]
-                        .get(p.perm_type as usize)
-                        .copied()
-                        .unwrap_or("UNKNOWN");
-                    let _ = writeln!(s, "\"PermType\" :  {name}");
-                    let _ = writeln!(s, "\"Key\" : {}", go::quote(&p.key));
-                    let _ = writeln!(s, "\"RangeEnd\" : {}", go::quote(&p.range_end));
-                }
-                s
-            },
+            || json::role(r),
+            |s| simple::role(s, role, r),
+            |s| fields::role(s, r),
         )
     }
 
-    /// `role list` / `user list`: one name per line, or `"Roles" : "a" "b"` in fields.
+    /// `role list` / `user list`: one name per line, or `"Roles" : "a" "b"` in fields
+    /// (etcdctl's fields printer refuses `user list`).
     pub fn names(
         &self,
         field: &str,
@@ -848,55 +459,24 @@ impl Printer {
         header: &Option<ResponseHeader>,
         m: &impl Message,
     ) -> Rendered {
-        let json = || {
-            json::Obj::new()
-                .obj_omit("header", json::header(header))
-                .list_omit(json_field, json::strings(names))
-                .end()
-        };
         if field != "Roles" {
             self.refuse_fields()?;
         }
         self.rpc(
             m,
-            json,
-            || names.iter().map(|n| format!("{n}\n")).collect(),
-            || {
-                let mut s = String::new();
-                fields::header(&mut s, header);
-                if field == "Roles" {
-                    s.push_str("\"Roles\" :");
-                    for n in names {
-                        s.push(' ');
-                        s.push_str(&go::quote(n.as_bytes()));
-                    }
-                    s.push('\n');
-                }
-                s
-            },
+            || json::names(header, json_field, names),
+            |s| simple::names(s, names),
+            |s| fields::roles(s, header, names),
         )
     }
 
     pub fn user_get(&self, user: &str, r: &AuthUserGetResponse) -> Rendered {
-        let json = || {
-            json::Obj::new()
-                .obj_omit("header", json::header(&r.header))
-                .list_omit("roles", json::strings(&r.roles))
-                .end()
-        };
         self.refuse_fields()?;
         self.rpc(
             r,
-            json,
-            || {
-                let mut s = format!("User: {user}\nRoles:");
-                for role in &r.roles {
-                    s.push(' ');
-                    s.push_str(role);
-                }
-                s + "\n"
-            },
-            String::new,
+            || json::names(&r.header, "roles", &r.roles),
+            |s| simple::user(s, user, r),
+            |_| {},
         )
     }
 }
@@ -921,11 +501,6 @@ fn member_rows(r: &MemberListResponse) -> Vec<Vec<String>> {
             ]
         })
         .collect()
-}
-
-/// `--hex`: every byte as `\xNN`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
 }
 
 pub fn event_type(t: i32) -> &'static str {
