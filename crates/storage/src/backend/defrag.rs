@@ -4,17 +4,13 @@
 //! etcd issue 9222). Here the copy runs beside the live file:
 //!
 //! 1. Every table is copied from a read snapshot into a new file, `db.defrag`, in batches,
-//!    while writes go on in the live file. Each batch is flushed to disk as it is committed,
-//!    and the copy pauses after each as long as it took, so that live writes keep their
-//!    share of the disk and the CPU ([`Pace::Beside`]).
+//!    while writes go on in the live file.
 //! 2. Catch-up: the `key` table only grows at its end (each write adds revisions above every
 //!    existing one), so the entries past the last one copied are what changed; they are copied
-//!    from a newer snapshot, round after round, until few are left (or a round copied no
-//!    fewer than the one before). The writes that remove or rewrite `key` entries (compaction
-//!    batches, restores) wait for the defrag meanwhile.
+//!    from a newer snapshot, round after round, until few are left. The writes that remove or
+//!    rewrite `key` entries (compaction batches, restores) wait for the defrag meanwhile.
 //! 3. Swap: the other tables (small: leases, auth, members, meta) are copied from the last
-//!    catch-up snapshot, the new file is committed durably and compacted (trimmed of the free
-//!    space redb's growth by whole regions left at its end). Then writers are held off (the
+//!    catch-up snapshot and the new file is committed durably. Then writers are held off (the
 //!    backend's writer slot), the last new revisions and the other tables are copied again
 //!    without a disk flush, the new file is renamed over the old one, and new transactions go
 //!    to it. Readers are never held off; those that began before the swap finish on the old
@@ -34,10 +30,8 @@ use redb::{Database, Durability, ReadableTable, TableHandle};
 
 use super::{schema, Backend, ReadTxn, Result};
 
-/// Bytes of `key` entries copied into the new file per write transaction. Beside live
-/// writes, each batch is flushed to disk before the next: small, so that a flush of the live
-/// file (which the file system may order behind the new file's data) waits for little.
-const COPY_BATCH_BYTES: usize = 4 << 20;
+/// `key` entries copied into the new file per write transaction.
+const COPY_BATCH: usize = 20_000;
 
 /// Catch-up ends when a round copied fewer new revisions than this: the swap then copies
 /// about as many with writers held off (a few milliseconds).
@@ -99,21 +93,15 @@ impl Backend {
 
     /// Steps 1 to 3 of the module doc, into `new`, which becomes the live file. Until the
     /// rename, an error leaves the live file as it was.
-    fn copy_into(&self, mut new: Database) -> Result<()> {
+    fn copy_into(&self, new: Database) -> Result<()> {
         let mut after = None;
         let mut rounds = 0;
-        let mut last_round = u64::MAX;
         fail::fail_point!("defrag_before_copy");
         loop {
             let snapshot = self.begin_read()?;
-            let key = snapshot.open_table(schema::KEY)?;
-            let copied = copy_key_entries(&key, &new, &mut after, Pace::Beside)?;
+            let copied = copy_key_entries(&snapshot.open_table(schema::KEY)?, &new, &mut after)?;
             rounds += 1;
-            // Writes that outrun the paced copy would make each round longer than the last:
-            // then the rest is copied with writers held off, at full speed.
-            let converging = copied < last_round;
-            last_round = copied;
-            if copied < SWAP_BELOW || !converging || rounds >= MAX_CATCH_UP_ROUNDS {
+            if copied < SWAP_BELOW || rounds >= MAX_CATCH_UP_ROUNDS {
                 // With the other tables of the same snapshot the new file holds exactly that
                 // snapshot: committed durably, it is where the new file reopens after a crash
                 // that follows the swap (the WAL replays the rest, as after any crash), and
@@ -122,15 +110,12 @@ impl Backend {
                 break;
             }
         }
-        // redb grows a file by whole regions and trims only a mostly free last one: without
-        // this, the new file can end up larger than the one it replaces.
-        new.compact()?;
 
         let held = Instant::now();
         let _writer = self.inner.writer.take();
         // No writer can start now, so this snapshot is the last state of the live file.
         let last = self.begin_read()?;
-        let tail = copy_key_entries(&last.open_table(schema::KEY)?, &new, &mut after, Pace::Held)?;
+        let tail = copy_key_entries(&last.open_table(schema::KEY)?, &new, &mut after)?;
         copy_other_tables(&last, &new, Durability::None)?;
         drop(last);
         fail::fail_point!("defrag_before_rename");
@@ -177,26 +162,12 @@ fn copy_other_tables(src: &ReadTxn, dst: &Database, durability: Durability) -> R
     Ok(())
 }
 
-/// How a copy shares the disk and the CPU with live writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pace {
-    /// Beside live writes. Each batch is flushed to disk as it is committed: unflushed, the
-    /// new file's pages pile up in the page cache and the live flushes (the WAL's, and the
-    /// backend's durable commits, which hold writers off) queue behind their write-back.
-    /// After each batch the copy pauses as long as the batch took, so that writes keep at
-    /// least half of the disk and a core.
-    Beside,
-    /// With writers held off: as fast as it goes, with no flush.
-    Held,
-}
-
 /// Copies the `key` entries of `src` after `after` (all when `None`) into `dst`, in batches;
 /// moves `after` to the last one copied and returns how many were.
 fn copy_key_entries(
     src: &impl ReadableTable<&'static [u8], &'static [u8]>,
     dst: &Database,
     after: &mut Option<Vec<u8>>,
-    pace: Pace,
 ) -> Result<u64> {
     use std::ops::Bound;
     let mut copied = 0u64;
@@ -205,37 +176,28 @@ fn copy_key_entries(
             Some(a) => Bound::Excluded(a),
             None => Bound::Unbounded,
         };
-        let batch_started = Instant::now();
         let mut txn = dst.begin_write()?;
-        txn.set_durability(match pace {
-            Pace::Beside => Durability::Immediate,
-            Pace::Held => Durability::None,
-        })?;
-        let (mut n, mut bytes) = (0u64, 0);
+        txn.set_durability(Durability::None)?;
+        let mut n = 0;
         {
             let mut table = txn.open_table(schema::KEY)?;
             let mut last = None;
-            for entry in src.range::<&[u8]>((lower, Bound::Unbounded))? {
+            for entry in src
+                .range::<&[u8]>((lower, Bound::Unbounded))?
+                .take(COPY_BATCH)
+            {
                 let (k, v) = entry?;
                 table.insert(k.value(), v.value())?;
+                last = Some(k.value().to_vec());
                 n += 1;
-                bytes += k.value().len() + v.value().len();
-                last = Some(k);
-                if bytes >= COPY_BATCH_BYTES {
-                    break;
-                }
             }
             if let Some(last) = last {
-                *after = Some(last.value().to_vec());
+                *after = Some(last);
             }
         }
-        let exhausted = bytes < COPY_BATCH_BYTES;
         txn.commit()?;
-        copied += n;
-        if pace == Pace::Beside && n > 0 {
-            std::thread::sleep(batch_started.elapsed());
-        }
-        if exhausted {
+        copied += n as u64;
+        if n < COPY_BATCH {
             return Ok(copied);
         }
     }
