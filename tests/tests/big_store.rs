@@ -641,7 +641,7 @@ struct Load {
 /// (when a request was due, its latency from then).
 type Latencies = Arc<Mutex<Vec<(Instant, Duration)>>>;
 
-const LOAD_INTERVAL: Duration = Duration::from_millis(20);
+const LOAD_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Load {
     /// `writers` clients putting 256-byte values to keys of their own, and `readers` clients
@@ -754,7 +754,7 @@ fn mib(bytes: u64) -> f64 {
 
 /// The issue 14 defrag benchmark, run by hand against any server (`OXCD_BIN`): a store of
 /// `BIG_BENCH_DEFRAG_MIB` MiB (default 1024) of 3500-byte values, under a steady load of puts and
-/// 10-key reads (open loop, 200 puts/s and 100 reads/s), defragmented `BIG_BENCH_ROUNDS`
+/// 10-key reads (open loop, 40 puts/s and 20 reads/s), defragmented `BIG_BENCH_ROUNDS`
 /// times (default 3). Before each defrag, a window as long as the last defrag (10 s before
 /// the first) measures the same load without one, so the two are compared under the same
 /// machine load. Prints put and read latencies without and during defrag.
