@@ -97,6 +97,13 @@ fn auth_survives_snapshot_catch_up_restart_and_restore() {
     let mut cluster =
         Cluster::start_with(3, |b| b.args(["--bcrypt-cost=4", "--snapshot-count=1000"]));
     cluster.member_mut(2).stop();
+    // Member 2 may have been the leader: a write proposed before the other two elect a new
+    // one is lost with it and times out (on etcd too), so wait for that election.
+    wait_until(
+        "a leader among the members left",
+        Duration::from_secs(30),
+        || cluster.leader(),
+    );
     let ctl = |args: &[&str]| {
         let out = cluster.member(0).etcdctl(args);
         assert!(out.success(), "{args:?}: {out}");
