@@ -76,27 +76,7 @@ fn gateway() -> ExitCode {
         Ok(args) => args,
         Err(e) => e.exit(),
     };
-    let _ = tracing_subscriber::registry()
-        .with(oxcd_server::logging::layer(
-            config::LoggerKind::Zap,
-            config::LogLevel::Info,
-            std::io::stderr,
-        ))
-        .try_init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(oxcd_server::tcp_gateway::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    run_tool(config::LogLevel::Info, oxcd_server::tcp_gateway::run(args))
 }
 
 fn grpc_proxy() -> ExitCode {
@@ -109,6 +89,15 @@ fn grpc_proxy() -> ExitCode {
     } else {
         config::LogLevel::Info
     };
+    run_tool(level, oxcd_server::grpc_proxy::run(invocation))
+}
+
+/// Runs a subcommand that is not the server (`gateway`, `grpc-proxy`): zap logs on stderr at
+/// `level`, a runtime, and the error as one line with a failing exit code.
+fn run_tool<E: std::fmt::Display>(
+    level: config::LogLevel,
+    task: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
     let _ = tracing_subscriber::registry()
         .with(oxcd_server::logging::layer(
             config::LoggerKind::Zap,
@@ -123,7 +112,7 @@ fn grpc_proxy() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(oxcd_server::grpc_proxy::run(invocation)) {
+    match runtime.block_on(task) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

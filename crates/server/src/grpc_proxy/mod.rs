@@ -339,15 +339,9 @@ fn listen_tls(args: &GrpcProxyArgs) -> Result<Option<TlsInfo>, String> {
         || !args.trusted_ca_file.is_empty()
     {
         TlsInfo {
-            side: Side::Client,
             cert_file: PathBuf::from(&args.cert_file),
             key_file: PathBuf::from(&args.key_file),
-            trusted_ca_file: None,
-            client_cert_auth: false,
-            self_signed: false,
-            crl_file: None,
-            allowed: None,
-            cipher_suites: Vec::new(),
+            ..TlsInfo::new(Side::Client)
         }
     } else if args.auto_tls {
         let host = args

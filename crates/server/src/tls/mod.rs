@@ -307,7 +307,7 @@ fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, 
 
 impl TlsInfo {
     /// No files, no rules: fields are filled in by the caller.
-    fn new(side: Side) -> TlsInfo {
+    pub(crate) fn new(side: Side) -> TlsInfo {
         TlsInfo {
             side,
             cert_file: PathBuf::new(),
