@@ -59,9 +59,9 @@ fn snap_files(dir: &std::path::Path, suffix: &str) -> Vec<PathBuf> {
     files
 }
 
-#[test]
-fn a_bit_flip_in_the_newest_snapshot_sets_it_aside() {
-    oxcd_e2e::oxcd_only!();
+/// A member that wrote 100 keys with a snapshot every 20 entries, stopped; its `.snap` files,
+/// oldest first.
+fn stopped_member_with_snapshots() -> (Member, Vec<PathBuf>) {
     let mut member = Member::builder().arg("--snapshot-count=20").start();
     for i in 0..100 {
         member
@@ -69,15 +69,26 @@ fn a_bit_flip_in_the_newest_snapshot_sets_it_aside() {
             .expect_success();
     }
     member.stop();
-    let snap_dir = member.data_dir().join("member/snap");
-    let snaps = snap_files(&snap_dir, ".snap");
+    let snaps = snap_files(&member.data_dir().join("member/snap"), ".snap");
+    (member, snaps)
+}
+
+/// Flips one bit in the middle of `file`.
+fn flip_a_middle_bit(file: &std::path::Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    std::fs::write(file, &bytes).unwrap();
+}
+
+#[test]
+fn a_bit_flip_in_the_newest_snapshot_sets_it_aside() {
+    oxcd_e2e::oxcd_only!();
+    let (mut member, snaps) = stopped_member_with_snapshots();
     assert!(snaps.len() >= 2, "snapshots: {snaps:?}");
     // One bit in the middle of the newest snapshot file.
     let newest = snaps.last().unwrap();
-    let mut bytes = std::fs::read(newest).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x10;
-    std::fs::write(newest, &bytes).unwrap();
+    flip_a_middle_bit(newest);
 
     member.restart();
     let log = member.log_since_start();
@@ -101,21 +112,10 @@ fn a_bit_flip_in_the_newest_snapshot_sets_it_aside() {
 #[test]
 fn every_snapshot_broken_refuses_to_start_naming_them() {
     oxcd_e2e::oxcd_only!();
-    let mut member = Member::builder().arg("--snapshot-count=20").start();
-    for i in 0..100 {
-        member
-            .etcdctl(&["put", &format!("k{i:03}"), &format!("v{i}")])
-            .expect_success();
-    }
-    member.stop();
-    let snap_dir = member.data_dir().join("member/snap");
-    let snaps = snap_files(&snap_dir, ".snap");
+    let (mut member, snaps) = stopped_member_with_snapshots();
     assert!(!snaps.is_empty(), "no snapshot files");
     for snap in &snaps {
-        let mut bytes = std::fs::read(snap).unwrap();
-        let at = bytes.len() / 2;
-        bytes[at] ^= 0x10;
-        std::fs::write(snap, &bytes).unwrap();
+        flip_a_middle_bit(snap);
     }
     // The first start sets the files aside; a second one finds only `.broken` files: both
     // refuse, with one line that names every file and what is wrong with it.
