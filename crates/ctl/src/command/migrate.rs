@@ -34,7 +34,7 @@ use oxcd_server::v2::error::Code;
 use oxcd_server::v2::json::JsonWriter;
 use oxcd_server::v2::store::{NodeExtern, KEYS_PREFIX};
 use oxcd_server::v2::V2Store;
-use oxcd_storage::{schema, Backend, Revision, Wal};
+use oxcd_storage::{schema, Backend, Revision, Snapshotter, Wal, WalSnapshot};
 use prost::Message;
 use raft::eraftpb::EntryType;
 use redb::ReadableTable;
@@ -93,7 +93,7 @@ impl StoppedMember {
             dir => dir.into(),
         };
         let applied = consistent_index(&backend)?;
-        if let Some(index) = v2_request_after(&wal_dir, applied)? {
+        if let Some(index) = v2_request_after(&snap_dir, &wal_dir, applied)? {
             return Err(format!(
                 "the WAL holds a v2 request at index {index} that the backend has not applied \
                  (it is at {applied}): start the member once and stop it, then migrate"
@@ -214,14 +214,20 @@ fn consistent_index(backend: &Backend) -> Result<u64, String> {
         .unwrap_or(0))
 }
 
-/// The index of the first v2 request the WAL holds after `applied`, if any.
-fn v2_request_after(wal_dir: &Path, applied: u64) -> Result<Option<u64>, String> {
+/// The index of the first v2 request the WAL holds after `applied`, if any. The WAL is
+/// read from the snapshot a restart would load, as the server reads it.
+fn v2_request_after(snap_dir: &Path, wal_dir: &Path, applied: u64) -> Result<Option<u64>, String> {
     let text = |e: &dyn std::fmt::Display| format!("{}: {e}", wal_dir.display());
-    let from = Wal::valid_snapshots(wal_dir)
-        .map_err(|e| text(&e))?
-        .into_iter()
-        .filter(|m| m.index <= applied)
-        .max_by_key(|m| m.index)
+    let mut markers = Wal::valid_snapshots(wal_dir).map_err(|e| text(&e))?;
+    markers.push(WalSnapshot::default());
+    let snapshot = Snapshotter::new(snap_dir)
+        .and_then(|s| s.load_newest_available(&markers))
+        .map_err(|e| format!("{}: {e}", snap_dir.display()))?;
+    let from = snapshot
+        .map(|s| WalSnapshot {
+            index: s.get_metadata().index,
+            term: s.get_metadata().term,
+        })
         .unwrap_or_default();
     let contents = Wal::read(wal_dir, from).map_err(|e| text(&e))?;
     Ok(contents
