@@ -371,6 +371,21 @@ fn bad_flags_exit_as_cobra() {
         &["watch", "-z"],
         &["user", "add", "--foo"],
         &["role", "grant-permission", "--foo"],
+        // etcdctl has no --version flag (nor -V); `version` is a command.
+        &["--version"],
+        &["-V"],
+        // A flag given last without its value, long and shorthand.
+        &["get", "a", "--rev"],
+        &["get", "a", "-w"],
+        // pflag reads int flags in any base by prefix.
+        &["get", "a", "--limit=0x1"],
+        &["get", "a", "--limit=08"],
+        &["get", "a", "--hex=false", "--keys-only=0"],
+        // Commands that take no arguments ignore them.
+        &["version", "extra"],
+        &["member", "list", "extra"],
+        &["endpoint", "hashkv", "extra"],
+        &["lease", "list", "extra"],
     ] {
         let r = Run {
             args,

@@ -3,7 +3,8 @@
 //! Global flags may come anywhere and fall back to their `ETCDCTL_*` variable, as
 //! etcdctl's do. Booleans take pflag's forms: `--flag`, `--flag=true`, `--flag=false`.
 //! Positional arguments are taken as given and checked by each command, so that a missing
-//! or extra argument gets etcdctl's own message and exit code.
+//! or extra argument gets etcdctl's own message and exit code; commands that take none
+//! ignore them (`_args`, or an unused [`PositionalArgs`]), as cobra does.
 
 use clap::{Args, Parser, Subcommand};
 
@@ -29,7 +30,6 @@ pub fn command() -> clap::Command {
 #[command(
     name = "oxcdctl",
     about = "A simple command line client for etcd3 (and oxcd).",
-    version,
     infer_subcommands = true,
     disable_help_subcommand = true
 )]
@@ -135,7 +135,7 @@ pub enum Command {
     /// Watches events stream on keys or prefixes
     Watch(WatchArgs),
     /// Prints the version of etcdctl
-    Version,
+    Version(PositionalArgs),
     /// Lease related commands
     #[command(subcommand)]
     Lease(LeaseCommand),
@@ -271,6 +271,7 @@ pub struct DefragArgs {
     /// Optional. If present, defragments a data directory not in use by etcd.
     #[arg(long)]
     pub data_dir: Option<String>,
+    pub _args: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -285,14 +286,15 @@ pub struct EndpointArgs {
 #[derive(Subcommand, Debug)]
 pub enum EndpointCommand {
     /// Checks the healthiness of endpoints specified in `--endpoints` flag
-    Health,
+    Health(PositionalArgs),
     /// Prints out the status of endpoints specified in `--endpoints` flag
-    Status,
+    Status(PositionalArgs),
     /// Prints the KV history hash for each endpoint in --endpoints
     Hashkv {
         /// maximum revision to hash (default: all revisions)
         #[arg(long, default_value = "0", value_parser = parse_i64)]
         rev: i64,
+        _args: Vec<String>,
     },
 }
 
@@ -328,7 +330,7 @@ pub enum LeaseCommand {
         args: Vec<String>,
     },
     /// List all active leases
-    List,
+    List(PositionalArgs),
     /// Keeps leases alive (renew)
     KeepAlive {
         /// Resets the keep-alive time to its original value and exits immediately
@@ -360,7 +362,7 @@ pub enum MemberCommand {
         args: Vec<String>,
     },
     /// Lists all members in the cluster
-    List,
+    List(PositionalArgs),
     /// Promotes a non-voting member in the cluster
     Promote(PositionalArgs),
 }
@@ -441,6 +443,7 @@ pub struct CheckPerfArgs {
     /// Defragment storage after test is finished.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
     pub auto_defrag: bool,
+    pub _args: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -457,6 +460,7 @@ pub struct CheckDatascaleArgs {
     /// Defragment storage after test is finished.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
     pub auto_defrag: bool,
+    pub _args: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -589,7 +593,7 @@ pub enum CompletionCommand {
     Zsh,
 }
 
-/// pflag's int64 parsing, with its message.
+/// pflag's int64 parsing (any base by prefix), with its message.
 fn parse_i64(s: &str) -> Result<i64, String> {
-    crate::go::parse_int(s, 10)
+    crate::go::parse_int_prefixed(s)
 }

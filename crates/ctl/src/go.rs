@@ -244,6 +244,44 @@ pub fn parse_int(text: &str, base: u32) -> Result<i64, String> {
     })
 }
 
+/// Go's `strconv.ParseInt(text, 0, 64)`, as pflag reads int flags: the base comes from the
+/// prefix (`0x`, `0o`, `0b`, or a leading `0` for octal), else 10. (Go's `_` digit
+/// separators are not taken.)
+pub fn parse_int_prefixed(text: &str) -> Result<i64, String> {
+    let fail = |why: &str| {
+        format!(
+            "strconv.ParseInt: parsing {}: {why}",
+            quote(text.as_bytes())
+        )
+    };
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let lower = unsigned.to_ascii_lowercase();
+    let (base, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(base)) {
+        return Err(fail("invalid syntax"));
+    }
+    let magnitude = u64::from_str_radix(digits, base).map_err(|_| fail("value out of range"))?;
+    if negative {
+        0i64.checked_sub_unsigned(magnitude)
+            .ok_or_else(|| fail("value out of range"))
+    } else {
+        i64::try_from(magnitude).map_err(|_| fail("value out of range"))
+    }
+}
+
 /// Go's `strconv.ParseUint(text, base, 64)`, with its error text.
 pub fn parse_uint(text: &str, base: u32) -> Result<u64, String> {
     if text.is_empty() || !text.chars().all(|c| c.is_digit(base)) {
@@ -263,6 +301,26 @@ pub fn parse_uint(text: &str, base: u32) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixed_ints_parse_as_pflag_reads_them() {
+        assert_eq!(parse_int_prefixed("0x10"), Ok(16));
+        assert_eq!(parse_int_prefixed("-010"), Ok(-8));
+        assert_eq!(parse_int_prefixed("0b11"), Ok(3));
+        assert_eq!(parse_int_prefixed("+7"), Ok(7));
+        assert_eq!(parse_int_prefixed("0"), Ok(0));
+        assert_eq!(parse_int_prefixed("-9223372036854775808"), Ok(i64::MIN));
+        assert_eq!(
+            parse_int_prefixed("9223372036854775808").unwrap_err(),
+            "strconv.ParseInt: parsing \"9223372036854775808\": value out of range"
+        );
+        assert_eq!(
+            parse_int_prefixed("08").unwrap_err(),
+            "strconv.ParseInt: parsing \"08\": invalid syntax"
+        );
+        assert!(parse_int_prefixed("0x").is_err());
+        assert!(parse_int_prefixed("").is_err());
+    }
 
     #[test]
     fn quoting_matches_go() {

@@ -88,17 +88,14 @@ fn hint(message: &str) -> Option<&'static str> {
 }
 
 /// Reports a command-line error as cobra does (`Error: unknown flag: --foo`, twice: once
-/// from cobra and once from etcdctl), exit 1; help and version go to stdout, exit 0.
+/// from cobra and once from etcdctl), exit 1; help goes to stdout, exit 0. There is no
+/// `--version` flag, as etcdctl has none (`version` is a command).
 fn usage_error(err: clap::Error) -> ExitCode {
     let root = cli::command();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let path = usage::command_path(&root, &argv);
     let program = program();
     match err.kind() {
-        ErrorKind::DisplayVersion => {
-            let _ = err.print();
-            return ExitCode::SUCCESS;
-        }
         // cobra prints the help of a group command run without (a known) subcommand.
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             print!("{}", usage::usage(&root, &path, &program, true));
@@ -142,13 +139,18 @@ fn usage_error(err: clap::Error) -> ExitCode {
                 .unwrap_or_default()
                 .to_owned();
             let value = invalid(ContextKind::InvalidValue);
-            let reason = std::error::Error::source(&err)
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "invalid value".to_owned());
-            format!(
-                "invalid argument {} for \"{flag}\" flag: {reason}",
-                go::quote(value.as_bytes())
-            )
+            // pflag: a flag given last, without its value.
+            if err.kind() == ErrorKind::InvalidValue && value.is_empty() {
+                flag_needs_an_argument(&flag, &argv)
+            } else {
+                let reason = std::error::Error::source(&err)
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "invalid value".to_owned());
+                format!(
+                    "invalid argument {} for \"{flag}\" flag: {reason}",
+                    go::quote(value.as_bytes())
+                )
+            }
         }
         ErrorKind::MissingRequiredArgument => {
             let _ = err.print();
@@ -170,6 +172,15 @@ fn usage_error(err: clap::Error) -> ExitCode {
     eprintln!();
     eprintln!("Error: {message}");
     ExitCode::from(code::ERROR as u8)
+}
+
+/// pflag's words for a flag with no value: it can only be the last argument, and pflag
+/// names it as typed, shorthand (`-w`) or long.
+fn flag_needs_an_argument(flag: &str, argv: &[String]) -> String {
+    match argv.last().and_then(|a| a.strip_prefix('-')) {
+        Some(s) if s.len() == 1 => format!("flag needs an argument: '{s}' in -{s}"),
+        _ => format!("flag needs an argument: {flag}"),
+    }
 }
 
 /// The name oxcdctl was run as (`etcdctl` when installed as it), for the usage texts.

@@ -38,9 +38,9 @@ pub async fn endpoints(ctx: &Ctx, cluster: bool) -> Result<Vec<String>, Exit> {
 
 pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> CmdResult {
     match a.command {
-        EndpointCommand::Health => health(ctx, a.cluster).await,
-        EndpointCommand::Status => status(ctx, a.cluster).await,
-        EndpointCommand::Hashkv { rev } => hash_kv(ctx, a.cluster, rev).await,
+        EndpointCommand::Health(_) => health(ctx, a.cluster).await,
+        EndpointCommand::Status(_) => status(ctx, a.cluster).await,
+        EndpointCommand::Hashkv { rev, .. } => hash_kv(ctx, a.cluster, rev).await,
     }
 }
 

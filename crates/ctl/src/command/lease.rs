@@ -58,7 +58,7 @@ pub async fn lease(ctx: &Ctx, command: LeaseCommand) -> CmdResult {
                 .await?;
             emit(printer.time_to_live(&response, keys))
         }
-        LeaseCommand::List => {
+        LeaseCommand::List(_) => {
             let printer = ctx.printer()?;
             let client = ctx.client().await?;
             let response = ctx

@@ -78,7 +78,7 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> CmdResult {
             let r = ctx.request(client.cluster().member_update(request)).await?;
             emit(printer.member_change("updated in", id, &r.header, &r.members, &r))
         }
-        MemberCommand::List => {
+        MemberCommand::List(_) => {
             let printer = ctx.printer()?;
             let client = ctx.client().await?;
             let r = ctx

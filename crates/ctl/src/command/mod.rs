@@ -38,7 +38,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Endpoint(a) => endpoint::endpoint(&ctx, a).await,
         Command::MoveLeader(a) => maintenance::move_leader(&ctx, a).await,
         Command::Watch(a) => watch::watch(&ctx, a).await,
-        Command::Version => {
+        Command::Version(_) => {
             println!("etcdctl version: {ETCDCTL_VERSION}");
             println!("API version: {API_VERSION}");
             Ok(())
