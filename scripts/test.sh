@@ -24,6 +24,8 @@ export OXCD_FAILPOINTS_BIN="$ROOT/target/release/oxcd-failpoints"
 
 echo "== build: cargo build --release -p oxcd-server -p oxcd-bench -p oxcd-ctl -p oxcd-utl"
 cargo build --release -p oxcd-server -p oxcd-bench -p oxcd-ctl -p oxcd-utl
+# The client library's examples, which tests/tests/ctl_client_examples.rs runs.
+cargo build --release -p oxcd-client --examples
 
 # The end-to-end tests spawn this binary (and not a debug one cargo may build meanwhile).
 export OXCD_BIN="$ROOT/target/release/oxcd"

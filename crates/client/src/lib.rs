@@ -28,18 +28,22 @@
 //! fetched at connect time, sent as the `token` metadata, and fetched again when a member
 //! answers `etcdserver: invalid auth token`.
 //!
-//! # Example
+//! # Examples
+//!
+//! Three programs in `crates/client/examples/` run as they are against any member (`cargo
+//! run --release -p oxcd-client --example NAME -- 127.0.0.1:2379`); CI runs each against a
+//! fresh oxcd and checks what it prints (`tests/tests/ctl_client_examples.rs`):
+//!
+//! - `kv_watch`: put, get, delete, and a watch on a prefix that sees each change in order;
+//! - `lease_keep_alive`: a key attached to a lease kept alive in the background, gone once
+//!   the lease is revoked;
+//! - `lock_election`: a [`Mutex`](recipes::Mutex) and an [`Election`](recipes::Election)
+//!   over one [`Session`](recipes::Session).
+//!
+//! `kv_watch`, in full:
 //!
 //! ```no_run
-//! use oxcd_client::{Client, ConnectOptions};
-//!
-//! # async fn example() -> oxcd_client::Result<()> {
-//! let client = Client::connect(["127.0.0.1:2379", "127.0.0.1:22379"], ConnectOptions::new()).await?;
-//! client.kv().put_kv("greeting", "hello").await?;
-//! let kv = client.kv().get("greeting").await?.expect("just written");
-//! assert_eq!(kv.value, b"hello");
-//! # Ok(())
-//! # }
+#![doc = include_str!("../examples/kv_watch.rs")]
 //! ```
 
 #![deny(missing_docs)]
