@@ -92,7 +92,10 @@ fn comparable(r: &Response, exact_raft_index: bool) -> String {
     if r.header("x-etcd-cluster-id").is_some() {
         out.push_str(" x-etcd-cluster-id");
     }
-    out.push(' ');
+    // Header names as written (Go's canonical case), in a fixed order.
+    let mut names = r.names.clone();
+    names.sort();
+    out.push_str(&format!(" {names:?} "));
     out.push_str(&blank(&r.text()));
     out
 }
