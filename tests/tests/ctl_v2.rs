@@ -17,6 +17,17 @@ fn v2(pair: &Pair, args: &[&str]) {
     });
 }
 
+/// A server without `--enable-v2` answers `404 page not found`: the Go client's error line
+/// (as etcd's e2e TestCtlV3Migrate meets it).
+#[test]
+fn v2_without_the_v2_api_matches_etcdctl() {
+    for server in SERVERS {
+        let pair = Pair::start(server);
+        v2(&pair, &["set", "/foo", "bar"]);
+        v2(&pair, &["get", "/foo"]);
+    }
+}
+
 #[test]
 fn v2_verbs_match_etcdctl() {
     for server in SERVERS {

@@ -163,6 +163,8 @@ pub enum Command {
     Check(CheckCommand),
     /// Makes a mirror at the destination etcd cluster
     MakeMirror(MakeMirrorArgs),
+    /// Migrates keys in a v2 store to a mvcc store
+    Migrate(MigrateArgs),
     /// Generate the autocompletion script for the specified shell
     #[command(subcommand)]
     Completion(CompletionCommand),
@@ -397,6 +399,24 @@ pub struct SnapshotRestoreArgs {
     /// Ignore snapshot integrity hash value (required if copied from data directory)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
     pub skip_hash_check: bool,
+}
+
+/// `migrate`: etcdctl takes (and ignores) positional arguments.
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    pub args: Vec<String>,
+    /// Do not convert TTL keys
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = bool_value_parser!())]
+    pub no_ttl: bool,
+    /// Path to the data directory
+    #[arg(long, default_value = "")]
+    pub data_dir: String,
+    /// Path to the WAL directory
+    #[arg(long, default_value = "")]
+    pub wal_dir: String,
+    /// Path to the user-provided transformer program
+    #[arg(long, default_value = "")]
+    pub transformer: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,6 +8,7 @@ mod kv;
 mod lease;
 mod maintenance;
 mod member;
+mod migrate;
 mod mirror;
 mod snapshot;
 mod txn;
@@ -53,6 +54,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Check(CheckCommand::Perf(a)) => check::perf(&ctx, a).await,
         Command::Check(CheckCommand::Datascale(a)) => check::datascale(&ctx, a).await,
         Command::MakeMirror(a) => mirror::make_mirror(&ctx, a).await,
+        Command::Migrate(a) => migrate::migrate(a),
         Command::Completion(shell) => {
             let shell = match shell {
                 CompletionCommand::Bash => Shell::Bash,

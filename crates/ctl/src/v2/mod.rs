@@ -664,12 +664,17 @@ impl Keys {
     }
 }
 
-/// An answer, or the v2 error it carries (`Error:  100: Key not found (/foo) [5]`).
+/// An answer, or the v2 error it carries (`Error:  100: Key not found (/foo) [5]`). A body
+/// that is not JSON (a server without the v2 API answers `404 page not found`) gets the Go
+/// client's words.
 fn decode(response: http::Response) -> Result<Answer, Failure> {
-    let json: Value = serde_json::from_slice(&response.body).map_err(|e| {
+    if matches!(response.status, 200 | 201) && response.body.is_empty() {
+        return Err(fail(EXIT_SERVER_ERROR, "client: response body is empty"));
+    }
+    let json: Value = serde_json::from_slice(&response.body).map_err(|_| {
         fail(
             EXIT_SERVER_ERROR,
-            format!("invalid answer (status {}): {e}", response.status),
+            "client: response is invalid json. The endpoint is probably not valid etcd cluster endpoint",
         )
     })?;
     if let Some(code) = json.get("errorCode") {
