@@ -61,16 +61,15 @@ impl Packed {
     }
 
     fn entry(&self, index: u64) -> Entry {
-        let mut e = Entry::default();
-        e.term = self.term;
-        e.index = index;
-        e.data = self.data.clone();
-        e.entry_type = self.entry_type;
-        e.sync_log = self.sync_log;
-        if let Some(c) = &self.context {
-            e.context = (**c).clone();
+        Entry {
+            term: self.term,
+            index,
+            data: self.data.clone(),
+            entry_type: self.entry_type,
+            sync_log: self.sync_log,
+            context: self.context.as_deref().cloned().unwrap_or_default(),
+            ..Default::default()
         }
-        e
     }
 }
 
@@ -279,11 +278,13 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64, len: usize) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = Bytes::from(vec![index as u8; len]);
-        if index % 7 == 0 {
+        let mut e = Entry {
+            index,
+            term,
+            data: Bytes::from(vec![index as u8; len]),
+            ..Default::default()
+        };
+        if index.is_multiple_of(7) {
             e.entry_type = EntryType::EntryConfChange;
             e.context = Bytes::from_static(b"ctx");
         }
@@ -390,15 +391,19 @@ mod tests {
 
         both_append(&(21..=30).map(|i| entry(i, 4, 50)).collect::<Vec<_>>());
         both_commit(27);
-        let mut hs = HardState::default();
-        hs.term = 5;
-        hs.vote = 2;
-        hs.commit = 28;
+        let hs = HardState {
+            term: 5,
+            vote: 2,
+            commit: 28,
+            ..Default::default()
+        };
         ours.wl().set_hardstate(hs.clone());
         theirs.wl().set_hardstate(hs);
-        let mut cs = ConfState::default();
-        cs.voters = vec![1, 2];
-        cs.learners = vec![3];
+        let cs = ConfState {
+            voters: vec![1, 2],
+            learners: vec![3],
+            ..Default::default()
+        };
         ours.wl().set_conf_state(cs.clone());
         theirs.wl().set_conf_state(cs);
         assert_same(&ours, &theirs, "after the snapshot");
