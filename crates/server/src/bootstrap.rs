@@ -9,7 +9,6 @@ use oxcd_storage::{
     Backend, BackendConfig, KvStore, Snapshotter, Wal, WalError, WalSnapshot, WatchableStore,
 };
 use raft::eraftpb::{ConfState, HardState, Snapshot};
-use raft::storage::MemStorage;
 use raft::{RawNode, Storage};
 use tokio::sync::watch;
 
@@ -25,7 +24,7 @@ use crate::fatal;
 use crate::lease::{Lessor, LessorConfig};
 use crate::membership::Membership;
 use crate::peer::{PeerContext, PeerLeaseForwarder, PeerTransport, TransportStats};
-use crate::raft::{raft_logger, RaftInput, RaftNode, RaftStatus, Transport};
+use crate::raft::{raft_logger, LogStore, RaftInput, RaftNode, RaftStatus, Transport};
 use crate::server::{EtcdServer, Limits};
 use crate::v2::V2Store;
 use crate::wait::Wait;
@@ -76,7 +75,7 @@ pub fn start(
     let kv = Arc::new(KvStore::open(backend)?);
     let watchable = Arc::new(WatchableStore::new((*kv).clone()));
     let snapshotter = Snapshotter::new(&layout.snap_dir())?;
-    let storage = MemStorage::new();
+    let storage = LogStore::new();
     let (wal, meta, applied_floor) = restart(&layout.wal_dir, &snapshotter, &storage)?;
     load_unapplied_snapshot(&kv, &snapshotter, applied_floor)?;
     let disk_space = DiskSpace::watch(
@@ -415,7 +414,7 @@ fn no_usable_snapshot(snapshotter: &Snapshotter, wal_error: WalError) -> ServerE
 fn restart(
     wal_dir: &std::path::Path,
     snapshotter: &Snapshotter,
-    storage: &MemStorage,
+    storage: &LogStore,
 ) -> Result<(Wal, WalMetadata, u64), ServerError> {
     let mut markers = Wal::valid_snapshots(wal_dir)?;
     if !markers.contains(&WalSnapshot::default()) {

@@ -33,6 +33,7 @@ pub mod membership;
 pub mod peer;
 pub mod quota;
 pub mod raft;
+mod read_index;
 pub mod server;
 pub mod stats;
 pub mod tcp_gateway;

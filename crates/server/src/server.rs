@@ -29,6 +29,7 @@ use crate::lease::{LeaseForwarder, Lessor};
 use crate::membership::Membership;
 use crate::quota::{Quota, Refused};
 use crate::raft::{ProposalResult, RaftInput, RaftStatus};
+use crate::read_index::ReadIndexer;
 use crate::v2::V2Store;
 use crate::wait::Wait;
 
@@ -81,6 +82,8 @@ pub struct EtcdServer {
     pub transport_stats: Arc<crate::peer::TransportStats>,
     /// Inputs to the raft thread.
     raft: mpsc::Sender<RaftInput>,
+    /// Shared ReadIndex rounds for linearizable reads.
+    reads: ReadIndexer,
     /// Proposers waiting for apply.
     wait: Arc<Wait<ProposalResult>>,
     /// The index of the last applied entry.
@@ -125,6 +128,7 @@ impl EtcdServer {
             lease_forwarder,
             v2,
             transport_stats,
+            reads: ReadIndexer::start(raft.clone()),
             raft,
             wait,
             applied,
@@ -279,14 +283,10 @@ impl EtcdServer {
     /// Waits until this member has applied everything committed before the call: a read
     /// after this sees every write acknowledged before it began (linearizable).
     pub async fn linearizable_read_barrier(&self) -> Result<(), ServerError> {
-        let (reply, index) = oneshot::channel();
-        if self.raft.send(RaftInput::ReadIndex { reply }).is_err() {
-            return Err(EtcdError::Stopped.into());
-        }
         let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
-        let index = match tokio::time::timeout_at(deadline, index).await {
-            Ok(Ok(index)) => index,
-            Ok(Err(_)) => return Err(EtcdError::Stopped.into()),
+        let index = match tokio::time::timeout_at(deadline, self.reads.read_index()).await {
+            Ok(Some(index)) => index,
+            Ok(None) => return Err(EtcdError::Stopped.into()),
             Err(_) => {
                 crate::stats::inc(&crate::stats::SERVER.read_indexes_failed);
                 return Err(self.timeout_error());

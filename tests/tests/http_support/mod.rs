@@ -19,6 +19,8 @@ pub struct Response {
     pub status: u16,
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// Header names as the server wrote them.
+    pub names: Vec<String>,
     pub body: Vec<u8>,
 }
 
@@ -87,7 +89,7 @@ pub fn request(
             panic!("{method} {path} on {addr}: reading the response: {e}");
         }
     }
-    let (status, headers, rest) = parse_head(&raw).unwrap_or_else(|| {
+    let (status, names, headers, rest) = parse_head(&raw).unwrap_or_else(|| {
         panic!(
             "{method} {path} on {addr}: no complete response head in {:?}",
             String::from_utf8_lossy(&raw)
@@ -106,6 +108,7 @@ pub fn request(
     Response {
         status,
         headers,
+        names,
         body,
     }
 }
@@ -123,17 +126,20 @@ pub fn get(addr: &str, path: &str) -> Response {
 /// Lower-cased header names and their values.
 type Headers = Vec<(String, String)>;
 
-/// Splits a response head off `raw`: status, headers, and what follows.
-fn parse_head(raw: &[u8]) -> Option<(u16, Headers, &[u8])> {
+/// Splits a response head off `raw`: status, header names as written, headers, and what
+/// follows.
+fn parse_head(raw: &[u8]) -> Option<(u16, Vec<String>, Headers, &[u8])> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
+    let fields: Vec<(&str, &str)> = lines.filter_map(|l| l.split_once(':')).collect();
+    let names = fields.iter().map(|(n, _)| n.trim().to_owned()).collect();
+    let headers = fields
+        .iter()
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    Some((status, headers, &raw[end + 4..]))
+    Some((status, names, headers, &raw[end + 4..]))
 }
 
 /// Decodes `Transfer-Encoding: chunked` incrementally.
@@ -192,7 +198,7 @@ impl Stream {
         let deadline = Instant::now() + REQUEST_DEADLINE;
         let mut raw = Vec::new();
         loop {
-            if let Some((status, headers, rest)) = parse_head(&raw) {
+            if let Some((status, _, headers, rest)) = parse_head(&raw) {
                 let chunked = headers
                     .iter()
                     .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));

@@ -2,12 +2,14 @@
 //! status it publishes to request handlers.
 
 mod heartbeat;
+mod log_store;
 mod logger;
 mod node;
 mod transport;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+pub use log_store::LogStore;
 pub use logger::raft_logger;
 pub use node::{Apply, ProposalResult, RaftInput, RaftNode};
 pub use transport::Transport;

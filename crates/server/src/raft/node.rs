@@ -15,11 +15,11 @@ use oxcd_storage::{Snapshotter, Wal, WalSnapshot};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot};
-use raft::storage::MemStorage;
 use raft::{RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::oneshot;
 
 use super::heartbeat::HeartbeatTimes;
+use super::log_store::LogStore;
 use super::transport::Transport;
 use super::RaftStatus;
 use crate::apply::ApplyLane;
@@ -72,7 +72,7 @@ pub type ProposalResult = Result<crate::apply::ApplyResponse, ServerError>;
 /// Everything the raft thread owns.
 pub struct RaftNode {
     /// The one and only RawNode.
-    raw: RawNode<MemStorage>,
+    raw: RawNode<LogStore>,
     /// Durable log: entries and hard state are saved here before raft may act on them.
     wal: Wal,
     /// Raft snapshot metadata files.
@@ -108,7 +108,7 @@ pub struct RaftNode {
 impl RaftNode {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        raw: RawNode<MemStorage>,
+        raw: RawNode<LogStore>,
         wal: Wal,
         snapshotter: Snapshotter,
         inputs: Receiver<RaftInput>,

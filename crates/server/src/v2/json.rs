@@ -136,6 +136,58 @@ pub fn push_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A serde value as Go's `encoding/json` writes it: serde_json's layout with Go's string
+/// escaping (`push_string`), for bodies built from serde types.
+pub fn to_go_json<T: serde::Serialize>(value: &T) -> serde_json::Result<String> {
+    let mut out = Vec::new();
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut out,
+        GoFormatter,
+    ))?;
+    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+}
+
+/// serde_json's compact formatter, with the escapes Go adds (`<`, `>`, `&`, U+2028, U+2029)
+/// and Go's `\u00XX` where serde_json writes `\b` and `\f`.
+struct GoFormatter;
+
+impl serde_json::ser::Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            let escaped = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            writer.write_all(&fragment.as_bytes()[start..i])?;
+            writer.write_all(escaped.as_bytes())?;
+            start = i + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+
+    fn write_char_escape<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        escape: serde_json::ser::CharEscape,
+    ) -> std::io::Result<()> {
+        use serde_json::ser::CharEscape;
+        match escape {
+            CharEscape::Backspace => writer.write_all(b"\\u0008"),
+            CharEscape::FormFeed => writer.write_all(b"\\u000c"),
+            other => serde_json::ser::CompactFormatter.write_char_escape(writer, other),
+        }
+    }
+}
+
 /// A float as Go's `encoding/json` writes it (shortest form; exponent only for very large or
 /// small numbers).
 pub fn go_float(v: f64) -> String {
@@ -191,6 +243,18 @@ mod tests {
         let mut s = String::new();
         push_string(&mut s, "<a&b>\"\\\n\t\u{1}é\u{2028}");
         assert_eq!(s, r#""\u003ca\u0026b\u003e\"\\\n\t\u0001é\u2028""#);
+    }
+
+    #[test]
+    fn serde_values_escape_as_go() {
+        let (key, text) = ("k<", "<a&b>\"\\\n\t\u{1}\u{8}\u{c}é\u{2028}\u{2029}");
+        let mut expected = String::from("{");
+        push_string(&mut expected, key);
+        expected.push(':');
+        push_string(&mut expected, text);
+        expected.push('}');
+        let value = std::collections::BTreeMap::from([(key, text)]);
+        assert_eq!(to_go_json(&value).unwrap(), expected);
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!    backend's writer slot), the last new revisions and the other tables are copied again
 //!    without a disk flush, the new file is renamed over the old one, and new transactions go
 //!    to it. Readers are never held off; those that began before the swap finish on the old
-//!    file.
+//!    file, which a thread of its own closes after them: closing a replaced file of a few GiB
+//!    syncs it and frees its blocks, which took up to 2 s with writers held off.
 //!
 //! A crash before the rename leaves the old file as it was; after it, the new file reopens at
 //! its durable snapshot or later, and the WAL replays the rest, as after any crash. A
@@ -24,7 +25,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableTable, TableHandle};
 
@@ -114,7 +116,7 @@ impl Backend {
         }
 
         let held = Instant::now();
-        let _writer = self.inner.writer.take();
+        let writer = self.inner.writer.take();
         // No writer can start now, so this snapshot is the last state of the live file.
         let last = self.begin_read()?;
         let tail = copy_key_entries(&last.open_table(schema::KEY)?, &new, &mut after)?;
@@ -123,11 +125,13 @@ impl Backend {
         fail::fail_point!("defrag_before_rename");
         // The open database follows its file across the rename.
         crate::dir_ops::rename(&defrag_path(&self.inner.path), &self.inner.path)?;
-        *self.inner.db.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        let old = std::mem::replace(
+            &mut *self.inner.db.write().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(new),
+        );
         self.forget_size_in_use();
         // The flusher makes the last commit durable, as any other.
         self.inner.dirty.store(true, Ordering::Release);
-        let held = held.elapsed();
         if let Err(e) = sync_dir(&self.inner.path) {
             tracing::warn!(
                 path = %self.inner.path.display(),
@@ -135,6 +139,9 @@ impl Backend {
                 "failed to sync the data directory after defragmenting"
             );
         }
+        drop(writer);
+        let held = held.elapsed();
+        close_when_unread(old);
         tracing::info!(
             "catch-up-rounds" = rounds,
             "revisions-copied-while-writes-waited" = tail,
@@ -205,6 +212,27 @@ fn copy_key_entries(
     }
 }
 
+/// Closes the file a defrag replaced, on a thread of its own, once the readers that began
+/// before the swap are done with it. Closing syncs the file and frees its blocks (it was
+/// renamed over): a second or more at GiB sizes, which neither the writers nor the last
+/// reader should wait for.
+fn close_when_unread(mut old: Arc<Database>) {
+    let spawned = thread::Builder::new()
+        .name("backend-close".into())
+        .spawn(move || loop {
+            match Arc::try_unwrap(old) {
+                Ok(db) => return drop(db),
+                Err(shared) => {
+                    old = shared;
+                    thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "failed to start a thread to close the old backend file");
+    }
+}
+
 /// Makes a rename in `path`'s directory durable.
 fn sync_dir(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
@@ -252,6 +280,17 @@ mod tests {
         let lease = txn.open_table(schema::LEASE).unwrap();
         let last = lease.get(&b"last"[..]).unwrap().unwrap().value().to_vec();
         assert_eq!(last, n.to_be_bytes());
+    }
+
+    /// Files of this process under `dir` that were removed but are still open.
+    fn open_deleted_files(dir: &Path) -> usize {
+        fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| {
+                target.starts_with(dir) && target.to_string_lossy().ends_with(" (deleted)")
+            })
+            .count()
     }
 
     #[test]
@@ -302,6 +341,12 @@ mod tests {
             .unwrap()
             .is_some());
         drop(before);
+        // The replaced file is closed once its last reader is done.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while open_deleted_files(dir.path()) > 0 {
+            assert!(Instant::now() < deadline, "the replaced file is still open");
+            thread::sleep(Duration::from_millis(10));
+        }
         let n = written.load(Ordering::Acquire);
         check(&b, n);
         assert!(!dir.path().join("db.defrag").exists());
@@ -322,5 +367,117 @@ mod tests {
         let b = open(&dir);
         assert!(!dir.path().join("db.defrag").exists());
         check(&b, 10);
+    }
+}
+
+/// The backend alone under a defrag, without the server: `DEFRAG_MIB` MiB of 3500-byte values
+/// (one to a page), one small write every 20 ms (its latency counted from when it was due), a
+/// window without defrag then a defrag, `DEFRAG_ROUNDS` times; the file in `DEFRAG_DIR`.
+/// `cargo test --release -p oxcd-storage --lib bench_backend_defrag -- --ignored --nocapture`
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use crate::backend::BackendConfig;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::Mutex;
+
+    fn env_or(name: &str, default: u64) -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    fn quantiles(mut v: Vec<Duration>) -> String {
+        v.sort();
+        let Some(max) = v.last() else {
+            return "n 0".into();
+        };
+        let at = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
+        format!(
+            "n {} p50 {:?} p99 {:?} max {max:?}",
+            v.len(),
+            at(0.5),
+            at(0.99)
+        )
+    }
+
+    fn append(b: &Backend, from: u64, n: u64, value: &[u8]) {
+        let batch = b.begin_write().unwrap();
+        {
+            let mut key = batch.txn().open_table(schema::KEY).unwrap();
+            for i in from..from + n {
+                key.insert(&i.to_be_bytes()[..], value).unwrap();
+            }
+        }
+        batch.commit().unwrap();
+    }
+
+    #[test]
+    #[ignore]
+    fn bench_backend_defrag() {
+        let value = vec![7u8; 3500];
+        let n = env_or("DEFRAG_MIB", 1024) * (1 << 20) / value.len() as u64;
+        let dir =
+            tempfile::tempdir_in(std::env::var("DEFRAG_DIR").unwrap_or("/tmp".into())).unwrap();
+        let b = Backend::open(dir.path().join("db"), BackendConfig::default()).unwrap();
+        let started = Instant::now();
+        for from in (0..n).step_by(128) {
+            append(&b, from, 128.min(n - from), &value);
+        }
+        b.force_commit().unwrap();
+        eprintln!(
+            "fill {n} values: {:?}, {} MiB",
+            started.elapsed(),
+            b.size().unwrap() >> 20
+        );
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let latencies = Arc::new(Mutex::new(Vec::<(Instant, Duration)>::new()));
+        let writer = {
+            let (b, stop, latencies) = (b.clone(), stop.clone(), latencies.clone());
+            let next = AtomicU64::new(n);
+            thread::spawn(move || {
+                let start = Instant::now();
+                for k in 0.. {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let due = start + Duration::from_millis(20) * k;
+                    thread::sleep(due.saturating_duration_since(Instant::now()));
+                    append(&b, next.fetch_add(1, Ordering::Relaxed), 1, &[1u8; 256]);
+                    latencies.lock().unwrap().push((due, due.elapsed()));
+                }
+            })
+        };
+        let within = |from: Instant, to: Instant| {
+            let all = latencies.lock().unwrap();
+            quantiles(
+                all.iter()
+                    .filter(|(due, _)| (from..to).contains(due))
+                    .map(|(_, took)| *took)
+                    .collect(),
+            )
+        };
+        let mut window = Duration::from_secs(10);
+        for round in 0..env_or("DEFRAG_ROUNDS", 2) {
+            let from = Instant::now();
+            thread::sleep(window);
+            let without = within(from, Instant::now());
+            let size = b.size().unwrap();
+            let from = Instant::now();
+            b.defrag().unwrap();
+            let to = Instant::now();
+            window = to - from;
+            thread::sleep(Duration::from_secs(2));
+            eprintln!(
+                "defrag {round}: {} -> {} MiB in {window:?}\n  writes without: {without}\n  writes during:  {}",
+                size >> 20,
+                b.size().unwrap() >> 20,
+                within(from, to)
+            );
+        }
+        stop.store(true, Ordering::Release);
+        writer.join().unwrap();
     }
 }

@@ -6,8 +6,17 @@ use std::sync::{Arc, Condvar, Mutex};
 /// One holder at a time; the others wait in [`Slot::take`].
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
-    taken: Mutex<bool>,
+    state: Mutex<State>,
     freed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    taken: bool,
+    /// Threads blocked in [`Slot::take`]. A release signals `freed` only when one waits: a
+    /// condvar signal is a system call even with nobody waiting, and every applied batch
+    /// releases the writer slot on the path to answering its proposers.
+    waiting: usize,
 }
 
 /// Holding the slot; dropping it lets the next waiter in.
@@ -19,19 +28,24 @@ pub(crate) struct Permit {
 impl Slot {
     /// Waits until the slot is free and takes it.
     pub(crate) fn take(self: &Arc<Self>) -> Permit {
-        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        while *taken {
-            taken = self.freed.wait(taken).unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.taken {
+            state.waiting += 1;
+            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.waiting -= 1;
         }
-        *taken = true;
+        state.taken = true;
         Permit { slot: self.clone() }
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        *self.slot.taken.lock().unwrap_or_else(|e| e.into_inner()) = false;
-        self.slot.freed.notify_one();
+        let mut state = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.taken = false;
+        if state.waiting > 0 {
+            self.slot.freed.notify_one();
+        }
     }
 }
 

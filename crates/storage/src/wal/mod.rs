@@ -593,6 +593,63 @@ mod tests {
         }
     }
 
+    /// A segment is read only as far as its records reach, a piece at a time: records past
+    /// the first piece, a record larger than a piece, and damage anywhere are all seen as
+    /// when the whole segment was read at once.
+    #[test]
+    fn a_large_segment_is_read_in_pieces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("base");
+        let opts = || WalOptions {
+            segment_size: 4 << 20,
+        };
+        let mut wal = Wal::create_with(&base, b"m", opts()).unwrap();
+        let mut want = Vec::new();
+        let mut late_record = 0;
+        for i in 1..=400 {
+            if i == 300 {
+                late_record = wal.offset as usize;
+            }
+            let e = entry(1, i, if i == 200 { 600 * 1024 } else { 2000 });
+            wal.save(&hs(1, 1, i), std::slice::from_ref(&e)).unwrap();
+            want.push(e);
+        }
+        let end = wal.offset as usize;
+        drop(wal);
+        let seg = segment_files(&base).pop().unwrap();
+        let name = seg.file_name().unwrap().to_owned();
+        let full = fs::read(&seg).unwrap();
+        assert!(late_record > 1 << 20 && full.len() > end + (2 << 20));
+
+        let (_, got) = Wal::open_with(&base, WalSnapshot::default(), opts()).unwrap();
+        assert_eq!(got.entries, want);
+        assert_eq!(got.hard_state, hs(1, 1, 400));
+
+        let damaged = |dir_name: &str, at: usize| {
+            let dir = tmp.path().join(dir_name);
+            fs::create_dir(&dir).unwrap();
+            copy_dir(&base, &dir);
+            let mut bytes = full.clone();
+            bytes[at] ^= 0x10;
+            fs::write(dir.join(&name), &bytes).unwrap();
+            dir
+        };
+        // A stray byte far past the records (where no piece of the replay reached): no save
+        // is lost, and the tail is cleaned.
+        let stray = full.len() - 100;
+        let dir = damaged("stray", stray);
+        let (wal, got) = Wal::open_with(&dir, WalSnapshot::default(), opts()).unwrap();
+        assert_eq!(got.entries, want);
+        drop(wal);
+        assert_eq!(fs::read(dir.join(&name)).unwrap()[stray], 0);
+        // A flipped bit in a record far into the segment, followed by later saves.
+        let dir = damaged("late", late_record + 30);
+        match Wal::open_with(&dir, WalSnapshot::default(), opts()) {
+            Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, late_record as u64),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
     /// Damage in an earlier, synced save is corruption, never truncated; damage inside the
     /// last save is a torn write even when later records of that save survived.
     #[test]

@@ -1,6 +1,7 @@
 //! Reading segments back: replaying records, and telling a torn tail from corruption.
 
-use std::fs;
+use std::fs::File;
+use std::io::Read;
 
 use protobuf::Message;
 use raft::eraftpb::{Entry, HardState};
@@ -187,7 +188,7 @@ struct SegmentEnd {
 /// save cut short by a crash is dropped whole: after recovery the WAL holds a prefix of the
 /// saves made, never part of one.
 fn read_segment(seg: &Segment, is_last: bool, replay: &mut Replay) -> Result<SegmentEnd> {
-    let buf = fs::read(&seg.path).map_err(io_err("reading", &seg.path))?;
+    let mut file = SegmentFile::open(seg)?;
     let mut off = 0;
     // (epoch, flags) of the last valid record.
     let mut prev: Option<(u32, u8)> = None;
@@ -196,7 +197,8 @@ fn read_segment(seg: &Segment, is_last: bool, replay: &mut Replay) -> Result<Seg
     // Offsets of the records of the save in progress.
     let mut pending: Vec<usize> = Vec::new();
     let stop = loop {
-        match record::decode(&buf, off) {
+        file.load_record_at(off)?;
+        match record::decode(&file.buf, off) {
             Ok(rec) => {
                 pending.push(off);
                 prev = Some((rec.epoch, rec.flags));
@@ -204,7 +206,7 @@ fn read_segment(seg: &Segment, is_last: bool, replay: &mut Replay) -> Result<Seg
                 if rec.flags & FLAG_SYNC != 0 {
                     synced_epoch = rec.epoch;
                     for p in pending.drain(..) {
-                        let rec = record::decode(&buf, p).expect("decoded before");
+                        let rec = record::decode(&file.buf, p).expect("decoded before");
                         replay.apply(&rec, seg, p)?;
                     }
                 }
@@ -212,7 +214,7 @@ fn read_segment(seg: &Segment, is_last: bool, replay: &mut Replay) -> Result<Seg
             Err(stop) => break stop,
         }
     };
-    let clean = stop == Stop::End || (stop == Stop::Zeroes && record::all_zero(&buf[off..]));
+    let clean = stop == Stop::End || (stop == Stop::Zeroes && file.zero_from(off)?);
     if clean && pending.is_empty() {
         return Ok(SegmentEnd {
             end: off,
@@ -239,8 +241,11 @@ fn read_segment(seg: &Segment, is_last: bool, replay: &mut Replay) -> Result<Seg
     if !is_last {
         return Err(corrupt());
     }
+    // Telling a torn write from damage looks at everything after the records.
+    file.load_to(file.len)?;
+    let buf = &file.buf[..];
     if !clean {
-        if matches!(stop, Stop::Invalid(_)) && !record::looks_torn(&buf, off) {
+        if matches!(stop, Stop::Invalid(_)) && !record::looks_torn(buf, off) {
             return Err(Error::Corrupt {
                 path: seg.path.clone(),
                 offset: off as u64,
@@ -250,7 +255,7 @@ fn read_segment(seg: &Segment, is_last: bool, replay: &mut Replay) -> Result<Seg
                 ),
             });
         }
-        let followers = followers(&buf, off);
+        let followers = followers(buf, off);
         if !followers.is_empty() && !torn_in_last_save(prev, &followers) {
             return Err(Error::Corrupt {
                 path: seg.path.clone(),
@@ -270,6 +275,94 @@ fn read_segment(seg: &Segment, is_last: bool, replay: &mut Replay) -> Result<Seg
         dirty: true,
         epoch: synced_epoch,
     })
+}
+
+/// A segment read from its start as far as the records need, so that replaying a preallocated
+/// segment holds its records in memory, not its whole (mostly zero) length.
+struct SegmentFile<'a> {
+    seg: &'a Segment,
+    file: File,
+    len: usize,
+    /// The first `buf.len()` bytes of the segment.
+    buf: Vec<u8>,
+}
+
+impl<'a> SegmentFile<'a> {
+    /// How much more than asked for is read at once, to keep the number of reads small.
+    const READ_AHEAD: usize = 256 * 1024;
+
+    fn open(seg: &'a Segment) -> Result<Self> {
+        let file = File::open(&seg.path).map_err(io_err("reading", &seg.path))?;
+        let len = file.metadata().map_err(io_err("reading", &seg.path))?.len();
+        let len = usize::try_from(len).map_err(|_| Error::Corrupt {
+            path: seg.path.clone(),
+            offset: 0,
+            reason: "segment too large to read".into(),
+        })?;
+        Ok(SegmentFile {
+            seg,
+            file,
+            len,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Loads the whole extent of the record at `off`, as far as its header says it reaches
+    /// (and the file allows): decoding it then sees what it would see in the whole file.
+    fn load_record_at(&mut self, off: usize) -> Result<()> {
+        self.load_to(off.saturating_add(record::HEADER_LEN))?;
+        let Some(header) = self.buf.get(off..off + record::HEADER_LEN) else {
+            return Ok(());
+        };
+        let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
+        self.load_to(off.saturating_add(record::align(record::HEADER_LEN + len)))
+    }
+
+    /// Loads the segment up to `end` (or its length, if shorter).
+    fn load_to(&mut self, end: usize) -> Result<()> {
+        let end = end.min(self.len);
+        if end <= self.buf.len() {
+            return Ok(());
+        }
+        let target = end.saturating_add(Self::READ_AHEAD).min(self.len);
+        let want = target - self.buf.len();
+        self.buf.reserve(want);
+        (&mut self.file)
+            .take(want as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(io_err("reading", &self.seg.path))?;
+        if self.buf.len() < end {
+            // The file shrank under us: treat what is missing as the end of the file.
+            self.len = self.buf.len();
+        }
+        Ok(())
+    }
+
+    /// Whether every byte from `off` to the end of the segment is zero, reading what is not
+    /// loaded yet in blocks without keeping it.
+    fn zero_from(&mut self, off: usize) -> Result<bool> {
+        if off < self.buf.len() && !record::all_zero(&self.buf[off..]) {
+            return Ok(false);
+        }
+        let mut block = vec![0u8; 64 * 1024];
+        let mut at = self.buf.len().max(off);
+        while at < self.len {
+            let n = block.len().min(self.len - at);
+            self.read_at(at, &mut block[..n])?;
+            if !record::all_zero(&block[..n]) {
+                return Ok(false);
+            }
+            at += n;
+        }
+        Ok(true)
+    }
+
+    fn read_at(&self, at: usize, out: &mut [u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        self.file
+            .read_exact_at(out, at as u64)
+            .map_err(io_err("reading", &self.seg.path))
+    }
 }
 
 /// (epoch, flags) of every valid record found after the damaged offset `from`.

@@ -210,7 +210,7 @@ fn auth_error(e: AuthError) -> Response {
 }
 
 fn json_line<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
-    let mut body = serde_json::to_string(v).unwrap_or_default();
+    let mut body = crate::v2::json::to_go_json(v).unwrap_or_default();
     body.push('\n');
     json_response(status, body)
 }

@@ -138,19 +138,37 @@ impl Shared {
 fn run(shared: &Weak<Shared>, rev: i64, epoch: u64) -> Result<()> {
     let started = Instant::now();
     let keep = compact_index(shared, rev, epoch)?;
+    let index_took = started.elapsed();
     metrics::histogram!("etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds")
-        .record(millis(started.elapsed()));
-    let removed = compact_backend(shared, rev, epoch, &keep)?;
-    crate::stats::add(&crate::stats::MVCC.compacted_keys, removed);
+        .record(millis(index_took));
+    let backend = compact_backend(shared, rev, epoch, &keep)?;
+    crate::stats::add(&crate::stats::MVCC.compacted_keys, backend.removed);
     metrics::histogram!("etcd_debugging_mvcc_db_compaction_total_duration_milliseconds")
         .record(millis(started.elapsed()));
     tracing::info!(
         "compact-revision" = rev,
-        "removed-revisions" = removed,
+        "removed-revisions" = backend.removed,
         took = ?started.elapsed(),
+        "index-took" = ?index_took,
+        batches = backend.batches,
+        "batches-waited-for-writer" = ?backend.waited,
+        "batches-took" = ?backend.worked,
         "finished scheduled compaction"
     );
     Ok(())
+}
+
+/// What removing the old revisions from the backend did, and where its time went.
+#[derive(Debug, Default)]
+struct BackendCompaction {
+    /// Revisions removed.
+    removed: u64,
+    /// Write transactions.
+    batches: u64,
+    /// Time waiting for the backend's writer slot (held by apply batches and durable commits).
+    waited: Duration,
+    /// Time holding the writer slot, from the start of each batch to its commit.
+    worked: Duration,
 }
 
 /// A duration in whole milliseconds, as etcd's compaction histograms record them.
@@ -180,20 +198,23 @@ fn compact_index(shared: &Weak<Shared>, rev: i64, epoch: u64) -> Result<HashSet<
 }
 
 /// Removes revisions ≤ `rev` not in `keep` from the `key` table, in batches with pauses;
-/// records the finished compaction with the last batch. Returns how many were removed.
+/// records the finished compaction with the last batch.
 fn compact_backend(
     shared: &Weak<Shared>,
     rev: i64,
     epoch: u64,
     keep: &HashSet<Revision>,
-) -> Result<u64> {
+) -> Result<BackendCompaction> {
     let end = Revision::new(rev + 1, 0).to_bytes();
     let mut from: Vec<u8> = Vec::new();
-    let mut removed = 0u64;
+    let mut done = BackendCompaction::default();
     loop {
         let batch_started = Instant::now();
         let shared = shared.upgrade().ok_or(Error::Closed)?;
         let wb = shared.backend.begin_rewrite()?;
+        let holding = Instant::now();
+        done.waited += holding - batch_started;
+        done.batches += 1;
         // Checked while holding the write lock: a restore cannot commit until this batch ends.
         if shared.lock().epoch != epoch {
             wb.abort()?;
@@ -212,7 +233,7 @@ fn compact_backend(
                 let (r, _) = super::decode_rev(k)?;
                 if !keep.contains(&r) {
                     table.remove(&k[..])?;
-                    removed += 1;
+                    done.removed += 1;
                 }
             }
             if let Some(last) = batch.last() {
@@ -231,13 +252,116 @@ fn compact_backend(
         fail::fail_point!("compact_before_commit_batch");
         wb.commit()?;
         fail::fail_point!("compact_after_commit_batch");
+        done.worked += holding.elapsed();
         drop(shared);
         if last_batch {
-            return Ok(removed);
+            return Ok(done);
         }
         // As etcd: the time of each batch that is followed by a pause.
         metrics::histogram!("etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds")
             .record(millis(batch_started.elapsed()));
         thread::sleep(COMPACTION_SLEEP_INTERVAL);
+    }
+}
+
+/// A compaction of the store alone, without the server: `COMPACT_KEYS` keys (default 300,000)
+/// of 256 B written three times each, then a compaction at the last revision that removes
+/// two revisions of every key, while one put every 20 ms measures how long writes wait
+/// (counted from when each was due) before and during it.
+/// `cargo test --release -p oxcd-storage --lib bench_compaction -- --ignored --nocapture`
+#[cfg(test)]
+mod bench {
+    use super::super::KvStore;
+    use crate::backend::{Backend, BackendConfig};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    fn quantiles(mut v: Vec<Duration>) -> String {
+        v.sort();
+        let Some(max) = v.last() else {
+            return "n 0".into();
+        };
+        let at = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
+        format!(
+            "n {} p50 {:?} p99 {:?} max {max:?}",
+            v.len(),
+            at(0.5),
+            at(0.99)
+        )
+    }
+
+    #[test]
+    #[ignore]
+    fn bench_compaction() {
+        let keys: usize = std::env::var("COMPACT_KEYS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300_000);
+        let dir =
+            tempfile::tempdir_in(std::env::var("COMPACT_DIR").unwrap_or("/tmp".into())).unwrap();
+        let backend = Backend::open(dir.path().join("db"), BackendConfig::default()).unwrap();
+        let s = KvStore::open(backend).unwrap();
+        let value = [b'v'; 256];
+        let started = Instant::now();
+        for _ in 0..3 {
+            for chunk in (0..keys).collect::<Vec<_>>().chunks(1000) {
+                let mut b = s.begin_batch().unwrap();
+                for i in chunk {
+                    let mut t = b.txn();
+                    t.put(format!("key/{i:08}").as_bytes(), &value, 0).unwrap();
+                    t.end();
+                }
+                b.commit().unwrap();
+            }
+        }
+        s.force_commit().unwrap();
+        eprintln!("fill {keys} keys x 3: {:?}", started.elapsed());
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let latencies = Arc::new(Mutex::new(Vec::<(Instant, Duration)>::new()));
+        let writer = {
+            let (s, stop, latencies) = (s.clone(), stop.clone(), latencies.clone());
+            thread::spawn(move || {
+                let start = Instant::now();
+                for k in 0u32.. {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let due = start + Duration::from_millis(20) * k;
+                    thread::sleep(due.saturating_duration_since(Instant::now()));
+                    let mut b = s.begin_batch().unwrap();
+                    let mut t = b.txn();
+                    t.put(format!("new/{k:08}").as_bytes(), &value, 0).unwrap();
+                    t.end();
+                    b.commit().unwrap();
+                    latencies.lock().unwrap().push((due, due.elapsed()));
+                }
+            })
+        };
+        let within = |from: Instant, to: Instant| {
+            let all = latencies.lock().unwrap();
+            quantiles(
+                all.iter()
+                    .filter(|(due, _)| (from..to).contains(due))
+                    .map(|(_, took)| *took)
+                    .collect(),
+            )
+        };
+        let from = Instant::now();
+        thread::sleep(Duration::from_secs(5));
+        let without = within(from, Instant::now());
+        let from = Instant::now();
+        s.compact(s.current_revision()).unwrap().wait().unwrap();
+        let to = Instant::now();
+        stop.store(true, Ordering::Release);
+        writer.join().unwrap();
+        eprintln!(
+            "compaction of {} revisions: {:?}\n  puts without: {without}\n  puts during:  {}",
+            2 * keys,
+            to - from,
+            within(from, to)
+        );
     }
 }
