@@ -5,16 +5,18 @@
 //! 100000 by default) so that a lagging follower can catch up from the log. `MemStorage` holds
 //! them as a `Vec<Entry>`: 104 bytes of struct per entry, most of it the two `Bytes` of `data`
 //! and `context` and protobuf bookkeeping, on top of the payload itself, and up to twice that
-//! while the vector has grown but not filled. Here an entry is its term, type and payload (the
-//! context, almost always empty, is boxed apart), 56 bytes; the full `Entry` is rebuilt when
-//! raft asks for it. The behaviour is `MemStorage`'s, call for call (the test below checks it
-//! against `MemStorage`).
+//! while the vector has grown but not filled; and each payload is an allocation of its own with
+//! the header `Bytes` adds once it is shared. Here an entry is its term, type and payload (the
+//! context, almost always empty, is boxed apart), 56 bytes, and payloads are copied into shared
+//! 64 KiB chunks; the full `Entry` is rebuilt when raft asks for it, its payload a slice of its
+//! chunk. The behaviour is `MemStorage`'s, call for call (the test below checks it against
+//! `MemStorage`).
 
 use std::cmp;
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
 use raft::{Error, GetEntriesContext, RaftState, Result, Storage, StorageError, NO_LIMIT};
@@ -50,10 +52,10 @@ struct Packed {
 }
 
 impl Packed {
-    fn new(e: &Entry) -> Self {
+    fn new(e: &Entry, chunk: &mut BytesMut) -> Self {
         Packed {
             term: e.term,
-            data: e.data.clone(),
+            data: copy_into(chunk, &e.data),
             entry_type: e.entry_type,
             sync_log: e.sync_log,
             context: (!e.context.is_empty()).then(|| Box::new(e.context.clone())),
@@ -73,6 +75,20 @@ impl Packed {
     }
 }
 
+/// Copies `data` to the end of `chunk` (a new one when it is full) and returns the copy. A
+/// chunk is freed once no entry in it is kept or lent out.
+fn copy_into(chunk: &mut BytesMut, data: &[u8]) -> Bytes {
+    const CHUNK: usize = 64 * 1024;
+    if data.is_empty() {
+        return Bytes::new();
+    }
+    if chunk.capacity() - chunk.len() < data.len() {
+        *chunk = BytesMut::with_capacity(CHUNK.max(data.len()));
+    }
+    chunk.extend_from_slice(data);
+    chunk.split().freeze()
+}
+
 #[derive(Default)]
 pub struct LogCore {
     raft_state: RaftState,
@@ -80,6 +96,8 @@ pub struct LogCore {
     /// Index of `entries[0]`; meaningless while `entries` is empty.
     offset: u64,
     entries: VecDeque<Packed>,
+    /// Where the next payloads are copied.
+    chunk: BytesMut,
 }
 
 impl LogCore {
@@ -173,7 +191,9 @@ impl LogCore {
             self.offset = first.index;
         }
         self.entries.truncate(keep);
-        self.entries.extend(ents.iter().map(Packed::new));
+        let chunk = &mut self.chunk;
+        self.entries
+            .extend(ents.iter().map(|e| Packed::new(e, chunk)));
         Ok(())
     }
 
@@ -339,6 +359,35 @@ mod tests {
                 "{step}: snapshot"
             );
         }
+    }
+
+    /// Payloads copied into chunks come back whole, across chunk boundaries, for an entry
+    /// larger than a chunk, and after the entries before them are dropped.
+    #[test]
+    fn payloads_span_chunks() {
+        let store = LogStore::new();
+        let ents: Vec<Entry> = (1..=300)
+            .map(|i| {
+                entry(
+                    i,
+                    1,
+                    if i == 150 {
+                        100 * 1024
+                    } else {
+                        700 + i as usize
+                    },
+                )
+            })
+            .collect();
+        store.wl().append(&ents[..100]).unwrap();
+        store.wl().append(&ents[100..]).unwrap();
+        let all = |s: &LogStore, low| {
+            s.entries(low, 301, None, GetEntriesContext::empty(false))
+                .unwrap()
+        };
+        assert_eq!(all(&store, 1), ents);
+        store.wl().compact(200).unwrap();
+        assert_eq!(all(&store, 200), ents[199..]);
     }
 
     #[test]
