@@ -386,6 +386,24 @@ fn bad_flags_exit_as_cobra() {
         &["member", "list", "extra"],
         &["endpoint", "hashkv", "extra"],
         &["lease", "list", "extra"],
+        // cobra finds the command before parsing flags: an unknown flag takes the next
+        // word (the root's usage), and a command's flags may stand before its name.
+        &["--version", "get"],
+        &["-x", "get"],
+        &["--prefix", "get", "a"],
+        &["--limit=1", "get", "a"],
+        &["--prefix=true", "--keys-only", "get", "a"],
+        &["-w", "json", "mem", "li"],
+        // Unknown commands, with cobra's suggestions.
+        &["c"],
+        &["gte", "a"],
+        &["hepl"],
+        &["zzzz"],
+        // Go's digit separators in int flags.
+        &["get", "a", "--limit=1_0"],
+        &["get", "a", "--rev=0x_1"],
+        &["get", "a", "--limit=1__0"],
+        &["get", "a", "--limit=_1"],
     ] {
         let r = Run {
             args,
@@ -394,6 +412,24 @@ fn bad_flags_exit_as_cobra() {
         let expected = ctl_support::run(&oxcd_e2e::etcdctl_bin(), &pair.reference.endpoint(), &r);
         let got = ctl_support::run(&linked, &pair.reference.endpoint(), &r);
         assert_eq!(expected.to_string(), got.to_string(), "{args:?}");
+    }
+    // A shell's completion command takes no argument. (Its usage text on stdout differs:
+    // the completion scripts and their help are clap's, not cobra's.)
+    for args in [
+        &["completion", "bash", "x"][..],
+        &["completion", "zsh", "a", "b"],
+    ] {
+        let r = Run {
+            args,
+            ..Default::default()
+        };
+        let expected = ctl_support::run(&oxcd_e2e::etcdctl_bin(), &pair.reference.endpoint(), &r);
+        let got = ctl_support::run(&linked, &pair.reference.endpoint(), &r);
+        assert_eq!(
+            (expected.code, expected.stderr),
+            (got.code, got.stderr),
+            "{args:?}"
+        );
     }
 }
 
