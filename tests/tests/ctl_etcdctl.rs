@@ -325,6 +325,7 @@ fn unreachable_endpoint() {
     for args in [
         &["get", "a", "--command-timeout=1s"][..],
         &["put", "a", "b", "--command-timeout=1s"],
+        &["get", "a", "--dial-timeout=1ms", "--command-timeout=1s"],
     ] {
         let r = Run {
             args,
