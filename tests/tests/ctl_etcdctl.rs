@@ -538,3 +538,49 @@ fn auth_users_and_roles() {
         });
     }
 }
+
+/// `member add` on a one-member cluster: etcd takes the first new member (a one-member
+/// cluster may grow to two), then refuses a second one at once, as the two members
+/// started would no longer make a quorum of three. oxcd must answer the same.
+#[test]
+fn member_add_on_one_member_matches_etcd() {
+    let answers: Vec<(String, String)> = [oxcd_e2e::real_etcd_bin(), oxcd_e2e::server_bin()]
+        .into_iter()
+        .map(|bin| {
+            let mut member = oxcd_e2e::Member::builder().name("one").bin(bin).spawn();
+            member.wait_ready();
+            let add = |name: &str, url: &str| {
+                let peer_urls = format!("--peer-urls={url}");
+                let r = Run {
+                    args: &["member", "add", name, &peer_urls, "--command-timeout=10s"],
+                    ..Default::default()
+                };
+                ctl_support::run(&oxcd_e2e::etcdctl_bin(), &member.endpoint(), &r)
+            };
+            let first = add("two", "http://127.0.0.1:1");
+            let second = add("three", "http://127.0.0.1:2");
+            assert!(first.stdout.starts_with("Member "), "{first}");
+            // The member id, cluster id and peer port differ between runs: keep the rest.
+            let first = format!(
+                "{:?}\n{}",
+                first.code,
+                &first.stdout[first.stdout.find('\n').unwrap_or(0)..]
+            )
+            .replace(&member.peer_url(), "PEER_URL");
+            let second = format!(
+                "{:?}\n{}{}",
+                second.code,
+                second.stdout,
+                second.stderr.lines().last().unwrap_or_default()
+            );
+            drop(member);
+            (first, second)
+        })
+        .collect();
+    assert!(
+        answers[0].1.contains("not enough started members"),
+        "{}",
+        answers[0].1
+    );
+    assert_eq!(answers[0], answers[1]);
+}
