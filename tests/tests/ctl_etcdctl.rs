@@ -560,11 +560,16 @@ fn member_add_on_one_member_matches_etcd() {
             let first = add("two", "http://127.0.0.1:1");
             let second = add("three", "http://127.0.0.1:2");
             assert!(first.stdout.starts_with("Member "), "{first}");
-            // The member id, cluster id and peer port differ between runs: keep the rest.
+            // The member id, cluster id and peer port differ between runs: keep the rest. The
+            // members of ETCD_INITIAL_CLUSTER come in id order, and ids are random: sort them.
             let first = format!(
                 "{:?}\n{}",
                 first.code,
                 &first.stdout[first.stdout.find('\n').unwrap_or(0)..]
+                    .lines()
+                    .map(sorted_initial_cluster)
+                    .collect::<Vec<_>>()
+                    .join("\n")
             )
             .replace(&member.peer_url(), "PEER_URL");
             let second = format!(
@@ -583,4 +588,17 @@ fn member_add_on_one_member_matches_etcd() {
         answers[0].1
     );
     assert_eq!(answers[0], answers[1]);
+}
+
+/// An `ETCD_INITIAL_CLUSTER="a=u,b=v"` line with its members sorted; any other line as it is.
+fn sorted_initial_cluster(line: &str) -> String {
+    let Some(members) = line
+        .strip_prefix("ETCD_INITIAL_CLUSTER=\"")
+        .and_then(|rest| rest.strip_suffix('"'))
+    else {
+        return line.to_owned();
+    };
+    let mut members: Vec<&str> = members.split(',').collect();
+    members.sort_unstable();
+    format!("ETCD_INITIAL_CLUSTER=\"{}\"", members.join(","))
 }
