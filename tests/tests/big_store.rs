@@ -977,9 +977,9 @@ async fn bench_big_store() {
 }
 
 /// The issue 14 watcher benchmark, run by hand: `BIG_BENCH_WATCHERS` watchers (default
-/// 100000) on `BIG_BENCH_WATCH_KEYS` keys (default 10000), over 100 watch streams; the
-/// server's RSS per watcher, and the delivery latency of 1000 puts to every watcher of their
-/// key.
+/// 100000) on `BIG_BENCH_WATCH_KEYS` keys (default 10000), over 100 watch streams (10 per
+/// connection); the server's RSS per watcher, and for each of 1000 puts (one at a time), the
+/// time until every watcher of its key has the event. Fails if any watcher misses an event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn bench_watchers() {
@@ -989,77 +989,119 @@ async fn bench_watchers() {
     );
     const STREAMS: usize = 100;
     const PUTS: usize = 1000;
+    let per = watchers / STREAMS;
+    assert_eq!(per * STREAMS % keys, 0, "every key gets as many watchers");
     let member = Member::start_single();
     fill(&member, "wk/", keys, 64).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = member.pid().unwrap();
     let before = rss_and_peak(pid).0;
 
+    // Each event's value is the instant (ns since `epoch`) its put was sent.
     let epoch = Instant::now();
     let created = Arc::new(AtomicUsize::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let arrivals = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
+    let started = Instant::now();
     let mut clients = Vec::new();
     for s in 0..STREAMS {
         if s % 10 == 0 {
             clients.push(connect(&member).await);
         }
         let client = clients.last_mut().unwrap();
-        let per = watchers / STREAMS;
-        let key = |j: usize| format!("wk/{:06}", (s * per + j) % keys);
-        let mut stream = client.watch(key(0), None).await.unwrap();
-        for j in 1..per {
-            stream.watch(key(j), None).await.unwrap();
-        }
-        let (created, latencies) = (created.clone(), latencies.clone());
+        let key = move |j: usize| format!("wk/{:06}", (s * per + j) % keys);
+        let (mut watcher, mut stream) = client.watch(key(0), None).await.unwrap().split();
+        let (created, arrivals) = (created.clone(), arrivals.clone());
         tokio::spawn(async move {
             while let Ok(Some(resp)) = stream.message().await {
                 if resp.created() {
                     created.fetch_add(1, Ordering::Relaxed);
                 }
+                let now = epoch.elapsed().as_nanos() as u64;
+                let mut arrivals = arrivals.lock().unwrap();
                 for ev in resp.events() {
                     let sent: u64 = ev.kv().unwrap().value_str().unwrap().parse().unwrap();
-                    let now = epoch.elapsed().as_nanos() as u64;
-                    latencies
-                        .lock()
-                        .unwrap()
-                        .push(Duration::from_nanos(now - sent));
+                    arrivals.push((sent, now));
                 }
             }
         });
+        // The first watch is created by `watch` itself; the rest share its stream.
+        tokio::spawn(async move {
+            for j in 1..per {
+                watcher.watch(key(j), None).await.unwrap();
+            }
+            // Keeps the request side of the stream open.
+            std::future::pending::<()>().await;
+        });
     }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while created.load(Ordering::Relaxed) < watchers {
-        assert!(Instant::now() < deadline, "watchers not created in time");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while created.load(Ordering::Relaxed) < per * STREAMS {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} watchers created in time",
+            created.load(Ordering::Relaxed),
+            per * STREAMS
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let creation = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let after = rss_and_peak(pid).0;
     println!(
-        "{watchers} watchers on {keys} keys: RSS {} -> {} MiB, {} bytes per watcher",
+        "{} watchers on {keys} keys: created in {creation:.1?}, RSS {} -> {} MiB, {} bytes per watcher",
+        per * STREAMS,
         before >> 20,
         after >> 20,
-        after.saturating_sub(before) / watchers as u64
+        after.saturating_sub(before) / (per * STREAMS) as u64
     );
 
     let mut client = connect(&member).await;
+    let mut put_took = Vec::new();
     for i in 0..PUTS {
         let sent = epoch.elapsed().as_nanos() as u64;
         let key = format!("wk/{:06}", (i * 7919) % keys);
         client.put(key, sent.to_string(), None).await.unwrap();
+        put_took.push(Duration::from_nanos(
+            epoch.elapsed().as_nanos() as u64 - sent,
+        ));
     }
-    let want = PUTS * watchers / keys;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while latencies.lock().unwrap().len() < want && Instant::now() < deadline {
+    let each = per * STREAMS / keys;
+    let want = PUTS * each;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while arrivals.lock().unwrap().len() < want && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
-    lat.sort();
-    let q = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let arrivals = std::mem::take(&mut *arrivals.lock().unwrap());
+    // Per put: how many watchers had its event, and when the last of them got it.
+    let mut per_put = std::collections::BTreeMap::<u64, (usize, u64)>::new();
+    for (sent, at) in &arrivals {
+        let e = per_put.entry(*sent).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(at - sent);
+    }
+    let mut all: Vec<Duration> = per_put
+        .values()
+        .map(|(_, last)| Duration::from_nanos(*last))
+        .collect();
+    all.sort();
+    put_took.sort();
+    let q = |v: &[Duration], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    let incomplete = per_put.values().filter(|(n, _)| *n != each).count();
     println!(
-        "delivery of {PUTS} puts: {} events of {want}, p50 {:?}, p99 {:?}, max {:?}",
-        lat.len(),
-        q(0.5),
-        q(0.99),
-        q(1.0)
+        "delivery of {PUTS} puts to all {each} watchers of the key: p50 {:.1?}, p99 {:.1?}, max {:.1?}; \
+         puts p50 {:.1?}, p99 {:.1?}; {} events of {want}, {} puts not seen by all their watchers",
+        q(&all, 0.5),
+        q(&all, 0.99),
+        q(&all, 1.0),
+        q(&put_took, 0.5),
+        q(&put_took, 0.99),
+        arrivals.len(),
+        PUTS - per_put.len() + incomplete
     );
+    assert_eq!(
+        arrivals.len(),
+        want,
+        "every watcher has every event of its key"
+    );
+    assert_eq!(per_put.len(), PUTS);
 }
