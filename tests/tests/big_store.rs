@@ -757,7 +757,8 @@ fn mib(bytes: u64) -> f64 {
 /// 10-key reads (open loop, 40 puts/s and 20 reads/s), defragmented `BIG_BENCH_ROUNDS`
 /// times (default 3). Before each defrag, a window as long as the last defrag (10 s before
 /// the first) measures the same load without one, so the two are compared under the same
-/// machine load. Prints put and read latencies without and during defrag.
+/// machine load. Prints put and read latencies without and during defrag, then the RSS, the
+/// time a restart takes to be ready and the RSS after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn bench_defrag() {
@@ -765,12 +766,16 @@ async fn bench_defrag() {
     const VALUE: usize = 3500;
     let keys = env_or("BIG_BENCH_DEFRAG_MIB", 1024) * (1 << 20) / VALUE;
     let rounds = env_or("BIG_BENCH_ROUNDS", 3);
-    let member = Member::builder()
+    let mut member = Member::builder()
         .arg("--quota-backend-bytes=34359738368")
         .start();
     let started = Instant::now();
     fill(&member, "bench/", keys, VALUE).await;
-    println!("fill {keys} keys of {VALUE} B: {:?}", started.elapsed());
+    println!(
+        "fill {keys} keys of {VALUE} B: {:?}, RSS {:.0} MiB",
+        started.elapsed(),
+        mib(rss_and_peak(member.pid().unwrap()).0)
+    );
     let mut client = connect(&member).await;
     let load = Load::start(&member, 4, 2, "bench/", keys).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -804,6 +809,20 @@ async fn bench_defrag() {
     println!("during defrag:  puts {}", quantiles(&puts, &during));
     println!("without defrag: reads {}", quantiles(&reads, &without));
     println!("during defrag:  reads {}", quantiles(&reads, &during));
+
+    let (rss, peak) = rss_and_peak(member.pid().unwrap());
+    println!(
+        "RSS after the defrags {:.0} MiB, peak {:.0} MiB",
+        mib(rss),
+        mib(peak)
+    );
+    member.stop();
+    let started = Instant::now();
+    member.restart();
+    println!("restart to ready: {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = member.pid().unwrap();
+    println!("RSS after restart: {:.0} MiB", mib(rss_and_peak(pid).0));
 }
 
 /// The issue 14 benchmark, run by hand against any server (`OXCD_BIN`), sizes from
