@@ -752,6 +752,52 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
+/// A restart reads the raft log since the last snapshot back from the WAL and keeps it in
+/// memory, as before the restart: it should not hold it twice. It does today (a member with a
+/// 4.6 GiB log went from 4.7 to 9.3 GiB of RSS across a restart; etcd 3.5.1 from 8 to 14 GiB):
+/// this reproduces it at 192 MiB. Anonymous memory, not allocator retention (glibc's
+/// `MALLOC_*` knobs change nothing); the cause is not found yet. See the issue 14 report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known issue 14: a restart holds the raft log twice"]
+async fn issue_14_restart_holds_the_raft_log_once() {
+    oxcd_only!();
+    const LOG_MIB: usize = 192;
+    const VALUE: usize = 3000;
+    let mut member = Member::start_single();
+    fill(&member, "r/", (LOG_MIB << 20) / VALUE, VALUE).await;
+    let before = rss_and_peak(member.pid().unwrap()).0;
+    member.stop();
+    member.restart();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss_and_peak(member.pid().unwrap()).0;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", member.pid().unwrap()))
+        .expect("status of the member");
+    let rss: Vec<&str> = status.lines().filter(|l| l.starts_with("Rss")).collect();
+    println!("after the restart: {}", rss.join(", "));
+    println!(
+        "RSS before the restart {:.0} MiB, after it {:.0} MiB",
+        mib(before),
+        mib(after)
+    );
+    // Twice the log would be `before + LOG_MIB`.
+    assert!(
+        after < before + ((LOG_MIB / 2) << 20) as u64,
+        "RSS after the restart {:.0} MiB, before it {:.0} MiB, log {LOG_MIB} MiB",
+        mib(after),
+        mib(before)
+    );
+    let mut client = connect(&member).await;
+    let count = client
+        .get(
+            "r/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .unwrap()
+        .count();
+    assert_eq!(count as usize, (LOG_MIB << 20) / VALUE);
+}
+
 /// The issue 14 defrag benchmark, run by hand against any server (`OXCD_BIN`): a store of
 /// `BIG_BENCH_DEFRAG_MIB` MiB (default 1024) of 3500-byte values, under a steady load of puts and
 /// 10-key reads (open loop, 40 puts/s and 20 reads/s), defragmented `BIG_BENCH_ROUNDS`
@@ -1016,10 +1062,10 @@ async fn bench_watchers() {
     let pid = member.pid().unwrap();
     let before = rss_and_peak(pid).0;
 
-    // Each event's value is the instant (ns since `epoch`) its put was sent.
+    // Each event's value is its put's number and the instant (ns since `epoch`) it was sent.
     let epoch = Instant::now();
     let created = Arc::new(AtomicUsize::new(0));
-    let arrivals = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
+    let arrivals = Arc::new(Mutex::new(Vec::<(usize, u64, u64)>::new()));
     let started = Instant::now();
     let mut clients = Vec::new();
     for s in 0..STREAMS {
@@ -1038,8 +1084,9 @@ async fn bench_watchers() {
                 let now = epoch.elapsed().as_nanos() as u64;
                 let mut arrivals = arrivals.lock().unwrap();
                 for ev in resp.events() {
-                    let sent: u64 = ev.kv().unwrap().value_str().unwrap().parse().unwrap();
-                    arrivals.push((sent, now));
+                    let value = ev.kv().unwrap().value_str().unwrap();
+                    let (put, sent) = value.split_once(' ').unwrap();
+                    arrivals.push((put.parse().unwrap(), sent.parse().unwrap(), now));
                 }
             }
         });
@@ -1073,15 +1120,31 @@ async fn bench_watchers() {
         after.saturating_sub(before) / (per * STREAMS) as u64
     );
 
-    let mut client = connect(&member).await;
+    // `BIG_BENCH_WATCH_PUTTERS` clients put at once, each one put at a time.
+    let putters = env_or("BIG_BENCH_WATCH_PUTTERS", 1);
+    let mut tasks = Vec::new();
+    for p in 0..putters {
+        let mut client = connect(&member).await;
+        tasks.push(tokio::spawn(async move {
+            let mut took = Vec::new();
+            for i in (p..PUTS).step_by(putters) {
+                let sent = epoch.elapsed().as_nanos() as u64;
+                let key = format!("wk/{:06}", (i * 7919) % keys);
+                let put = client.put(key, format!("{i} {sent}"), None);
+                tokio::time::timeout(REQUEST_TIMEOUT, put)
+                    .await
+                    .expect("put in time")
+                    .expect("put");
+                took.push(Duration::from_nanos(
+                    epoch.elapsed().as_nanos() as u64 - sent,
+                ));
+            }
+            took
+        }));
+    }
     let mut put_took = Vec::new();
-    for i in 0..PUTS {
-        let sent = epoch.elapsed().as_nanos() as u64;
-        let key = format!("wk/{:06}", (i * 7919) % keys);
-        client.put(key, sent.to_string(), None).await.unwrap();
-        put_took.push(Duration::from_nanos(
-            epoch.elapsed().as_nanos() as u64 - sent,
-        ));
+    for t in tasks {
+        put_took.extend(t.await.unwrap());
     }
     let each = per * STREAMS / keys;
     let want = PUTS * each;
@@ -1092,9 +1155,9 @@ async fn bench_watchers() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let arrivals = std::mem::take(&mut *arrivals.lock().unwrap());
     // Per put: how many watchers had its event, and when the last of them got it.
-    let mut per_put = std::collections::BTreeMap::<u64, (usize, u64)>::new();
-    for (sent, at) in &arrivals {
-        let e = per_put.entry(*sent).or_default();
+    let mut per_put = std::collections::BTreeMap::<usize, (usize, u64)>::new();
+    for (put, sent, at) in &arrivals {
+        let e = per_put.entry(*put).or_default();
         e.0 += 1;
         e.1 = e.1.max(at - sent);
     }
@@ -1107,7 +1170,7 @@ async fn bench_watchers() {
     let q = |v: &[Duration], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
     let incomplete = per_put.values().filter(|(n, _)| *n != each).count();
     println!(
-        "delivery of {PUTS} puts to all {each} watchers of the key: p50 {:.1?}, p99 {:.1?}, max {:.1?}; \
+        "delivery of {PUTS} puts ({putters} at once) to all {each} watchers of the key: p50 {:.1?}, p99 {:.1?}, max {:.1?}; \
          puts p50 {:.1?}, p99 {:.1?}; {} events of {want}, {} puts not seen by all their watchers",
         q(&all, 0.5),
         q(&all, 0.99),
