@@ -325,6 +325,7 @@ fn unreachable_endpoint() {
     for args in [
         &["get", "a", "--command-timeout=1s"][..],
         &["put", "a", "b", "--command-timeout=1s"],
+        &["get", "a", "--dial-timeout=1ms", "--command-timeout=1s"],
     ] {
         let r = Run {
             args,
@@ -386,6 +387,24 @@ fn bad_flags_exit_as_cobra() {
         &["member", "list", "extra"],
         &["endpoint", "hashkv", "extra"],
         &["lease", "list", "extra"],
+        // cobra finds the command before parsing flags: an unknown flag takes the next
+        // word (the root's usage), and a command's flags may stand before its name.
+        &["--version", "get"],
+        &["-x", "get"],
+        &["--prefix", "get", "a"],
+        &["--limit=1", "get", "a"],
+        &["--prefix=true", "--keys-only", "get", "a"],
+        &["-w", "json", "mem", "li"],
+        // Unknown commands, with cobra's suggestions.
+        &["c"],
+        &["gte", "a"],
+        &["hepl"],
+        &["zzzz"],
+        // Go's digit separators in int flags.
+        &["get", "a", "--limit=1_0"],
+        &["get", "a", "--rev=0x_1"],
+        &["get", "a", "--limit=1__0"],
+        &["get", "a", "--limit=_1"],
     ] {
         let r = Run {
             args,
@@ -394,6 +413,24 @@ fn bad_flags_exit_as_cobra() {
         let expected = ctl_support::run(&oxcd_e2e::etcdctl_bin(), &pair.reference.endpoint(), &r);
         let got = ctl_support::run(&linked, &pair.reference.endpoint(), &r);
         assert_eq!(expected.to_string(), got.to_string(), "{args:?}");
+    }
+    // A shell's completion command takes no argument. (Its usage text on stdout differs:
+    // the completion scripts and their help are clap's, not cobra's.)
+    for args in [
+        &["completion", "bash", "x"][..],
+        &["completion", "zsh", "a", "b"],
+    ] {
+        let r = Run {
+            args,
+            ..Default::default()
+        };
+        let expected = ctl_support::run(&oxcd_e2e::etcdctl_bin(), &pair.reference.endpoint(), &r);
+        let got = ctl_support::run(&linked, &pair.reference.endpoint(), &r);
+        assert_eq!(
+            (expected.code, expected.stderr),
+            (got.code, got.stderr),
+            "{args:?}"
+        );
     }
 }
 
@@ -500,4 +537,50 @@ fn auth_users_and_roles() {
             ..Default::default()
         });
     }
+}
+
+/// `member add` on a one-member cluster: etcd takes the first new member (a one-member
+/// cluster may grow to two), then refuses a second one at once, as the two members
+/// started would no longer make a quorum of three. oxcd must answer the same.
+#[test]
+fn member_add_on_one_member_matches_etcd() {
+    let answers: Vec<(String, String)> = [oxcd_e2e::real_etcd_bin(), oxcd_e2e::server_bin()]
+        .into_iter()
+        .map(|bin| {
+            let mut member = oxcd_e2e::Member::builder().name("one").bin(bin).spawn();
+            member.wait_ready();
+            let add = |name: &str, url: &str| {
+                let peer_urls = format!("--peer-urls={url}");
+                let r = Run {
+                    args: &["member", "add", name, &peer_urls, "--command-timeout=10s"],
+                    ..Default::default()
+                };
+                ctl_support::run(&oxcd_e2e::etcdctl_bin(), &member.endpoint(), &r)
+            };
+            let first = add("two", "http://127.0.0.1:1");
+            let second = add("three", "http://127.0.0.1:2");
+            assert!(first.stdout.starts_with("Member "), "{first}");
+            // The member id, cluster id and peer port differ between runs: keep the rest.
+            let first = format!(
+                "{:?}\n{}",
+                first.code,
+                &first.stdout[first.stdout.find('\n').unwrap_or(0)..]
+            )
+            .replace(&member.peer_url(), "PEER_URL");
+            let second = format!(
+                "{:?}\n{}{}",
+                second.code,
+                second.stdout,
+                second.stderr.lines().last().unwrap_or_default()
+            );
+            drop(member);
+            (first, second)
+        })
+        .collect();
+    assert!(
+        answers[0].1.contains("not enough started members"),
+        "{}",
+        answers[0].1
+    );
+    assert_eq!(answers[0], answers[1]);
 }

@@ -111,6 +111,7 @@ pub struct GlobalFlags {
     pub discovery_srv_name: Option<String>,
 }
 
+/// In etcdctl's order, which cobra's suggestions follow.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Gets the key or a range of keys
@@ -145,6 +146,10 @@ pub enum Command {
     /// Manages etcd node snapshots
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Makes a mirror at the destination etcd cluster
+    MakeMirror(MakeMirrorArgs),
+    /// Migrates keys in a v2 store to a mvcc store
+    Migrate(MigrateArgs),
     /// Acquires a named lock
     Lock(LockArgs),
     /// Observes and participates in leader election
@@ -161,10 +166,6 @@ pub enum Command {
     /// commands for checking properties of the etcd cluster
     #[command(subcommand)]
     Check(CheckCommand),
-    /// Makes a mirror at the destination etcd cluster
-    MakeMirror(MakeMirrorArgs),
-    /// Migrates keys in a v2 store to a mvcc store
-    Migrate(MigrateArgs),
     /// Generate the autocompletion script for the specified shell
     #[command(subcommand)]
     Completion(CompletionCommand),

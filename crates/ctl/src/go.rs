@@ -245,8 +245,8 @@ pub fn parse_int(text: &str, base: u32) -> Result<i64, String> {
 }
 
 /// Go's `strconv.ParseInt(text, 0, 64)`, as pflag reads int flags: the base comes from the
-/// prefix (`0x`, `0o`, `0b`, or a leading `0` for octal), else 10. (Go's `_` digit
-/// separators are not taken.)
+/// prefix (`0x`, `0o`, `0b`, or a leading `0` for octal), else 10, and `_` may separate
+/// digits (`1_000`, `0x_ff`).
 pub fn parse_int_prefixed(text: &str) -> Result<i64, String> {
     let fail = |why: &str| {
         format!(
@@ -270,16 +270,52 @@ pub fn parse_int_prefixed(text: &str) -> Result<i64, String> {
     } else {
         (10, lower.as_str())
     };
+    if !underscores_separate_digits(&lower) {
+        return Err(fail("invalid syntax"));
+    }
+    let digits = digits.replace('_', "");
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(base)) {
         return Err(fail("invalid syntax"));
     }
-    let magnitude = u64::from_str_radix(digits, base).map_err(|_| fail("value out of range"))?;
+    let magnitude = u64::from_str_radix(&digits, base).map_err(|_| fail("value out of range"))?;
     if negative {
         0i64.checked_sub_unsigned(magnitude)
             .ok_or_else(|| fail("value out of range"))
     } else {
         i64::try_from(magnitude).map_err(|_| fail("value out of range"))
     }
+}
+
+/// Go's rule for `_` in a number (unsigned, lower case) read with base 0: each one stands
+/// between two digits, or between the base prefix (`0x`, `0o`, `0b`) and a digit.
+fn underscores_separate_digits(number: &str) -> bool {
+    let bytes = number.as_bytes();
+    let hex = number.starts_with("0x");
+    let prefixed = hex || number.starts_with("0o") || number.starts_with("0b");
+    // Whether the last byte seen was a digit (or the prefix), an underscore, or neither.
+    #[derive(PartialEq)]
+    enum Seen {
+        Start,
+        Digit,
+        Underscore,
+        Other,
+    }
+    let mut seen = if prefixed { Seen::Digit } else { Seen::Start };
+    for &b in &bytes[if prefixed { 2 } else { 0 }..] {
+        if b.is_ascii_digit() || (hex && b.is_ascii_hexdigit()) {
+            seen = Seen::Digit;
+        } else if b == b'_' {
+            if seen != Seen::Digit {
+                return false;
+            }
+            seen = Seen::Underscore;
+        } else if seen == Seen::Underscore {
+            return false;
+        } else {
+            seen = Seen::Other;
+        }
+    }
+    seen != Seen::Underscore
 }
 
 /// Go's `strconv.ParseUint(text, base, 64)`, with its error text.
@@ -319,6 +355,17 @@ mod tests {
             "strconv.ParseInt: parsing \"08\": invalid syntax"
         );
         assert!(parse_int_prefixed("0x").is_err());
+        // Go's digit separators.
+        assert_eq!(parse_int_prefixed("1_000"), Ok(1000));
+        assert_eq!(parse_int_prefixed("0x_1_f"), Ok(31));
+        assert_eq!(parse_int_prefixed("0_17"), Ok(15));
+        assert_eq!(parse_int_prefixed("-0b1_0"), Ok(-2));
+        for bad in ["_1", "1_", "1__0", "0x_", "_", "-_1"] {
+            assert_eq!(
+                parse_int_prefixed(bad).unwrap_err(),
+                format!("strconv.ParseInt: parsing \"{bad}\": invalid syntax")
+            );
+        }
         assert!(parse_int_prefixed("").is_err());
     }
 

@@ -6,6 +6,7 @@
 //! client from [`context`], and [`output`] renders answers as etcdctl does.
 
 mod cli;
+mod cobra;
 mod command;
 mod context;
 mod exit;
@@ -34,13 +35,22 @@ fn main() -> ExitCode {
         print!("{text}");
         return ExitCode::SUCCESS;
     }
-    let matches = match cli::command().try_get_matches() {
+    // cobra finds the command first, then lets it parse every other word.
+    let root = cli::command();
+    let found = cobra::find(&root, &argv);
+    if let Some(exit) = command_error(&root, &found) {
+        return exit;
+    }
+    let words = std::iter::once(program())
+        .chain(found.path.iter().cloned())
+        .chain(found.rest.iter().cloned());
+    let matches = match cli::command().try_get_matches_from(words) {
         Ok(matches) => matches,
-        Err(err) => return usage_error(err),
+        Err(err) => return usage_error(err, &found.path),
     };
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(err) => return usage_error(err),
+        Err(err) => return usage_error(err, &found.path),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -87,22 +97,52 @@ fn hint(message: &str) -> Option<&'static str> {
     }
 }
 
+/// The errors cobra finds before any flag is parsed: a word under the root that names no
+/// command, and an argument to a command that takes none (`completion bash x`).
+fn command_error(root: &clap::Command, found: &cobra::Found) -> Option<ExitCode> {
+    let mut command = root;
+    for name in &found.path {
+        command = command.find_subcommand(name)?;
+    }
+    let word = cobra::words(root, command, &found.rest)
+        .into_iter()
+        .next()?;
+    let program = program();
+    if found.path.is_empty() {
+        return Some(unknown_command(root, &word, &program));
+    }
+    if found.path.first().map(String::as_str) == Some("completion") && found.path.len() == 2 {
+        let path = format!("{program} {}", found.path.join(" "));
+        let message = format!("unknown command {word:?} for {path:?}");
+        return Some(flag_error(root, &found.path, &program, &message));
+    }
+    None
+}
+
+/// cobra's error for an unknown command under the root: no usage, a pointer to `--help`.
+fn unknown_command(root: &clap::Command, word: &str, program: &str) -> ExitCode {
+    let message = cobra::unknown_command(root, word, program);
+    eprintln!("Error: {message}\nRun '{program} --help' for usage.");
+    eprintln!("Error: {message}");
+    ExitCode::from(code::ERROR as u8)
+}
+
 /// Reports a command-line error as cobra does (`Error: unknown flag: --foo`, twice: once
 /// from cobra and once from etcdctl), exit 1; help goes to stdout, exit 0. There is no
-/// `--version` flag, as etcdctl has none (`version` is a command).
-fn usage_error(err: clap::Error) -> ExitCode {
+/// `--version` flag, as etcdctl has none (`version` is a command). `path` is the command
+/// cobra found.
+fn usage_error(err: clap::Error, path: &[String]) -> ExitCode {
     let root = cli::command();
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let path = usage::command_path(&root, &argv);
     let program = program();
     match err.kind() {
         // cobra prints the help of a group command run without (a known) subcommand.
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
-            print!("{}", usage::usage(&root, &path, &program, true));
+            print!("{}", usage::usage(&root, path, &program, true));
             return ExitCode::SUCCESS;
         }
         ErrorKind::InvalidSubcommand if !path.is_empty() => {
-            print!("{}", usage::usage(&root, &path, &program, true));
+            print!("{}", usage::usage(&root, path, &program, true));
             return ExitCode::SUCCESS;
         }
         _ => {}
@@ -127,9 +167,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
         }
         ErrorKind::InvalidSubcommand => {
             let sub = invalid(ContextKind::InvalidSubcommand);
-            eprintln!("Error: unknown command \"{sub}\" for \"{program}\"\nRun '{program} --help' for usage.");
-            eprintln!("Error: unknown command \"{sub}\" for \"{program}\"");
-            return ExitCode::from(code::ERROR as u8);
+            return unknown_command(&root, &sub, &program);
         }
         ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
             let arg = invalid(ContextKind::InvalidArg);
@@ -164,11 +202,15 @@ fn usage_error(err: clap::Error) -> ExitCode {
             .unwrap_or_default()
             .to_owned(),
     };
-    // cobra: the error, then the command's usage (etcdctl's template writes it to stdout,
-    // and cobra prints the empty string it returns as a line on stderr), then etcdctl's
-    // own error line.
+    flag_error(&root, path, &program, &message)
+}
+
+/// cobra's report of an error in a command's arguments: the error, then the command's
+/// usage (etcdctl's template writes it to stdout, and cobra prints the empty string it
+/// returns as a line on stderr), then etcdctl's own error line; exit 1.
+fn flag_error(root: &clap::Command, path: &[String], program: &str, message: &str) -> ExitCode {
     eprintln!("Error: {message}");
-    print!("{}", usage::usage(&root, &path, &program, true));
+    print!("{}", usage::usage(root, path, program, true));
     eprintln!();
     eprintln!("Error: {message}");
     ExitCode::from(code::ERROR as u8)

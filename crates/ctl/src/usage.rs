@@ -251,7 +251,7 @@ fn takes_value(root: &Command, command: &Command, is: impl Fn(&Arg) -> bool) -> 
 }
 
 /// A pflag boolean: `--flag` alone means true.
-fn is_bool(arg: &Arg) -> bool {
+pub fn is_bool(arg: &Arg) -> bool {
     arg.get_num_args()
         .is_some_and(|n| n.min_values() == 0 && n.max_values() == 1)
 }

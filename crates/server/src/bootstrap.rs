@@ -186,6 +186,7 @@ pub fn start(
         max_txn_ops: cfg.max_txn_ops,
         request_timeout: cfg.request_timeout(),
         max_learners: cfg.max_learners,
+        strict_reconfig_check: cfg.strict_reconfig_check,
         quota_bytes: cfg.quota_backend_bytes,
         disk_space,
     };

@@ -9,6 +9,7 @@ use oxcd_api::etcdserverpb;
 use oxcd_api::membershippb::{Attributes, Member, RaftAttributes};
 use oxcd_storage::schema;
 use prost::Message as _;
+use raft::eraftpb::ConfChangeType;
 use redb::{ReadableTable, WriteTransaction};
 
 use crate::error::ServerError;
@@ -175,6 +176,30 @@ impl Membership {
             .get_or_insert_with(Default::default)
             .peer_urls = peer_urls;
         self.store(tx, member)
+    }
+
+    /// Applies a committed conf change for member `id` (with the peer URLs its context
+    /// carries); `true` when it promoted a learner.
+    pub fn apply_conf_change(
+        &self,
+        tx: &WriteTransaction,
+        change: ConfChangeType,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<bool, ServerError> {
+        let existing = self.members.lock().unwrap().get(&id).cloned();
+        let is_learner = |m: &Member| m.raft_attributes.as_ref().is_some_and(|r| r.is_learner);
+        match (change, existing) {
+            (ConfChangeType::RemoveNode, _) => self.remove(tx, id).map(|()| false),
+            (ConfChangeType::AddNode, Some(m)) if is_learner(&m) => {
+                self.promote(tx, id).map(|()| true)
+            }
+            (_, Some(_)) => self.update_peer_urls(tx, id, peer_urls).map(|()| false),
+            (change, None) => {
+                let learner = change == ConfChangeType::AddLearnerNode;
+                self.add(tx, id, peer_urls, learner).map(|()| false)
+            }
+        }
     }
 
     /// Whether `id` was removed from the cluster.

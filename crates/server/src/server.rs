@@ -50,6 +50,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most learners the cluster may have (`--experimental-max-learners`).
     pub max_learners: usize,
+    /// Refuse a membership change that would lose quorum (`--strict-reconfig-check`).
+    pub strict_reconfig_check: bool,
     /// Backend size past which writes raise NOSPACE (`--quota-backend-bytes`); `None` = no quota.
     pub quota_bytes: Option<u64>,
     /// Whether the disk is nearly full; writes then raise NOSPACE too.

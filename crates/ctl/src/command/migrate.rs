@@ -5,10 +5,11 @@
 //! started on the data dir then serves them over v3, and its next revision follows them.
 //!
 //! The v2 store is read with the server's own code from the member's backend, where it is
-//! current to the backend's consistent index. etcd rebuilds its store from its snap files
-//! and WAL instead; a v2 request in oxcd's WAL after the consistent index (a member killed
-//! before its backend caught up) would be missed here, so migrate refuses then: starting
-//! the member once and stopping it applies the WAL.
+//! current to the backend's consistent index. The WAL's committed entries past that index
+//! (a member killed before its backend caught up) are then replayed into it in memory, by
+//! the server's own v2 apply, as etcdctl rebuilds its store from the snap files and WAL.
+//! Only the v2 store sees them: the backend is left as it was, so the member applies them
+//! itself when it starts.
 //!
 //! The transformer protocol is etcdctl's: every node, root first, goes to the program's
 //! stdin as etcd's v2 JSON (keys without the store's `/1` prefix, directories without their
@@ -29,14 +30,16 @@ use std::process::{Child, Command, Stdio};
 
 use oxcd_api::etcdserverpb::InternalRaftRequest;
 use oxcd_api::mvccpb::KeyValue;
+use oxcd_api::oxcdpb::ConfChangeContext;
 use oxcd_server::membership::Membership;
+use oxcd_server::v2::apply::Committed;
 use oxcd_server::v2::error::Code;
 use oxcd_server::v2::json::JsonWriter;
 use oxcd_server::v2::store::{NodeExtern, KEYS_PREFIX};
 use oxcd_server::v2::V2Store;
 use oxcd_storage::{schema, Backend, Revision, Snapshotter, Wal, WalSnapshot};
 use prost::Message;
-use raft::eraftpb::EntryType;
+use raft::eraftpb::{ConfChange, Entry, EntryType};
 use redb::ReadableTable;
 
 use crate::cli::MigrateArgs;
@@ -74,6 +77,8 @@ pub fn migrate(a: MigrateArgs) -> CmdResult {
 /// The backend of a stopped member, with its v2 store checked to be complete.
 struct StoppedMember {
     backend: Backend,
+    /// The WAL's entries the backend has not applied yet.
+    unapplied: Vec<Entry>,
 }
 
 impl StoppedMember {
@@ -93,13 +98,8 @@ impl StoppedMember {
             dir => dir.into(),
         };
         let applied = consistent_index(&backend)?;
-        if let Some(index) = v2_request_after(&snap_dir, &wal_dir, applied)? {
-            return Err(format!(
-                "the WAL holds a v2 request at index {index} that the backend has not applied \
-                 (it is at {applied}): start the member once and stop it, then migrate"
-            ));
-        }
-        Ok(StoppedMember { backend })
+        let unapplied = entries_after(&snap_dir, &wal_dir, applied)?;
+        Ok(StoppedMember { backend, unapplied })
     }
 
     /// The lines etcd's membership logs while etcdctl replays the member's WAL.
@@ -150,6 +150,7 @@ impl StoppedMember {
     /// a key is written, and so gives it that key's index.
     fn v2_keys(&self) -> Result<Option<NodeExtern>, String> {
         let store = V2Store::load(&self.backend).map_err(|e| e.to_string())?;
+        self.replay(&store).map_err(|e| e.to_string())?;
         match store.get(KEYS_PREFIX, true) {
             Ok(event) if event.node.nodes.as_ref().is_some_and(|n| !n.is_empty()) => {
                 Ok(Some(event.node))
@@ -158,6 +159,44 @@ impl StoppedMember {
             Err(e) if e.code == Code::KeyNotFound => Ok(None),
             Err(e) => Err(format!("{} ({})", e.code.message(), e.cause)),
         }
+    }
+
+    /// Applies the unapplied entries' v2 parts to `store`, as the member's apply would. The
+    /// member table follows the conf changes inside a write batch that is dropped, never
+    /// committed: the backend does not change.
+    fn replay(&self, store: &V2Store) -> Result<(), Box<dyn std::error::Error>> {
+        if self.unapplied.is_empty() {
+            return Ok(());
+        }
+        let membership = Membership::load(0, &self.backend)?;
+        let scratch = self.backend.begin_write()?;
+        let member = |id| membership.get(id);
+        for entry in &self.unapplied {
+            match entry.get_entry_type() {
+                EntryType::EntryConfChange => {
+                    let mut cc = ConfChange::default();
+                    protobuf::Message::merge_from_bytes(&mut cc, &entry.data)?;
+                    let context = ConfChangeContext::decode(&cc.context[..]).unwrap_or_default();
+                    let (change, id) = (cc.get_change_type(), cc.node_id);
+                    membership.apply_conf_change(scratch.txn(), change, id, context.peer_urls)?;
+                    store.replay(Committed::ConfChange(change, id), member);
+                }
+                EntryType::EntryNormal if !entry.data.is_empty() => {
+                    let req = InternalRaftRequest::decode(&entry.data[..]).map_err(|e| {
+                        format!("the WAL's entry {} does not decode: {e}", entry.index)
+                    })?;
+                    if let Some(v2) = &req.v2 {
+                        store.replay(Committed::V2(v2), member);
+                    } else if let Some(attr) = &req.cluster_member_attr_set {
+                        store.replay(Committed::MemberAttributes(attr), member);
+                    } else if let Some(version) = &req.cluster_version_set {
+                        store.replay(Committed::ClusterVersion(&version.ver), member);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Writes `kvs` into the `key` table, each at its mod revision, in one transaction.
@@ -214,9 +253,9 @@ fn consistent_index(backend: &Backend) -> Result<u64, String> {
         .unwrap_or(0))
 }
 
-/// The index of the first v2 request the WAL holds after `applied`, if any. The WAL is
-/// read from the snapshot a restart would load, as the server reads it.
-fn v2_request_after(snap_dir: &Path, wal_dir: &Path, applied: u64) -> Result<Option<u64>, String> {
+/// The WAL's entries after `applied`. The WAL is read from the snapshot a restart would
+/// load, as the server reads it.
+fn entries_after(snap_dir: &Path, wal_dir: &Path, applied: u64) -> Result<Vec<Entry>, String> {
     let text = |e: &dyn std::fmt::Display| format!("{}: {e}", wal_dir.display());
     let mut markers = Wal::valid_snapshots(wal_dir).map_err(|e| text(&e))?;
     markers.push(WalSnapshot::default());
@@ -232,10 +271,9 @@ fn v2_request_after(snap_dir: &Path, wal_dir: &Path, applied: u64) -> Result<Opt
     let contents = Wal::read(wal_dir, from).map_err(|e| text(&e))?;
     Ok(contents
         .entries
-        .iter()
-        .filter(|e| e.index > applied && e.get_entry_type() == EntryType::EntryNormal)
-        .find(|e| InternalRaftRequest::decode(&e.data[..]).is_ok_and(|req| req.v2.is_some()))
-        .map(|e| e.index))
+        .into_iter()
+        .filter(|e| e.index > applied)
+        .collect())
 }
 
 /// etcdctl's stream of nodes for the transformer, root first, depth first, in key order.

@@ -29,6 +29,7 @@ use crate::kv::txn::{self, WriteContext};
 use crate::lease::Lessor;
 use crate::membership::Membership;
 use crate::raft::{Apply, ProposalResult, RaftInput, RaftStatus};
+use crate::v2::apply::Committed;
 use crate::v2::store::V2Result;
 use crate::v2::V2Store;
 use crate::wait::Wait;
@@ -351,36 +352,22 @@ impl Applier {
         }
         let context = ConfChangeContext::decode(&cc.context[..]).unwrap_or_default();
         let id = cc.node_id;
-        let result = match cc.get_change_type() {
-            ConfChangeType::RemoveNode => self.membership.remove(batch.raw(), id),
-            ConfChangeType::AddLearnerNode => match self.membership.get(id) {
-                Some(_) => self
-                    .membership
-                    .update_peer_urls(batch.raw(), id, context.peer_urls),
-                None => self
-                    .membership
-                    .add(batch.raw(), id, context.peer_urls, true),
-            },
-            ConfChangeType::AddNode => match self.membership.get(id) {
-                Some(member) if member.is_learner => {
-                    let promoted = self.membership.promote(batch.raw(), id);
-                    if promoted.is_ok() {
-                        crate::stats::inc(&crate::stats::SERVER.learner_promotions);
-                    }
-                    promoted
-                }
-                Some(_) => self
-                    .membership
-                    .update_peer_urls(batch.raw(), id, context.peer_urls),
-                None => self
-                    .membership
-                    .add(batch.raw(), id, context.peer_urls, false),
-            },
-        };
-        if let Err(e) = result {
-            self.backend_failed("failed to record a membership change", &e);
+        match self.membership.apply_conf_change(
+            batch.raw(),
+            cc.get_change_type(),
+            id,
+            context.peer_urls,
+        ) {
+            Ok(true) => crate::stats::inc(&crate::stats::SERVER.learner_promotions),
+            Ok(false) => {}
+            Err(e) => self.backend_failed("failed to record a membership change", &e),
         }
-        if let Err(e) = self.mirror_conf_change(batch, cc.get_change_type(), id) {
+        let mirrored = self.v2.apply(
+            Committed::ConfChange(cc.get_change_type(), id),
+            |id| self.membership.get(id),
+            batch.raw(),
+        );
+        if let Err(e) = mirrored {
             panic!("failed to record a membership change in the v2 store: {e}");
         }
         tracing::info!(
@@ -394,29 +381,6 @@ impl Applier {
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         (cc.id, Ok(ApplyResponse::Members(self.membership.list())))
-    }
-
-    /// The v2 store's `/0/members` follow the member table, as in etcd 3.4.
-    fn mirror_conf_change(
-        &self,
-        batch: &Batch,
-        change: ConfChangeType,
-        id: u64,
-    ) -> Result<(), ServerError> {
-        let member = self.membership.get(id);
-        self.v2
-            .with_tree(batch.raw(), |tree| match (change, member) {
-                (ConfChangeType::RemoveNode, _) => tree.member_removed(id),
-                (_, Some(m))
-                    if tree
-                        .get(&format!("/0/members/{id:x}/raftAttributes"), false)
-                        .is_ok() =>
-                {
-                    tree.member_updated(id, &m.peer_ur_ls, m.is_learner)
-                }
-                (_, Some(m)) => tree.member_added(id, &m.peer_ur_ls, m.is_learner),
-                (_, None) => {}
-            })
     }
 
     /// Ends a write txn: its keys join or leave leases, its events wait for the commit.
@@ -520,21 +484,18 @@ impl Applier {
             ));
         }
         if let Some(v2) = req.v2 {
-            let result = self.v2.apply(&v2, batch.raw())?;
+            let member = |id| self.membership.get(id);
+            let result = self.v2.apply(Committed::V2(&v2), member, batch.raw())?;
             return Ok(ApplyResponse::V2(result));
         }
         if let Some(attr) = req.cluster_member_attr_set {
+            self.v2.apply(
+                Committed::MemberAttributes(&attr),
+                |id| self.membership.get(id),
+                batch.raw(),
+            )?;
             let attributes = attr.member_attributes.unwrap_or_default();
             let name = attributes.name.clone();
-            if self.membership.get(attr.member_id).is_some() {
-                self.v2.with_tree(batch.raw(), |tree| {
-                    tree.member_attributes(
-                        attr.member_id,
-                        &attributes.name,
-                        &attributes.client_urls,
-                    )
-                })?;
-            }
             let known = self
                 .membership
                 .set_attributes(batch.raw(), attr.member_id, attributes)?;
@@ -552,8 +513,11 @@ impl Applier {
             let changed = self
                 .membership
                 .set_cluster_version(batch.raw(), &version.ver)?;
-            self.v2
-                .with_tree(batch.raw(), |tree| tree.cluster_version(&version.ver))?;
+            self.v2.apply(
+                Committed::ClusterVersion(&version.ver),
+                |id| self.membership.get(id),
+                batch.raw(),
+            )?;
             // Logged once per version, as etcd does: every member publishes the version, and
             // tools (etcd's e2e suite among them) count this line to tell a member is ready.
             if changed {

@@ -62,6 +62,22 @@ impl ClusterService {
         Ok(())
     }
 
+    /// etcd's strict reconfiguration check: a voting member may join only if the started
+    /// members (those that published their name) still make a quorum with it, or when it
+    /// is the second member of a one-member cluster.
+    fn ready_to_add_voting_member(&self) -> bool {
+        let voting: Vec<Member> = self
+            .server
+            .membership
+            .list()
+            .into_iter()
+            .filter(|m| !m.is_learner)
+            .collect();
+        let started = voting.iter().filter(|m| !m.name.is_empty()).count();
+        let members = voting.len() + 1;
+        (started == 1 && members == 2) || started > members / 2
+    }
+
     fn existing(&self, id: u64) -> Result<Member, Status> {
         self.server
             .membership
@@ -80,6 +96,12 @@ impl Cluster for ClusterService {
         let req = request.into_inner();
         let urls = Self::parse_peer_urls(&req.peer_ur_ls)?;
         self.check_urls_unused(&urls, 0)?;
+        if !req.is_learner
+            && self.server.limits.strict_reconfig_check
+            && !self.ready_to_add_voting_member()
+        {
+            return Err(status(EtcdError::MemberNotEnoughStarted));
+        }
         if req.is_learner {
             let learners = self
                 .server

@@ -20,7 +20,7 @@ mod watch;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use oxcd_api::etcdserverpb::Request;
+use oxcd_api::etcdserverpb::Member;
 use redb::WriteTransaction;
 use tokio::sync::mpsc;
 
@@ -29,6 +29,7 @@ pub use node::{clean, name_of as node_name, NodeExtern};
 pub use tree::{Tree, CLUSTER_PREFIX, KEYS_PREFIX};
 
 use crate::error::ServerError;
+use crate::v2::apply::{apply_committed, Committed};
 use crate::v2::error::Error;
 
 /// The v2 store of a member.
@@ -133,17 +134,24 @@ impl V2Store {
         })
     }
 
-    /// Applies a replicated v2 request and stages its changes in `tx`. `None`: the request
-    /// has nothing to answer (SYNC).
+    /// Applies a committed entry's v2 part and stages its changes in `tx`; answers a v2
+    /// request's result (`None` for a SYNC and the cluster's entries).
     pub fn apply(
         &self,
-        req: &Request,
+        committed: Committed<'_>,
+        member: impl Fn(u64) -> Option<Member>,
         tx: &WriteTransaction,
     ) -> Result<Option<V2Result>, ServerError> {
         let mut tree = self.lock();
-        let result = crate::v2::apply::apply(&mut tree, req);
+        let result = apply_committed(&mut tree, committed, member);
         persist::save(&mut tree, tx)?;
         Ok(result)
+    }
+
+    /// Applies a committed entry's v2 part in memory only, staging nothing: for a store
+    /// that is read and dropped (`oxcdctl migrate` replaying a WAL).
+    pub fn replay(&self, committed: Committed<'_>, member: impl Fn(u64) -> Option<Member>) {
+        apply_committed(&mut self.lock(), committed, member);
     }
 
     /// Runs `f` on the tree (cluster entries under `/0`) and stages its changes in `tx`.

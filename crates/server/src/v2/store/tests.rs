@@ -1,5 +1,6 @@
 use super::*;
 use crate::v2::error::Code;
+use oxcd_api::etcdserverpb::Request;
 
 fn tree() -> Tree {
     Tree::default()
@@ -161,7 +162,11 @@ fn persisted_store_reloads_with_history() {
     for val in ["1", "2"] {
         req.val = Some(val.into());
         let batch = backend.begin_write().unwrap();
-        store.apply(&req, batch.txn()).unwrap().unwrap().unwrap();
+        store
+            .apply(crate::v2::apply::Committed::V2(&req), |_| None, batch.txn())
+            .unwrap()
+            .unwrap()
+            .unwrap();
         batch.commit().unwrap();
     }
     let batch = backend.begin_write().unwrap();
