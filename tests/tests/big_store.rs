@@ -755,8 +755,10 @@ fn mib(bytes: u64) -> f64 {
 /// A restart reads the raft log since the last snapshot back from the WAL and keeps it in
 /// memory, as before the restart: it should not hold it twice. It does today (a member with a
 /// 4.6 GiB log went from 4.7 to 9.3 GiB of RSS across a restart; etcd 3.5.1 from 8 to 14 GiB):
-/// this reproduces it at 192 MiB. Anonymous memory, not allocator retention (glibc's
-/// `MALLOC_*` knobs change nothing); the cause is not found yet. See the issue 14 report.
+/// this reproduces it at 192 MiB. It is freed heap memory that glibc keeps resident: a
+/// `malloc_trim(0)` called by hand a few seconds after the start brings RSS back to its level
+/// before the restart (502 -> 292 MiB), but one called right after the WAL replay does not, so
+/// what allocates and frees it runs later; not found yet. See the issue 14 report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "known issue 14: a restart holds the raft log twice"]
 async fn issue_14_restart_holds_the_raft_log_once() {
