@@ -752,12 +752,61 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
+/// A restart reads the raft log since the last snapshot back from the WAL and keeps it in
+/// memory, as before the restart: it should not hold it twice. It does today (a member with a
+/// 4.6 GiB log went from 4.7 to 9.3 GiB of RSS across a restart; etcd 3.5.1 from 8 to 14 GiB):
+/// this reproduces it at 192 MiB. It is freed heap memory that glibc keeps resident: a
+/// `malloc_trim(0)` called by hand a few seconds after the start brings RSS back to its level
+/// before the restart (502 -> 292 MiB), but one called right after the WAL replay does not, so
+/// what allocates and frees it runs later; not found yet. See the issue 14 report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known issue 14: a restart holds the raft log twice"]
+async fn issue_14_restart_holds_the_raft_log_once() {
+    oxcd_only!();
+    const LOG_MIB: usize = 192;
+    const VALUE: usize = 3000;
+    let mut member = Member::start_single();
+    fill(&member, "r/", (LOG_MIB << 20) / VALUE, VALUE).await;
+    let before = rss_and_peak(member.pid().unwrap()).0;
+    member.stop();
+    member.restart();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss_and_peak(member.pid().unwrap()).0;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", member.pid().unwrap()))
+        .expect("status of the member");
+    let rss: Vec<&str> = status.lines().filter(|l| l.starts_with("Rss")).collect();
+    println!("after the restart: {}", rss.join(", "));
+    println!(
+        "RSS before the restart {:.0} MiB, after it {:.0} MiB",
+        mib(before),
+        mib(after)
+    );
+    // Twice the log would be `before + LOG_MIB`.
+    assert!(
+        after < before + ((LOG_MIB / 2) << 20) as u64,
+        "RSS after the restart {:.0} MiB, before it {:.0} MiB, log {LOG_MIB} MiB",
+        mib(after),
+        mib(before)
+    );
+    let mut client = connect(&member).await;
+    let count = client
+        .get(
+            "r/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .unwrap()
+        .count();
+    assert_eq!(count as usize, (LOG_MIB << 20) / VALUE);
+}
+
 /// The issue 14 defrag benchmark, run by hand against any server (`OXCD_BIN`): a store of
 /// `BIG_BENCH_DEFRAG_MIB` MiB (default 1024) of 3500-byte values, under a steady load of puts and
 /// 10-key reads (open loop, 40 puts/s and 20 reads/s), defragmented `BIG_BENCH_ROUNDS`
 /// times (default 3). Before each defrag, a window as long as the last defrag (10 s before
 /// the first) measures the same load without one, so the two are compared under the same
-/// machine load. Prints put and read latencies without and during defrag.
+/// machine load. Prints put and read latencies without and during defrag, then the RSS, the
+/// time a restart takes to be ready and the RSS after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn bench_defrag() {
@@ -765,12 +814,16 @@ async fn bench_defrag() {
     const VALUE: usize = 3500;
     let keys = env_or("BIG_BENCH_DEFRAG_MIB", 1024) * (1 << 20) / VALUE;
     let rounds = env_or("BIG_BENCH_ROUNDS", 3);
-    let member = Member::builder()
+    let mut member = Member::builder()
         .arg("--quota-backend-bytes=34359738368")
         .start();
     let started = Instant::now();
     fill(&member, "bench/", keys, VALUE).await;
-    println!("fill {keys} keys of {VALUE} B: {:?}", started.elapsed());
+    println!(
+        "fill {keys} keys of {VALUE} B: {:?}, RSS {:.0} MiB",
+        started.elapsed(),
+        mib(rss_and_peak(member.pid().unwrap()).0)
+    );
     let mut client = connect(&member).await;
     let load = Load::start(&member, 4, 2, "bench/", keys).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -804,6 +857,20 @@ async fn bench_defrag() {
     println!("during defrag:  puts {}", quantiles(&puts, &during));
     println!("without defrag: reads {}", quantiles(&reads, &without));
     println!("during defrag:  reads {}", quantiles(&reads, &during));
+
+    let (rss, peak) = rss_and_peak(member.pid().unwrap());
+    println!(
+        "RSS after the defrags {:.0} MiB, peak {:.0} MiB",
+        mib(rss),
+        mib(peak)
+    );
+    member.stop();
+    let started = Instant::now();
+    member.restart();
+    println!("restart to ready: {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = member.pid().unwrap();
+    println!("RSS after restart: {:.0} MiB", mib(rss_and_peak(pid).0));
 }
 
 /// The issue 14 benchmark, run by hand against any server (`OXCD_BIN`), sizes from
@@ -977,9 +1044,9 @@ async fn bench_big_store() {
 }
 
 /// The issue 14 watcher benchmark, run by hand: `BIG_BENCH_WATCHERS` watchers (default
-/// 100000) on `BIG_BENCH_WATCH_KEYS` keys (default 10000), over 100 watch streams; the
-/// server's RSS per watcher, and the delivery latency of 1000 puts to every watcher of their
-/// key.
+/// 100000) on `BIG_BENCH_WATCH_KEYS` keys (default 10000), over 100 watch streams (10 per
+/// connection); the server's RSS per watcher, and for each of 1000 puts (one at a time), the
+/// time until every watcher of its key has the event. Fails if any watcher misses an event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn bench_watchers() {
@@ -989,77 +1056,136 @@ async fn bench_watchers() {
     );
     const STREAMS: usize = 100;
     const PUTS: usize = 1000;
+    let per = watchers / STREAMS;
+    assert_eq!(per * STREAMS % keys, 0, "every key gets as many watchers");
     let member = Member::start_single();
     fill(&member, "wk/", keys, 64).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = member.pid().unwrap();
     let before = rss_and_peak(pid).0;
 
+    // Each event's value is its put's number and the instant (ns since `epoch`) it was sent.
     let epoch = Instant::now();
     let created = Arc::new(AtomicUsize::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let arrivals = Arc::new(Mutex::new(Vec::<(usize, u64, u64)>::new()));
+    let started = Instant::now();
     let mut clients = Vec::new();
     for s in 0..STREAMS {
         if s % 10 == 0 {
             clients.push(connect(&member).await);
         }
         let client = clients.last_mut().unwrap();
-        let per = watchers / STREAMS;
-        let key = |j: usize| format!("wk/{:06}", (s * per + j) % keys);
-        let mut stream = client.watch(key(0), None).await.unwrap();
-        for j in 1..per {
-            stream.watch(key(j), None).await.unwrap();
-        }
-        let (created, latencies) = (created.clone(), latencies.clone());
+        let key = move |j: usize| format!("wk/{:06}", (s * per + j) % keys);
+        let (mut watcher, mut stream) = client.watch(key(0), None).await.unwrap().split();
+        let (created, arrivals) = (created.clone(), arrivals.clone());
         tokio::spawn(async move {
             while let Ok(Some(resp)) = stream.message().await {
                 if resp.created() {
                     created.fetch_add(1, Ordering::Relaxed);
                 }
+                let now = epoch.elapsed().as_nanos() as u64;
+                let mut arrivals = arrivals.lock().unwrap();
                 for ev in resp.events() {
-                    let sent: u64 = ev.kv().unwrap().value_str().unwrap().parse().unwrap();
-                    let now = epoch.elapsed().as_nanos() as u64;
-                    latencies
-                        .lock()
-                        .unwrap()
-                        .push(Duration::from_nanos(now - sent));
+                    let value = ev.kv().unwrap().value_str().unwrap();
+                    let (put, sent) = value.split_once(' ').unwrap();
+                    arrivals.push((put.parse().unwrap(), sent.parse().unwrap(), now));
                 }
             }
         });
+        // The first watch is created by `watch` itself; the rest share its stream.
+        tokio::spawn(async move {
+            for j in 1..per {
+                watcher.watch(key(j), None).await.unwrap();
+            }
+            // Keeps the request side of the stream open.
+            std::future::pending::<()>().await;
+        });
     }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while created.load(Ordering::Relaxed) < watchers {
-        assert!(Instant::now() < deadline, "watchers not created in time");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while created.load(Ordering::Relaxed) < per * STREAMS {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} watchers created in time",
+            created.load(Ordering::Relaxed),
+            per * STREAMS
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let creation = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let after = rss_and_peak(pid).0;
     println!(
-        "{watchers} watchers on {keys} keys: RSS {} -> {} MiB, {} bytes per watcher",
+        "{} watchers on {keys} keys: created in {creation:.1?}, RSS {} -> {} MiB, {} bytes per watcher",
+        per * STREAMS,
         before >> 20,
         after >> 20,
-        after.saturating_sub(before) / watchers as u64
+        after.saturating_sub(before) / (per * STREAMS) as u64
     );
 
-    let mut client = connect(&member).await;
-    for i in 0..PUTS {
-        let sent = epoch.elapsed().as_nanos() as u64;
-        let key = format!("wk/{:06}", (i * 7919) % keys);
-        client.put(key, sent.to_string(), None).await.unwrap();
+    // `BIG_BENCH_WATCH_PUTTERS` clients put at once, each one put at a time.
+    let putters = env_or("BIG_BENCH_WATCH_PUTTERS", 1);
+    let mut tasks = Vec::new();
+    for p in 0..putters {
+        let mut client = connect(&member).await;
+        tasks.push(tokio::spawn(async move {
+            let mut took = Vec::new();
+            for i in (p..PUTS).step_by(putters) {
+                let sent = epoch.elapsed().as_nanos() as u64;
+                let key = format!("wk/{:06}", (i * 7919) % keys);
+                let put = client.put(key, format!("{i} {sent}"), None);
+                tokio::time::timeout(REQUEST_TIMEOUT, put)
+                    .await
+                    .expect("put in time")
+                    .expect("put");
+                took.push(Duration::from_nanos(
+                    epoch.elapsed().as_nanos() as u64 - sent,
+                ));
+            }
+            took
+        }));
     }
-    let want = PUTS * watchers / keys;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while latencies.lock().unwrap().len() < want && Instant::now() < deadline {
+    let mut put_took = Vec::new();
+    for t in tasks {
+        put_took.extend(t.await.unwrap());
+    }
+    let each = per * STREAMS / keys;
+    let want = PUTS * each;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while arrivals.lock().unwrap().len() < want && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
-    lat.sort();
-    let q = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let arrivals = std::mem::take(&mut *arrivals.lock().unwrap());
+    // Per put: how many watchers had its event, and when the last of them got it.
+    let mut per_put = std::collections::BTreeMap::<usize, (usize, u64)>::new();
+    for (put, sent, at) in &arrivals {
+        let e = per_put.entry(*put).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(at - sent);
+    }
+    let mut all: Vec<Duration> = per_put
+        .values()
+        .map(|(_, last)| Duration::from_nanos(*last))
+        .collect();
+    all.sort();
+    put_took.sort();
+    let q = |v: &[Duration], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    let incomplete = per_put.values().filter(|(n, _)| *n != each).count();
     println!(
-        "delivery of {PUTS} puts: {} events of {want}, p50 {:?}, p99 {:?}, max {:?}",
-        lat.len(),
-        q(0.5),
-        q(0.99),
-        q(1.0)
+        "delivery of {PUTS} puts ({putters} at once) to all {each} watchers of the key: p50 {:.1?}, p99 {:.1?}, max {:.1?}; \
+         puts p50 {:.1?}, p99 {:.1?}; {} events of {want}, {} puts not seen by all their watchers",
+        q(&all, 0.5),
+        q(&all, 0.99),
+        q(&all, 1.0),
+        q(&put_took, 0.5),
+        q(&put_took, 0.99),
+        arrivals.len(),
+        PUTS - per_put.len() + incomplete
     );
+    assert_eq!(
+        arrivals.len(),
+        want,
+        "every watcher has every event of its key"
+    );
+    assert_eq!(per_put.len(), PUTS);
 }
