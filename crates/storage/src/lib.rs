@@ -35,6 +35,8 @@
 mod backend;
 mod backup;
 pub mod bbolt;
+#[cfg(test)]
+mod bench_support;
 mod mvcc;
 mod snap;
 pub mod stats;

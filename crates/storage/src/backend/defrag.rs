@@ -378,29 +378,9 @@ mod tests {
 mod bench {
     use super::*;
     use crate::backend::BackendConfig;
+    use crate::bench_support::{env_or, quantiles};
     use std::sync::atomic::{AtomicBool, AtomicU64};
     use std::sync::Mutex;
-
-    fn env_or(name: &str, default: u64) -> u64 {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    }
-
-    fn quantiles(mut v: Vec<Duration>) -> String {
-        v.sort();
-        let Some(max) = v.last() else {
-            return "n 0".into();
-        };
-        let at = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
-        format!(
-            "n {} p50 {:?} p99 {:?} max {max:?}",
-            v.len(),
-            at(0.5),
-            at(0.99)
-        )
-    }
 
     fn append(b: &Backend, from: u64, n: u64, value: &[u8]) {
         let batch = b.begin_write().unwrap();

@@ -273,32 +273,16 @@ fn compact_backend(
 mod bench {
     use super::super::KvStore;
     use crate::backend::{Backend, BackendConfig};
+    use crate::bench_support::{env_or, quantiles};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     use std::thread;
     use std::time::{Duration, Instant};
 
-    fn quantiles(mut v: Vec<Duration>) -> String {
-        v.sort();
-        let Some(max) = v.last() else {
-            return "n 0".into();
-        };
-        let at = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
-        format!(
-            "n {} p50 {:?} p99 {:?} max {max:?}",
-            v.len(),
-            at(0.5),
-            at(0.99)
-        )
-    }
-
     #[test]
     #[ignore]
     fn bench_compaction() {
-        let keys: usize = std::env::var("COMPACT_KEYS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(300_000);
+        let keys = env_or("COMPACT_KEYS", 300_000) as usize;
         let dir =
             tempfile::tempdir_in(std::env::var("COMPACT_DIR").unwrap_or("/tmp".into())).unwrap();
         let backend = Backend::open(dir.path().join("db"), BackendConfig::default()).unwrap();
