@@ -99,6 +99,32 @@ fn shown(out: &CtlOutput) -> String {
     normalise(&out.to_string())
 }
 
+/// Runs each of `writes` with `ETCDCTL_API=2 etcdctl` against `member`.
+fn write_v2(member: &Member, writes: &[&[&str]]) {
+    let v2 = Run {
+        env: &[("ETCDCTL_API", "2")],
+        url_endpoint: true,
+        ..Default::default()
+    };
+    for args in writes {
+        let out = run(&etcdctl_bin(), &member.endpoint(), &Run { args, ..v2 });
+        assert!(out.success(), "etcdctl {args:?}: {out}");
+    }
+}
+
+/// Restarts `member` after a migration; its keyspace (kvs and revision) and the revision the
+/// next put gets.
+fn restart_and_read_back(member: &mut Member) -> ((Value, i64), i64) {
+    member.restart();
+    let out = member.etcdctl(&["get", "--prefix", "", "-w", "json"]);
+    let v: Value = serde_json::from_str(out.expect_success()).expect("get -w json");
+    let keyspace = (v["kvs"].clone(), v["header"]["revision"].as_i64().unwrap());
+    assert!(member.etcdctl(&["put", "after", "v"]).success());
+    let out = member.etcdctl(&["get", "after", "-w", "json"]);
+    let v: Value = serde_json::from_str(out.expect_success()).expect("get -w json");
+    (keyspace, v["kvs"][0]["create_revision"].as_i64().unwrap())
+}
+
 /// Runs the v2 writes and the migrations on a fresh `server` with `ctl` as the migrating
 /// tool, and reads the keyspace back.
 fn outcome(server: PathBuf, ctl: &Path) -> Outcome {
@@ -106,15 +132,7 @@ fn outcome(server: PathBuf, ctl: &Path) -> Outcome {
     let recording = write_script(dir.path(), "recording.sh", RECORDING_TRANSFORMER);
     let failing = write_script(dir.path(), "failing.sh", FAILING_TRANSFORMER);
     let mut member = Member::builder().bin(server).arg("--enable-v2").start();
-    let v2 = Run {
-        env: &[("ETCDCTL_API", "2")],
-        url_endpoint: true,
-        ..Default::default()
-    };
-    for args in V2_WRITES {
-        let out = run(&etcdctl_bin(), &member.endpoint(), &Run { args, ..v2 });
-        assert!(out.success(), "etcdctl {args:?}: {out}");
-    }
+    write_v2(&member, V2_WRITES);
     assert!(member.etcdctl(&["put", "v3key", "v"]).success());
     member.stop();
 
@@ -146,14 +164,7 @@ fn outcome(server: PathBuf, ctl: &Path) -> Outcome {
     runs.push(shown(&migrate(&["--transformer", &failing])));
     runs.push(shown(&migrate(&[])));
 
-    member.restart();
-    let out = member.etcdctl(&["get", "--prefix", "", "-w", "json"]);
-    let v: Value = serde_json::from_str(out.expect_success()).expect("get -w json");
-    let keyspace = (v["kvs"].clone(), v["header"]["revision"].as_i64().unwrap());
-    assert!(member.etcdctl(&["put", "after", "v"]).success());
-    let out = member.etcdctl(&["get", "after", "-w", "json"]);
-    let v: Value = serde_json::from_str(out.expect_success()).expect("get -w json");
-    let next_put = v["kvs"][0]["create_revision"].as_i64().unwrap();
+    let (keyspace, next_put) = restart_and_read_back(&mut member);
     Outcome {
         runs,
         streams,
@@ -310,15 +321,7 @@ fn backend_lags(data_dir: &Path) -> bool {
 /// migration (always true for etcd, whose migrate replays the whole WAL).
 fn killed_outcome(server: PathBuf, ctl: &Path, oxcd: bool) -> (Outcome, bool) {
     let mut member = Member::builder().bin(server).arg("--enable-v2").start();
-    let v2 = Run {
-        env: &[("ETCDCTL_API", "2")],
-        url_endpoint: true,
-        ..Default::default()
-    };
-    for args in KILLED_WRITES {
-        let out = run(&etcdctl_bin(), &member.endpoint(), &Run { args, ..v2 });
-        assert!(out.success(), "etcdctl {args:?}: {out}");
-    }
+    write_v2(&member, KILLED_WRITES);
     member.kill();
     // The backend commits durably every 100 ms: right after the kill it lags the WAL.
     let lagged = !oxcd || backend_lags(member.data_dir());
@@ -333,14 +336,7 @@ fn killed_outcome(server: PathBuf, ctl: &Path, oxcd: bool) -> (Outcome, bool) {
         },
     );
     let runs = vec![shown(&out)];
-    member.restart();
-    let out = member.etcdctl(&["get", "--prefix", "", "-w", "json"]);
-    let v: Value = serde_json::from_str(out.expect_success()).expect("get -w json");
-    let keyspace = (v["kvs"].clone(), v["header"]["revision"].as_i64().unwrap());
-    assert!(member.etcdctl(&["put", "after", "v"]).success());
-    let out = member.etcdctl(&["get", "after", "-w", "json"]);
-    let v: Value = serde_json::from_str(out.expect_success()).expect("get -w json");
-    let next_put = v["kvs"][0]["create_revision"].as_i64().unwrap();
+    let (keyspace, next_put) = restart_and_read_back(&mut member);
     let outcome = Outcome {
         runs,
         streams: Vec::new(),
