@@ -626,13 +626,7 @@ mod tests {
         assert_eq!(got.hard_state, hs(1, 1, 400));
 
         let damaged = |dir_name: &str, at: usize| {
-            let dir = tmp.path().join(dir_name);
-            fs::create_dir(&dir).unwrap();
-            copy_dir(&base, &dir);
-            let mut bytes = full.clone();
-            bytes[at] ^= 0x10;
-            fs::write(dir.join(&name), &bytes).unwrap();
-            dir
+            flipped_copy(&base, &tmp.path().join(dir_name), &name, &full, at)
         };
         // A stray byte far past the records (where no piece of the replay reached): no save
         // is lost, and the tail is cleaned.
@@ -648,6 +642,23 @@ mod tests {
             Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, late_record as u64),
             other => panic!("{:?}", other.map(|_| ())),
         }
+    }
+
+    /// A copy of the WAL dir `base` at `dir`, its segment `name` replaced by `segment` with one
+    /// bit flipped at `at`.
+    fn flipped_copy(
+        base: &Path,
+        dir: &Path,
+        name: &std::ffi::OsStr,
+        segment: &[u8],
+        at: usize,
+    ) -> PathBuf {
+        fs::create_dir(dir).unwrap();
+        copy_dir(base, dir);
+        let mut bytes = segment.to_vec();
+        bytes[at] ^= 0x10;
+        fs::write(dir.join(name), &bytes).unwrap();
+        dir.to_path_buf()
     }
 
     /// Damage in an earlier, synced save is corruption, never truncated; damage inside the
@@ -670,14 +681,8 @@ mod tests {
         let name = seg.file_name().unwrap().to_owned();
         let full = fs::read(&seg).unwrap();
 
-        let damaged = |name_: &str, at: usize| {
-            let dir = tmp.path().join(name_);
-            fs::create_dir(&dir).unwrap();
-            copy_dir(&base, &dir);
-            let mut bytes = full.clone();
-            bytes[at] ^= 0x10;
-            fs::write(dir.join(&name), &bytes).unwrap();
-            dir
+        let damaged = |dir_name: &str, at: usize| {
+            flipped_copy(&base, &tmp.path().join(dir_name), &name, &full, at)
         };
         for (i, &off) in offsets.iter().enumerate() {
             for delta in [0, 5, 20] {
