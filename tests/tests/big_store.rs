@@ -748,6 +748,17 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Restarts `member` and prints the time to ready and its RSS 3 s later.
+async fn print_restart(member: &mut Member) {
+    member.stop();
+    let started = Instant::now();
+    member.restart();
+    println!("restart to ready: {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = member.pid().unwrap();
+    println!("RSS after restart: {:.0} MiB", mib(rss_and_peak(pid).0));
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
@@ -864,13 +875,7 @@ async fn bench_defrag() {
         mib(rss),
         mib(peak)
     );
-    member.stop();
-    let started = Instant::now();
-    member.restart();
-    println!("restart to ready: {:?}", started.elapsed());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let pid = member.pid().unwrap();
-    println!("RSS after restart: {:.0} MiB", mib(rss_and_peak(pid).0));
+    print_restart(&mut member).await;
 }
 
 /// The issue 14 benchmark, run by hand against any server (`OXCD_BIN`), sizes from
@@ -941,13 +946,7 @@ async fn bench_big_store() {
         mib(rss_and_peak(pid).1)
     );
     let member = cluster.member_mut(0);
-    member.stop();
-    let started = Instant::now();
-    member.restart();
-    println!("restart to ready: {:?}", started.elapsed());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let pid = member.pid().unwrap();
-    println!("RSS after restart: {:.0} MiB", mib(rss_and_peak(pid).0));
+    print_restart(member).await;
 
     // Half of the keys go, a chunk per request (one request for all would time out): a
     // compaction at the last revision then removes two thirds of the stored revisions.
