@@ -136,17 +136,22 @@ impl Applier {
         if let Err(e) = batch.set_consistent_index(last_index, last_term) {
             self.backend_failed("failed to commit tx", &e);
         }
+        // The proposers are answered before the backend commit, which then runs beside their
+        // responses. Nothing reads less than an answer reported: readers wait for the promised
+        // revision to be published. The entries are durable in the WAL: a failed commit stops
+        // the member, and its restart applies them again.
+        batch.promise();
+        for (id, result) in answers {
+            if self.wait.trigger(id, result) {
+                metrics::gauge!("etcd_server_proposals_pending").decrement(1.0);
+            }
+        }
         if let Err(e) = batch.commit() {
             self.backend_failed("failed to commit tx", &e);
         }
         if let Some(sink) = &self.events {
             if !events.is_empty() {
                 sink.notify(events);
-            }
-        }
-        for (id, result) in answers {
-            if self.wait.trigger(id, result) {
-                metrics::gauge!("etcd_server_proposals_pending").decrement(1.0);
             }
         }
         self.applied.send_replace(last_index);

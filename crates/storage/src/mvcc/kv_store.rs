@@ -9,7 +9,8 @@ mod encoded;
 mod restore;
 mod txn;
 
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 
 use oxcd_api::mvccpb::{event::EventType, Event, KeyValue};
 use prost::Message;
@@ -82,6 +83,11 @@ pub(crate) struct Shared {
     /// The index and the published revisions; held briefly, never across backend I/O beyond
     /// opening a read transaction, never across a commit.
     state: Mutex<State>,
+    /// The number of the newest batch whose results may already have been reported (see
+    /// [`Batch::promise`]): readers wait until it is committed rather than read older state.
+    promised: AtomicU64,
+    /// Signalled when a batch commits while readers wait for it.
+    published: Condvar,
     /// Index and term of the last Raft entry whose batch committed.
     applied: Mutex<(u64, u64)>,
     /// Hands compactions to the compactor thread, in order. The thread ends when this goes.
@@ -100,6 +106,10 @@ pub(crate) struct State {
     /// Which contents the index describes: bumped by each restore. A compaction belongs to the
     /// epoch it was committed in and stops if the epoch changes under it.
     epoch: u64,
+    /// How many batches have committed; a batch is numbered one more when it begins.
+    batches: u64,
+    /// Readers waiting for a promised batch to commit.
+    readers_waiting: usize,
 }
 
 impl KvStore {
@@ -121,7 +131,11 @@ impl KvStore {
                 current_rev: loaded.current_rev,
                 compact_rev: loaded.compact_rev,
                 epoch: 0,
+                batches: 0,
+                readers_waiting: 0,
             }),
+            promised: AtomicU64::new(0),
+            published: Condvar::new(),
             applied: Mutex::new(loaded.applied),
             compactor: Mutex::new(compaction::spawn(weak.clone())),
         });
@@ -138,12 +152,12 @@ impl KvStore {
 
     /// The newest committed revision.
     pub fn current_revision(&self) -> i64 {
-        self.shared.lock().current_rev
+        self.shared.read_lock().current_rev
     }
 
     /// The latest committed compaction revision (reads below it fail).
     pub fn compact_revision(&self) -> i64 {
-        self.shared.lock().compact_rev
+        self.shared.read_lock().compact_rev
     }
 
     /// Index and term of the last Raft entry whose effects are committed to the backend.
@@ -174,7 +188,7 @@ impl KvStore {
     fn read(&self, key: &[u8], range_end: &[u8], opts: RangeOptions) -> Result<RangeResult> {
         let range = KeyRange::new(key, range_end);
         let (revs, count, cur, rtxn) = {
-            let st = self.shared.lock();
+            let st = self.shared.read_lock();
             let at = check_read_rev(opts.rev, st.current_rev, st.compact_rev)?;
             if let Some(answer) = answer_from_index(&st.index, range, at, opts) {
                 let (kvs, count) = answer?;
@@ -227,7 +241,7 @@ impl KvStore {
     pub fn hash_kv(&self, rev: i64) -> Result<HashKv> {
         let started = std::time::Instant::now();
         let (keep, at, cur, compact, rtxn) = {
-            let st = self.shared.lock();
+            let st = self.shared.read_lock();
             if rev > 0 && rev <= st.compact_rev {
                 return Err(Error::Compacted);
             }
@@ -274,7 +288,7 @@ impl KvStore {
     pub fn hash(&self) -> Result<(u32, i64)> {
         let started = std::time::Instant::now();
         let (rtxn, cur) = {
-            let st = self.shared.lock();
+            let st = self.shared.read_lock();
             (self.shared.backend.begin_read()?, st.current_rev)
         };
         let hash = backend::hash_tables(&rtxn)?;
@@ -287,7 +301,7 @@ impl KvStore {
     /// in revision order, as watch events without `prev_kv`: for a watcher catching up.
     pub fn events(&self, from: i64, to: i64) -> Result<Vec<Event>> {
         let (to, rtxn) = {
-            let st = self.shared.lock();
+            let st = self.shared.read_lock();
             if from < st.compact_rev {
                 return Err(Error::Compacted);
             }
@@ -352,6 +366,27 @@ impl std::fmt::Debug for KvStore {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state for a reader, once the batch promised to someone has committed, so that a
+    /// read never shows less than a write already reported. Waits at most for the commit of
+    /// the batch being applied.
+    fn read_lock(&self) -> MutexGuard<'_, State> {
+        let promised = self.promised.load(Ordering::Acquire);
+        let mut st = self.lock();
+        while st.batches < promised {
+            st.readers_waiting += 1;
+            st = self.published.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.readers_waiting -= 1;
+        }
+        st
+    }
+
+    /// Wakes the readers waiting for a batch, once `st` holds what it published.
+    fn publish(&self, st: &MutexGuard<'_, State>) {
+        if st.readers_waiting > 0 {
+            self.published.notify_all();
+        }
     }
 }
 
@@ -727,6 +762,59 @@ mod tests {
         assert_eq!(s.consistent_index(), (0, 0));
         let r = s.range(b"", b"\0", RangeOptions::default()).unwrap();
         assert_eq!((r.kvs.len(), r.count, r.rev), (0, 0, 1));
+    }
+
+    #[test]
+    fn readers_of_a_promised_batch_wait_for_its_commit() {
+        let (_d, s) = new_store();
+        put(&s, "a", "1");
+        let mut b = s.begin_batch().unwrap();
+        let mut t = b.txn();
+        t.put(b"a", b"2", 0).unwrap();
+        t.end();
+        let _compacted = b.compact(2).unwrap();
+        // Before the promise, readers see the state before the batch.
+        assert_eq!(get(&s, "a", 0).unwrap().unwrap().value, b"1".to_vec());
+        b.promise();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let range = s.range(b"a", b"", RangeOptions::default()).unwrap();
+                let encoded = s.range_encoded(b"a", b"", RangeOptions::default()).unwrap();
+                let revisions = (encoded.rev, s.current_revision(), s.compact_revision());
+                tx.send((range, revisions)).unwrap();
+            })
+        };
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "a reader went on before the promised batch committed"
+        );
+        b.commit().unwrap();
+        let (range, revisions) = rx.recv_timeout(WAIT).unwrap();
+        reader.join().unwrap();
+        assert_eq!((range.kvs[0].value.as_slice(), range.rev), (&b"2"[..], 3));
+        assert_eq!(revisions, (3, 3, 2));
+        // Nothing promised: batches no longer hold readers back.
+        let _open = s.begin_batch().unwrap();
+        assert_eq!(get(&s, "a", 0).unwrap().unwrap().value, b"2".to_vec());
+    }
+
+    #[test]
+    fn a_promised_compaction_holds_readers_until_it_commits() {
+        let (_d, s) = new_store();
+        put(&s, "a", "1");
+        put(&s, "a", "2");
+        let mut b = s.begin_batch().unwrap();
+        let _compacted = b.compact(2).unwrap();
+        b.promise();
+        let reader = {
+            let s = s.clone();
+            std::thread::spawn(move || s.compact_revision())
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        b.commit().unwrap();
+        assert_eq!(reader.join().unwrap(), 2);
     }
 
     #[test]

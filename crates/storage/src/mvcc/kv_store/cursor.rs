@@ -47,7 +47,7 @@ impl KvStore {
     /// one), failing as [`KvStore::range`] does for a compacted or future revision.
     pub fn range_cursor(&self, key: &[u8], range_end: &[u8], rev: i64) -> Result<RangeCursor> {
         let (at, cur) = {
-            let st = self.shared.lock();
+            let st = self.shared.read_lock();
             let at = check_read_rev(rev, st.current_rev, st.compact_rev)?;
             (at, st.current_rev)
         };

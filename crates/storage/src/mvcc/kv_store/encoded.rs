@@ -39,7 +39,7 @@ impl KvStore {
         crate::stats::add(&crate::stats::MVCC.ranges, 1);
         let range = KeyRange::new(key, range_end);
         let (revs, count, rev, rtxn) = {
-            let st = self.shared.lock();
+            let st = self.shared.read_lock();
             let at = check_read_rev(opts.rev, st.current_rev, st.compact_rev)?;
             if let Some(answer) = answer_from_index(&st.index, range, at, opts) {
                 let (kvs, count) = answer?;

@@ -5,8 +5,11 @@
 //! published current revision: readers outside the batch read at or below that revision and so
 //! never see them, while reads inside the batch go by the batch's own revision and do. Commit
 //! writes the backend first, then publishes the batch's revision under the index lock. A batch
-//! dropped without committing takes its changes back out of the index.
+//! dropped without committing takes its changes back out of the index. A batch may be
+//! promised before its commit, so that its results can be reported while it commits: readers
+//! then wait for its revision to be published.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use oxcd_api::mvccpb::{event::EventType, Event, KeyValue};
@@ -52,14 +55,16 @@ pub struct Batch {
     applied: Option<(u64, u64)>,
     /// A write failed half way: the batch may not commit.
     failed: bool,
+    /// This batch's number: one more than the batches committed before it.
+    number: u64,
 }
 
 impl Batch {
     pub(super) fn begin(shared: Arc<Shared>) -> Result<Batch> {
         let wb = shared.backend.begin_write()?;
-        let (rev, compact_rev) = {
+        let (rev, compact_rev, number) = {
             let st = shared.lock();
-            (st.current_rev, st.compact_rev)
+            (st.current_rev, st.compact_rev, st.batches + 1)
         };
         Ok(Batch {
             shared,
@@ -70,6 +75,7 @@ impl Batch {
             compactions: Vec::new(),
             applied: None,
             failed: false,
+            number,
         })
     }
 
@@ -136,6 +142,16 @@ impl Batch {
         Ok(wait)
     }
 
+    /// Lets the batch's results be reported before it commits: from now until the commit,
+    /// readers wait for it instead of reading the state before the batch. A promised batch that
+    /// fails to commit leaves them waiting: its caller must stop (the server's Raft entries
+    /// are durable in the WAL and are applied again at the next start).
+    pub fn promise(&self) {
+        self.shared
+            .promised
+            .fetch_max(self.number, Ordering::AcqRel);
+    }
+
     /// The backend transaction, for the tables other modules own (lease, auth, members…), so
     /// that their writes commit atomically with the batch. Must not be used for `key`.
     pub fn raw(&self) -> &WriteTransaction {
@@ -162,6 +178,8 @@ impl Batch {
             let mut st = self.shared.lock();
             st.current_rev = self.rev;
             st.compact_rev = self.compact_rev;
+            st.batches = self.number;
+            self.shared.publish(&st);
             st.epoch
         };
         if let Some(applied) = self.applied {
