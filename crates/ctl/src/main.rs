@@ -37,9 +37,16 @@ fn main() -> ExitCode {
     }
     // cobra finds the command first, then lets it parse every other word.
     let root = cli::command();
-    let found = cobra::find(&root, &argv);
+    let mut found = cobra::find(&root, &argv);
     if let Some(exit) = command_error(&root, &found) {
         return exit;
+    }
+    // The root takes the words after `--` as arguments, and it runs nothing: cobra prints
+    // its help (`oxcdctl -- get k`), once the flags before `--` have parsed.
+    if found.path.is_empty() {
+        if let Some(end) = found.rest.iter().position(|w| w == "--") {
+            found.rest.truncate(end);
+        }
     }
     let words = std::iter::once(program())
         .chain(found.path.iter().cloned())
