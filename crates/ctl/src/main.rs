@@ -233,7 +233,7 @@ fn flag_needs_an_argument(flag: &str, argv: &[String]) -> String {
 }
 
 /// The name oxcdctl was run as (`etcdctl` when installed as it), for the usage texts.
-fn program() -> String {
+pub(crate) fn program() -> String {
     std::env::args()
         .next()
         .and_then(|p| p.rsplit('/').next().map(str::to_owned))
