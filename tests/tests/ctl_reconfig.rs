@@ -12,12 +12,13 @@ use oxcd_e2e::{real_etcd_bin, server_bin, wait_until, Cluster, CtlOutput};
 
 /// Exit code and output with member ids, cluster ids and ports taken out.
 fn normalized(out: &CtlOutput) -> String {
-    let ids = regex::Regex::new(r"\b[0-9a-f]{12,16}\b").expect("regex");
+    // etcdctl prints ids with `%16x`: a short id is padded with spaces.
+    let ids = regex::Regex::new(r" +[0-9a-f]{12,16}\b").expect("regex");
     let ports = regex::Regex::new(r"127\.0\.0\.1:\d+").expect("regex");
     let names = regex::Regex::new(r"\bm\d+\b").expect("regex");
     let stderr = ctl_support::normalize_log_lines(&out.stderr);
     let text = format!("exit {:?}\n{}---\n{stderr}", out.code, out.stdout);
-    let text = ids.replace_all(&text, "<id>");
+    let text = ids.replace_all(&text, " <id>");
     let text = ports.replace_all(&text, "<host>");
     let text = names.replace_all(&text, "<name>");
     // Members come in id order, and ids are random.
