@@ -395,6 +395,13 @@ fn bad_flags_exit_as_cobra() {
         &["--limit=1", "get", "a"],
         &["--prefix=true", "--keys-only", "get", "a"],
         &["-w", "json", "mem", "li"],
+        // `--` ends the flags: the root then runs nothing and prints its help; empty
+        // words name no command.
+        &["--", "get", "a"],
+        &["-w", "json", "--", "get"],
+        &["--bogus", "--", "get"],
+        &["", "version"],
+        &["", "", "lease", "grant"],
         // Unknown commands, with cobra's suggestions.
         &["c"],
         &["gte", "a"],

@@ -149,3 +149,63 @@ fn make_mirror_argument_errors_match_etcdctl() {
         ],
     ]);
 }
+
+/// The destination is killed while the mirror runs and started again on its data: like the
+/// real etcdctl (whose client waits for its connection to be ready), oxcdctl keeps running,
+/// and what the source got meanwhile reaches the destination once it is back. Run with
+/// oxcd and real etcd 3.4 as servers, each program against its own pair.
+#[test]
+fn make_mirror_waits_for_a_destination_that_restarts_as_etcdctl_does() {
+    for server in [server_bin(), real_etcd_bin()] {
+        let mut copies = Vec::new();
+        for program in [oxcd_e2e::etcdctl_bin(), ctl_support::oxcdctl_bin()] {
+            let source = Member::builder().bin(server.clone()).start();
+            let mut dest = Member::builder().name("dest").bin(server.clone()).start();
+            source.etcdctl(&["put", "m/a", "1"]).expect_success();
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+            let child = Command::new(&program)
+                .arg(format!("--endpoints={}", source.endpoint()))
+                .args(["make-mirror", "--prefix", "m/", &dest.endpoint()])
+                .env("ETCDCTL_API", "3")
+                .env_remove("ETCDCTL_ENDPOINTS")
+                .stdout(std::fs::File::create(&out).expect("out file"))
+                .stderr(std::fs::File::create(&err).expect("err file"))
+                .spawn()
+                .expect("start make-mirror");
+            let mut mirror = Mirror(child);
+            wait_until("the base copy", Duration::from_secs(20), || {
+                (dump(&dest, "m/") == "m/a=1\n").then_some(())
+            });
+            dest.kill();
+            source.etcdctl(&["put", "m/b", "2"]).expect_success();
+            std::thread::sleep(Duration::from_secs(2));
+            dest.restart();
+            source.etcdctl(&["put", "m/c", "3"]).expect_success();
+            let expected = "m/a=1\nm/b=2\nm/c=3\n";
+            wait_until(
+                "the changes made while it was down",
+                Duration::from_secs(60),
+                || (dump(&dest, "m/") == expected).then_some(()),
+            );
+            let running = mirror.0.try_wait().expect("mirror status").is_none();
+            drop(mirror);
+            let stderr = std::fs::read_to_string(&err).expect("stderr");
+            let stdout = std::fs::read_to_string(&out).expect("stdout");
+            // Only the count printed every 30 s may appear.
+            assert!(
+                stdout.lines().all(|l| l.parse::<u64>().is_ok()),
+                "{program:?}: {stdout}"
+            );
+            copies.push((running, stderr, dump(&dest, "m/")));
+        }
+        assert_eq!(
+            copies[0],
+            (true, String::new(), "m/a=1\nm/b=2\nm/c=3\n".to_owned())
+        );
+        assert_eq!(
+            copies[1], copies[0],
+            "oxcdctl against etcdctl on {server:?}"
+        );
+    }
+}

@@ -100,6 +100,66 @@ fn v2_verbs_match_etcdctl() {
     }
 }
 
+/// `--debug`: etcdctl's client lines (the sync through `/v2/members`, the endpoints) and
+/// one `cURL Command:` line per request, with Go's query order, escaping and form body.
+#[test]
+fn v2_debug_matches_etcdctl() {
+    for server in SERVERS {
+        let pair = Pair::start_with(server, &["--enable-v2"]);
+        let runs: &[&[&str]] = &[
+            &["set", "/a", "1"],
+            &["get", "/a"],
+            &["get", "--quorum", "--sort", "/a"],
+            &["mk", "/b", "2"],
+            &["mk", "--in-order", "/q", "3"],
+            &["mkdir", "/d"],
+            &["setdir", "/d2"],
+            &["ls", "-r", "--sort", "-p", "/"],
+            &["update", "/a", "5"],
+            &["updatedir", "--ttl", "50", "/d2"],
+            &["set", "--ttl", "100", "--swap-with-value", "5", "/a", "6"],
+            &["set", "--swap-with-index", "1", "/a", "7"],
+            &["rm", "--with-value", "1", "--with-index", "3", "/a"],
+            &["rm", "/b"],
+            &["rm", "-r", "/d"],
+            &["rmdir", "/d2"],
+            &["get", "/missing"],
+            &["set", "/x y", "a b&c"],
+            &["get", "a%b?c"],
+            &["get", "/p/../x y"],
+            &["watch", "--after-index", "1", "/a"],
+            &["set"],
+            &["--no-sync", "get", "/a"],
+            &["member", "list"],
+            &["member", "add"],
+            &["cluster-health"],
+            &["role", "add", "r1"],
+            &["role", "grant", "--readwrite", "--path", "/f*", "r1"],
+            &["user", "add", "bob:x"],
+            &["user", "grant", "--roles", "r1", "bob"],
+            &["user", "get", "bob"],
+            &["user", "list"],
+            &["auth", "disable"],
+        ];
+        for args in runs {
+            v2(&pair, &[&["--debug"], *args].concat());
+        }
+        let (etcdctl, _) = pair.check_run(&Run {
+            args: &["--debug", "get", "/x y"],
+            env: &[("ETCDCTL_API", "2")],
+            url_endpoint: true,
+            ..Default::default()
+        });
+        assert!(
+            etcdctl.stderr.contains("/v2/members\n")
+                && etcdctl
+                    .stderr
+                    .contains("/v2/keys/x%20y?quorum=false&recursive=false&sorted=false\n"),
+            "{etcdctl}"
+        );
+    }
+}
+
 /// v2 over TLS: `--ca-file`, `--cert-file`, `--key-file` (and their `ETCDCTL_*_FILE`
 /// variables) against a member that requires client certificates; both programs read the
 /// same server, so every answer, indexes included, must be the same.

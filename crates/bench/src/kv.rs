@@ -66,7 +66,9 @@ pub async fn put(global: &Global, args: PutArgs) -> Result<(), String> {
 
 #[derive(clap::Args)]
 pub struct RangeArgs {
-    /// The key to range over
+    /// The key to range over (its id differs from its name so that the global `--key`, the
+    /// TLS key file, is still taken here)
+    #[arg(id = "range-key", value_name = "KEY")]
     key: String,
     /// The end of the range (none: the key alone)
     range_end: Option<String>,

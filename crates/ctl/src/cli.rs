@@ -6,7 +6,30 @@
 //! or extra argument gets etcdctl's own message and exit code; commands that take none
 //! ignore them (`_args`, or an unused [`PositionalArgs`]), as cobra does.
 
+use clap::builder::{PossibleValue, StringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+
+/// A string flag whose usual values shell completion offers. It takes any value: the
+/// command refuses a bad one later with etcdctl's own error.
+#[derive(Clone)]
+pub struct Suggested(&'static [&'static str]);
+
+impl TypedValueParser for Suggested {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(self.0.iter().map(|v| PossibleValue::new(*v))))
+    }
+}
 
 /// A boolean flag as pflag parses it.
 macro_rules! bool_value_parser {
@@ -61,7 +84,8 @@ pub struct GlobalFlags {
         long,
         global = true,
         env = "ETCDCTL_WRITE_OUT",
-        default_value = "simple"
+        default_value = "simple",
+        value_parser = Suggested(&["simple", "json", "protobuf", "fields", "table"])
     )]
     pub write_out: String,
     /// print byte strings as hex encoded strings
@@ -180,13 +204,17 @@ pub struct PositionalArgs {
 #[derive(Args, Debug, Clone)]
 pub struct GetArgs {
     /// Linearizable(l) or Serializable(s)
-    #[arg(long, default_value = "l")]
+    #[arg(long, default_value = "l", value_parser = Suggested(&["l", "s"]))]
     pub consistency: String,
     /// Order of results; ASCEND or DESCEND (ASCEND by default)
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", value_parser = Suggested(&["ASCEND", "DESCEND"]))]
     pub order: String,
     /// Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION
-    #[arg(long, default_value = "")]
+    #[arg(
+        long,
+        default_value = "",
+        value_parser = Suggested(&["CREATE", "KEY", "MODIFY", "VALUE", "VERSION"])
+    )]
     pub sort_by: String,
     /// Maximum number of results
     #[arg(long, default_value = "0", value_parser = parse_i64)]

@@ -141,15 +141,38 @@ pub fn os_error_text(e: &std::io::Error) -> String {
     }
 }
 
-/// Percent-encodes a form value or a path segment.
-pub fn escape(text: &str, keep_slash: bool) -> String {
+/// Go's `url.QueryEscape`: a query or form part, a space as `+`.
+pub fn query_escape(text: &str) -> String {
+    escape(text, |b| b == b' ', b"")
+}
+
+/// A URL path as Go's `url.URL.String` writes it: `/` and the sub-delimiters that a path
+/// may hold stay as they are.
+pub fn path_escape(text: &str) -> String {
+    escape(text, |_| false, b"$&+,/:;=@")
+}
+
+/// Go's `url.Values.Encode`: `name=value` pairs sorted by name, joined with `&`.
+pub fn encode_values(pairs: &[(&str, String)]) -> String {
+    let mut pairs = pairs.to_vec();
+    pairs.sort_by_key(|(name, _)| *name);
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{}={}", query_escape(name), query_escape(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encodes all but the unreserved bytes and `keep`; `plus` bytes become `+`.
+fn escape(text: &str, plus: impl Fn(u8) -> bool, keep: &[u8]) -> String {
     let mut out = String::new();
     for b in text.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
                 out.push(b as char)
             }
-            b'/' if keep_slash => out.push('/'),
+            _ if keep.contains(&b) => out.push(b as char),
+            _ if plus(b) => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

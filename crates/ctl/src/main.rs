@@ -37,9 +37,16 @@ fn main() -> ExitCode {
     }
     // cobra finds the command first, then lets it parse every other word.
     let root = cli::command();
-    let found = cobra::find(&root, &argv);
+    let mut found = cobra::find(&root, &argv);
     if let Some(exit) = command_error(&root, &found) {
         return exit;
+    }
+    // The root takes the words after `--` as arguments, and it runs nothing: cobra prints
+    // its help (`oxcdctl -- get k`), once the flags before `--` have parsed.
+    if found.path.is_empty() {
+        if let Some(end) = found.rest.iter().position(|w| w == "--") {
+            found.rest.truncate(end);
+        }
     }
     let words = std::iter::once(program())
         .chain(found.path.iter().cloned())
@@ -226,7 +233,7 @@ fn flag_needs_an_argument(flag: &str, argv: &[String]) -> String {
 }
 
 /// The name oxcdctl was run as (`etcdctl` when installed as it), for the usage texts.
-fn program() -> String {
+pub(crate) fn program() -> String {
     std::env::args()
         .next()
         .and_then(|p| p.rsplit('/').next().map(str::to_owned))

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oxcd_storage::{
-    Backend, BackendConfig, KvStore, Snapshotter, Wal, WalError, WalSnapshot, WatchableStore,
+    Backend, BackendConfig, KvStore, Snapshotter, Wal, WalError, WalOptions, WalSnapshot,
+    WatchableStore,
 };
 use raft::eraftpb::{ConfState, HardState, Snapshot};
 use raft::{RawNode, Storage};
@@ -24,7 +25,9 @@ use crate::fatal;
 use crate::lease::{Lessor, LessorConfig};
 use crate::membership::Membership;
 use crate::peer::{PeerContext, PeerLeaseForwarder, PeerTransport, TransportStats};
-use crate::raft::{raft_logger, LogStore, RaftInput, RaftNode, RaftStatus, Transport};
+use crate::raft::{
+    raft_logger, LogStore, RaftInput, RaftNode, RaftStatus, Transport, PAYLOAD_BUDGET,
+};
 use crate::server::{EtcdServer, Limits};
 use crate::v2::V2Store;
 use crate::wait::Wait;
@@ -75,7 +78,7 @@ pub fn start(
     let kv = Arc::new(KvStore::open(backend)?);
     let watchable = Arc::new(WatchableStore::new((*kv).clone()));
     let snapshotter = Snapshotter::new(&layout.snap_dir())?;
-    let storage = LogStore::new();
+    let storage = LogStore::new(layout.wal_dir.clone());
     let (wal, meta, applied_floor) = restart(&layout.wal_dir, &snapshotter, &storage)?;
     load_unapplied_snapshot(&kv, &snapshotter, applied_floor)?;
     let disk_space = DiskSpace::watch(
@@ -429,7 +432,12 @@ fn restart(
             term: s.get_metadata().term,
         })
         .unwrap_or_default();
-    let (wal, contents) = match Wal::open(wal_dir, marker) {
+    // Only the newest payloads are read into memory; the log reads the others back later.
+    let opts = WalOptions {
+        payload_budget: PAYLOAD_BUDGET,
+        ..Default::default()
+    };
+    let (wal, contents) = match Wal::open_with(wal_dir, marker, opts) {
         Ok(opened) => opened,
         Err(e) if snapshot.is_none() => return Err(no_usable_snapshot(snapshotter, e)),
         Err(e) => return Err(e.into()),
@@ -448,7 +456,11 @@ fn restart(
     }
     storage
         .wl()
-        .append(&contents.entries)
+        .append_read(
+            &contents.entries,
+            &contents.positions,
+            contents.payloads_from,
+        )
         .map_err(|e| ServerError::Raft(e.to_string()))?;
     let mut hs: HardState = contents.hard_state.clone();
     // Commit-only hard states are not fsync'd; a snapshot is only ever taken at a committed

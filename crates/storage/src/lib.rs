@@ -57,7 +57,7 @@ pub use mvcc::{
 };
 pub use snap::{Error as SnapError, Snapshotter};
 pub use wal::{
-    Error as WalError, Wal, WalContents, WalOptions, WalSnapshot,
+    EntryPos, Error as WalError, Wal, WalContents, WalOptions, WalSnapshot,
     SEGMENT_SIZE_BYTES as WAL_SEGMENT_SIZE_BYTES,
 };
 pub use watch::{WatchError, WatchResponse, WatchStream, WatchableStore, INVALID_WATCH_ID};

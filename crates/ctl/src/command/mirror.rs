@@ -3,6 +3,11 @@
 //! syncer: the base state page by page at one revision, then a watch from the next
 //! revision, each source revision replayed as one destination txn. The count of keys
 //! mirrored so far is printed every 30 seconds. It runs until killed or a request fails.
+//!
+//! A destination that cannot be reached is waited for, as etcdctl's client waits for its
+//! connection to be ready: the writes go on once the destination is back. Each write
+//! (a put of the base state, or the txn of one source revision) is idempotent, so one that
+//! failed on a broken connection is sent again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +29,9 @@ use crate::exit::{code, CmdResult, Exit};
 const BATCH: i64 = 1000;
 /// How often the running count is printed.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
+/// The first and the longest pause between two tries of a destination write.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 /// etcd's error for a watch that starts below the compacted revision.
 const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 
@@ -135,7 +143,9 @@ async fn mirror(
                 value: kv.value.clone(),
                 ..Default::default()
             };
-            dest.kv().put(put).await.map_err(failed)?;
+            until_reachable(|| async { dest.kv().put(put.clone()).await })
+                .await
+                .map_err(failed)?;
             total.fetch_add(1, Ordering::Relaxed);
         }
         match page.kvs.last() {
@@ -202,14 +212,32 @@ async fn mirror(
 }
 
 async fn commit(dest: &Client, ops: Vec<RequestOp>) -> CmdResult {
-    dest.kv()
-        .txn(TxnRequest {
-            success: ops,
-            ..Default::default()
-        })
+    let txn = TxnRequest {
+        success: ops,
+        ..Default::default()
+    };
+    until_reachable(|| async { dest.kv().txn(txn.clone()).await })
         .await
         .map(drop)
         .map_err(|e| Exit::request(code::ERROR, &e))
+}
+
+/// Runs a destination write until it gets an answer: while the destination is unreachable
+/// (`Unavailable`) it is tried again, after pauses that grow to [`RETRY_MAX`].
+async fn until_reachable<T, F>(mut write: impl FnMut() -> F) -> Result<T, oxcd_client::Error>
+where
+    F: std::future::Future<Output = Result<T, oxcd_client::Error>>,
+{
+    let mut pause = RETRY_FIRST;
+    loop {
+        match write().await {
+            Err(e) if e.code() == Some(tonic::Code::Unavailable) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            answer => return answer,
+        }
+    }
 }
 
 /// `key` with its first `from` replaced by `to` (Go's `strings.Replace(key, from, to, 1)`:

@@ -62,8 +62,13 @@ pub async fn run(cli: Cli) -> CmdResult {
                 CompletionCommand::Powershell => Shell::PowerShell,
                 CompletionCommand::Zsh => Shell::Zsh,
             };
+            // The script completes the program under the name it was run as (`etcdctl`
+            // when installed as such).
             let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "oxcdctl", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, crate::program(), &mut script);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             Ok(())
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::{Failure, Keys};
+use super::{Body, Failure, Keys};
 use crate::{go, http};
 
 /// The v2 etcdctl's exit codes for these verbs.
@@ -201,13 +201,8 @@ fn check_urls(urls: &[&str]) -> Result<(), String> {
 
 impl Keys {
     /// A request to the v2 API whose answer the caller reads whole.
-    fn api(
-        &self,
-        method: &str,
-        path: &str,
-        json: Option<&Value>,
-    ) -> Result<http::Response, Failure> {
-        self.request(method, path, json, "", Some(self.timeout))
+    fn api(&self, method: &str, path: &str, json: Option<&str>) -> Result<http::Response, Failure> {
+        self.request(method, path, json.map(Body::Json), Some(self.timeout))
     }
 
     fn members(&self) -> Result<Vec<Member>, Failure> {
@@ -224,7 +219,16 @@ impl Keys {
 }
 
 fn escape(segment: &str) -> String {
-    http::escape(segment, false)
+    http::path_escape(segment)
+}
+
+/// A JSON object with its fields in the given order, as Go writes a struct.
+fn go_object(fields: &[(&str, Value)]) -> String {
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|(name, value)| format!("{}:{value}", Value::from(*name)))
+        .collect();
+    format!("{{{}}}", fields.join(","))
 }
 
 pub fn member(keys: &Keys, verb: &MemberVerb) -> Result<(), Failure> {
@@ -261,7 +265,7 @@ pub fn member(keys: &Keys, verb: &MemberVerb) -> Result<(), Failure> {
                 return Err(die("Provide a name and a single member peerURL"));
             };
             check_urls(&[url]).map_err(die)?;
-            let request = json!({ "peerURLs": [url.trim()] });
+            let request = json!({ "peerURLs": [url.trim()] }).to_string();
             let response = keys.api("POST", "/v2/members", Some(&request))?;
             let added = match response.status {
                 201 => Member::from_json(&body_json(&response).map_err(die)?),
@@ -329,7 +333,7 @@ pub fn member(keys: &Keys, verb: &MemberVerb) -> Result<(), Failure> {
             let urls: Vec<&str> = urls.split(',').collect();
             check_urls(&urls).map_err(die)?;
             let urls: Vec<&str> = urls.iter().map(|u| u.trim()).collect();
-            let request = json!({ "peerURLs": urls });
+            let request = json!({ "peerURLs": urls }).to_string();
             let path = format!("/v2/members/{}", escape(id));
             let response = keys.api("PUT", &path, Some(&request))?;
             match response.status {
@@ -432,7 +436,7 @@ fn auth_call(
     keys: &Keys,
     method: &str,
     path: &str,
-    body: Option<&Value>,
+    body: Option<&str>,
     ok: &[u16],
 ) -> Result<http::Response, Failure> {
     let response = keys.api(method, path, body)?;
@@ -467,7 +471,11 @@ pub fn user(keys: &Keys, verb: &UserVerb) -> Result<(), Failure> {
             let name = arg.split(':').next().unwrap_or_default();
             let (_, password) = name_and_password("New password: ", arg)
                 .map_err(|e| die(format!("Error reading password: {e}")))?;
-            let body = json!({ "user": name, "password": password, "roles": null });
+            let body = go_object(&[
+                ("user", name.into()),
+                ("password", password.into()),
+                ("roles", Value::Null),
+            ]);
             auth_call(keys, "PUT", &path(name), Some(&body), &[200, 201])?;
             println!("User {name} created");
         }
@@ -480,7 +488,11 @@ pub fn user(keys: &Keys, verb: &UserVerb) -> Result<(), Failure> {
             let name = one_user(args)?;
             let (_, password) = name_and_password("New password: ", "")
                 .map_err(|e| die(format!("Error reading password: {e}")))?;
-            let body = json!({ "user": name, "password": password, "roles": null });
+            let body = go_object(&[
+                ("user", name.into()),
+                ("password", password.into()),
+                ("roles", Value::Null),
+            ]);
             auth_call(keys, "PUT", &path(name), Some(&body), &[200])?;
             println!("Password updated");
         }
@@ -494,7 +506,11 @@ pub fn user(keys: &Keys, verb: &UserVerb) -> Result<(), Failure> {
             } else {
                 "revoke"
             };
-            let body = json!({ "user": name, "roles": null, change: roles });
+            let body = go_object(&[
+                ("user", name.into()),
+                ("roles", Value::Null),
+                (change, json!(roles)),
+            ]);
             auth_call(keys, "PUT", &path(name), Some(&body), &[200])?;
             println!("User {name} updated");
         }
@@ -531,7 +547,7 @@ fn one_role(args: &[String]) -> Result<&str, Failure> {
 
 /// Go's `path.Clean` of a rooted path, keeping a final slash (etcd's
 /// `pathutil.CanonicalURLPath`).
-fn canonical_path(path: &str) -> String {
+pub(crate) fn canonical_path(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {
@@ -570,10 +586,13 @@ pub fn role(keys: &Keys, verb: &RoleVerb) -> Result<(), Failure> {
             if keys.api("GET", &path(name), None)?.status == 200 {
                 return Err(die(format!("Role {name} already exists")));
             }
-            let body = json!({
-                "role": name,
-                "permissions": { "kv": { "read": null, "write": null } },
-            });
+            let body = go_object(&[
+                ("role", name.into()),
+                (
+                    "permissions",
+                    json!({ "kv": { "read": null, "write": null } }),
+                ),
+            ]);
             auth_call(keys, "PUT", &path(name), Some(&body), &[200, 201])?;
             println!("Role {name} created");
         }
@@ -623,11 +642,14 @@ pub fn role(keys: &Keys, verb: &RoleVerb) -> Result<(), Failure> {
             });
             let current = auth_call(keys, "GET", &path(name), None, &[200])?;
             let change = if grant { "grant" } else { "revoke" };
-            let body = json!({
-                "role": name,
-                "permissions": { "kv": { "read": null, "write": null } },
-                change: { "kv": kv },
-            });
+            let body = go_object(&[
+                ("role", name.into()),
+                (
+                    "permissions",
+                    json!({ "kv": { "read": null, "write": null } }),
+                ),
+                (change, json!({ "kv": kv })),
+            ]);
             let updated = auth_call(keys, "PUT", &path(name), Some(&body), &[200])?;
             if body_json(&current).ok() == body_json(&updated).ok() {
                 print!(

@@ -3,6 +3,7 @@
 //! `simple`, `extended` and `json` outputs and `Error:  <code>: <message> (<cause>)
 //! [<index>]` failures (exit 4) of etcdctl 3.4.
 
+use std::cell::{Cell, RefCell};
 use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -291,11 +292,27 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         .map(|e| e.trim().to_owned())
         .collect();
     let keys = Keys {
-        endpoints,
+        endpoints: RefCell::new(endpoints),
         timeout: cli.timeout,
         tls: tls_config(cli)?,
         auth: basic_auth(cli.username.as_deref())?,
+        debug: cli.debug,
+        // cluster-health lists the members from the given endpoints.
+        sync: !cli.no_sync && !matches!(cli.command, Verb::ClusterHealth { .. }),
+        auth_api: matches!(
+            cli.command,
+            Verb::User { .. } | Verb::Role { .. } | Verb::Auth { .. }
+        ),
+        connected: Cell::new(false),
     };
+    // etcdctl makes the client of a keys verb and of cluster-health before it looks at
+    // the arguments; the other verbs check theirs first.
+    if !matches!(
+        cli.command,
+        Verb::Member { .. } | Verb::User { .. } | Verb::Role { .. } | Verb::Auth { .. }
+    ) {
+        keys.connect()?;
+    }
     let out = cli.output.as_str();
     let key_of = |args: &[String]| args.first().cloned().ok_or_else(key_required);
     match &cli.command {
@@ -309,17 +326,21 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             let value = value_arg(args)?;
             let mut form = vec![("value", value)];
             push_ttl(&mut form, ttl);
+            let mut query = Vec::new();
             if !swap_with_value.is_empty() {
-                form.push(("prevValue", swap_with_value.clone()));
+                query.push(("prevValue", swap_with_value.clone()));
             }
             if *swap_with_index != 0 {
-                form.push(("prevIndex", swap_with_index.to_string()));
+                query.push(("prevIndex", swap_with_index.to_string()));
             }
-            print_answer(&keys.call("PUT", &key, &[], &form)?, out);
+            print_answer(
+                &keys.send("PUT", &key, &query, Some(&form), Some(keys.timeout))?,
+                out,
+            );
         }
         Verb::Get { sort, quorum, args } => {
             let key = key_of(args)?;
-            let answer = keys.call("GET", &key, &[("quorum", *quorum), ("sorted", *sort)], &[])?;
+            let answer = keys.get(&key, false, *sort, *quorum)?;
             if is_dir(&answer.node) {
                 return Err(Failure {
                     line: format!("{}: is a directory", str_field(&answer.node, "key")),
@@ -336,16 +357,19 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             args,
         } => {
             let key = key_of(args)?;
-            let mut query = vec![("dir", *dir), ("recursive", *recursive)];
-            query.retain(|(_, on)| *on);
-            let mut extra = Vec::new();
+            let mut query = Vec::new();
             if !with_value.is_empty() {
-                extra.push(("prevValue", with_value.clone()));
+                query.push(("prevValue", with_value.clone()));
             }
             if *with_index != 0 {
-                extra.push(("prevIndex", with_index.to_string()));
+                query.push(("prevIndex", with_index.to_string()));
             }
-            let answer = keys.call_query("DELETE", &key, &query, &extra)?;
+            for (name, on) in [("dir", *dir), ("recursive", *recursive)] {
+                if on {
+                    query.push((name, "true".to_owned()));
+                }
+            }
+            let answer = keys.send("DELETE", &key, &query, None, Some(keys.timeout))?;
             if !is_dir(&answer.node) || out != "simple" {
                 print_answer(&answer, out);
             }
@@ -360,23 +384,24 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             let mut form = vec![("value", value)];
             push_ttl(&mut form, ttl);
             let answer = if *in_order {
-                keys.call("POST", &key, &[], &form)?
+                keys.send("POST", &key, &[], Some(&form), Some(keys.timeout))?
             } else {
-                form.push(("prevExist", "false".into()));
-                keys.call("PUT", &key, &[], &form)?
+                let query = [("prevExist", "false".to_owned())];
+                keys.send("PUT", &key, &query, Some(&form), Some(keys.timeout))?
             };
             print_answer(&answer, out);
         }
         Verb::Mkdir { ttl, args } | Verb::Setdir { ttl, args } | Verb::Updatedir { ttl, args } => {
             let key = key_of(args)?;
-            let mut form = vec![("dir", "true".to_owned())];
+            let mut form = Vec::new();
             push_ttl(&mut form, ttl);
+            let mut query = vec![("dir", "true".to_owned())];
             match &cli.command {
-                Verb::Mkdir { .. } => form.push(("prevExist", "false".into())),
-                Verb::Updatedir { .. } => form.push(("prevExist", "true".into())),
+                Verb::Mkdir { .. } => query.push(("prevExist", "false".into())),
+                Verb::Updatedir { .. } => query.push(("prevExist", "true".into())),
                 _ => {}
             }
-            let answer = keys.call("PUT", &key, &[], &form)?;
+            let answer = keys.send("PUT", &key, &query, Some(&form), Some(keys.timeout))?;
             if out != "simple" {
                 print_answer(&answer, out);
             }
@@ -389,16 +414,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             args,
         } => {
             let key = args.first().cloned().unwrap_or_else(|| "/".into());
-            let answer = keys.call(
-                "GET",
-                &key,
-                &[
-                    ("quorum", *quorum),
-                    ("recursive", *recursive),
-                    ("sorted", *sort),
-                ],
-                &[],
-            )?;
+            let answer = keys.get(&key, *recursive, *sort, *quorum)?;
             if out != "simple" {
                 print_answer(&answer, out);
             } else {
@@ -415,12 +431,16 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             let value = value_arg(args)?;
             let mut form = vec![("value", value)];
             push_ttl(&mut form, ttl);
-            form.push(("prevExist", "true".into()));
-            print_answer(&keys.call("PUT", &key, &[], &form)?, out);
+            let query = [("prevExist", "true".to_owned())];
+            print_answer(
+                &keys.send("PUT", &key, &query, Some(&form), Some(keys.timeout))?,
+                out,
+            );
         }
         Verb::Rmdir { args } => {
             let key = key_of(args)?;
-            let answer = keys.call_query("DELETE", &key, &[("dir", true)], &[])?;
+            let query = [("dir", "true".to_owned())];
+            let answer = keys.send("DELETE", &key, &query, None, Some(keys.timeout))?;
             if !is_dir(&answer.node) || out != "simple" {
                 print_answer(&answer, out);
             }
@@ -537,65 +557,124 @@ fn tls_config(cli: &Cli) -> Result<Arc<rustls::ClientConfig>, Failure> {
 
 /// The endpoints, per-request timeout, TLS settings and credentials of the v2 API.
 pub(crate) struct Keys {
-    endpoints: Vec<String>,
+    /// The given endpoints, then (after etcdctl's sync) the members' client URLs.
+    endpoints: RefCell<Vec<String>>,
     timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
     /// `Authorization: Basic ...` from `--username`.
     auth: Option<String>,
+    /// `--debug`: etcdctl's client lines and each request's cURL command on stderr.
+    debug: bool,
+    /// Whether the endpoints are learnt from `/v2/members` first (no `--no-sync`).
+    sync: bool,
+    /// Whether the verb uses the auth API, whose client etcdctl reports twice.
+    auth_api: bool,
+    /// Whether [`Keys::connect`] has run.
+    connected: Cell<bool>,
+}
+
+/// A request body: a form, or JSON text.
+#[derive(Clone, Copy)]
+pub(crate) enum Body<'a> {
+    Form(&'a str),
+    Json(&'a str),
 }
 
 impl Keys {
-    /// A request with boolean query flags (`name=true` for those on) and a form body.
-    fn call(
-        &self,
-        method: &str,
-        key: &str,
-        flags: &[(&str, bool)],
-        form: &[(&str, String)],
-    ) -> Result<Answer, Failure> {
-        let query: Vec<(&str, String)> = flags
-            .iter()
-            .filter(|(_, on)| *on)
-            .map(|(name, _)| (*name, "true".to_owned()))
-            .collect();
-        self.send(method, key, &query, form, Some(self.timeout))
+    /// Makes the client as etcdctl's `mustNewClient` does, once: unless `--no-sync`, the
+    /// endpoints become the client URLs that `/v2/members` lists (a connection failure
+    /// ends the command; any other failure keeps the given endpoints).
+    fn connect(&self) -> Result<(), Failure> {
+        if self.connected.replace(true) {
+            return Ok(());
+        }
+        let listed = |separator| self.endpoints.borrow().join(separator);
+        if self.sync {
+            if self.debug {
+                eprintln!("start to sync cluster using endpoints({})", listed(","));
+            }
+            self.sync_endpoints()?;
+            if self.debug {
+                eprintln!("got endpoints({}) after sync", listed(","));
+            }
+        }
+        if self.debug {
+            eprintln!("Cluster-Endpoints: {}", listed(", "));
+            if self.auth_api {
+                eprintln!("Cluster-Endpoints: {}", listed(", "));
+            }
+        }
+        Ok(())
     }
 
-    /// A request whose parameters all go in the query (DELETE).
-    fn call_query(
-        &self,
-        method: &str,
-        key: &str,
-        flags: &[(&str, bool)],
-        extra: &[(&str, String)],
-    ) -> Result<Answer, Failure> {
-        let mut query: Vec<(&str, String)> = flags
+    /// etcdctl's `Sync`: the members' client URLs replace the endpoints, unless they are
+    /// the same set.
+    fn sync_endpoints(&self) -> Result<(), Failure> {
+        let response = self.request("GET", "/v2/members", None, Some(self.timeout))?;
+        let Ok(body) = serde_json::from_slice::<Value>(&response.body) else {
+            return Ok(());
+        };
+        if response.status != 200 {
+            return Ok(());
+        }
+        let mut urls: Vec<String> = nodes_of(&body["members"])
             .iter()
-            .filter(|(_, on)| *on)
-            .map(|(name, _)| (*name, "true".to_owned()))
+            .flat_map(|m| nodes_of(&m["clientURLs"]))
+            .filter_map(|u| u.as_str().map(str::to_owned))
             .collect();
-        query.extend(extra.iter().cloned());
-        self.send(method, key, &query, &[], Some(self.timeout))
+        if urls.is_empty() {
+            eprintln!("etcd cluster has no published client endpoints.");
+            eprintln!(
+                "Try '--no-sync' if you want to access non-published client endpoints({}).",
+                self.endpoints.borrow().join(",")
+            );
+            return Err(fail(EXIT_SERVER_ERROR, "client: no endpoints available"));
+        }
+        let mut given = self.endpoints.borrow().clone();
+        given.sort();
+        let listed = urls.clone();
+        urls.sort();
+        if urls != given {
+            *self.endpoints.borrow_mut() = listed;
+        }
+        Ok(())
+    }
+
+    /// A keys `GET`, with its three flags always in the query, as Go's client sends it.
+    fn get(
+        &self,
+        key: &str,
+        recursive: bool,
+        sorted: bool,
+        quorum: bool,
+    ) -> Result<Answer, Failure> {
+        let query = [
+            ("recursive", recursive.to_string()),
+            ("sorted", sorted.to_string()),
+            ("quorum", quorum.to_string()),
+        ];
+        self.send("GET", key, &query, None, Some(self.timeout))
     }
 
     /// Waits for the next change of `key` after `index` (0: from now).
     fn wait(&self, key: &str, recursive: bool, index: u64) -> Result<Answer, Failure> {
-        let mut query = vec![("wait", "true".to_owned())];
-        if recursive {
-            query.push(("recursive", "true".into()));
-        }
-        if index > 0 {
-            query.push(("waitIndex", (index + 1).to_string()));
-        }
-        self.send("GET", key, &query, &[], None)
+        let next = if index > 0 { index + 1 } else { 0 };
+        let query = [
+            ("wait", "true".to_owned()),
+            ("waitIndex", next.to_string()),
+            ("recursive", recursive.to_string()),
+        ];
+        self.send("GET", key, &query, None, None)
     }
 
+    /// A request on `key` under `/v2/keys`, with a query and a form body (`PUT`, `POST`)
+    /// encoded as Go's `url.Values`.
     fn send(
         &self,
         method: &str,
         key: &str,
         query: &[(&str, String)],
-        form: &[(&str, String)],
+        form: Option<&[(&str, String)]>,
         timeout: Option<Duration>,
     ) -> Result<Answer, Failure> {
         let key = if key.starts_with('/') {
@@ -603,48 +682,47 @@ impl Keys {
         } else {
             format!("/{key}")
         };
-        let encode = |pairs: &[(&str, String)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| format!("{k}={}", http::escape(v, false)))
-                .collect::<Vec<_>>()
-                .join("&")
-        };
-        let mut path = format!("/v2/keys{}", http::escape(&key, true));
+        let mut path = http::path_escape(&admin::canonical_path(&format!("/v2/keys{key}")));
         if !query.is_empty() {
-            path = format!("{path}?{}", encode(query));
+            path = format!("{path}?{}", http::encode_values(query));
         }
-        let body = encode(form);
-        decode(self.request(method, &path, None, &body, timeout)?)
+        let form = form.map(http::encode_values);
+        let body = form.as_deref().map(Body::Form);
+        decode(self.request(method, &path, body, timeout)?)
     }
 
     /// Sends one request to the first endpoint that answers, with the `--username`
-    /// credentials and, for a `json` body, its content type.
+    /// credentials and the body's content type.
     fn request(
         &self,
         method: &str,
         path: &str,
-        json: Option<&Value>,
-        body: &str,
+        body: Option<Body>,
         timeout: Option<Duration>,
     ) -> Result<http::Response, Failure> {
+        self.connect()?;
         let mut headers = Vec::new();
         if let Some(auth) = &self.auth {
             headers.push(("Authorization", auth.clone()));
         }
-        let json_body = json.map(Value::to_string);
-        if json_body.is_some() {
+        if let Some(Body::Json(_)) = body {
             headers.push(("Content-Type", "application/json".to_owned()));
         }
-        let body = json_body.as_deref().unwrap_or(body);
+        let text = match body {
+            Some(Body::Form(text) | Body::Json(text)) => text,
+            None => "",
+        };
         let mut errors = Vec::new();
-        for endpoint in &self.endpoints {
+        for endpoint in self.endpoints.borrow().iter() {
+            if self.debug {
+                print_curl(endpoint, method, path, body.map(|_| text));
+            }
             match http::request(
                 endpoint,
                 method,
                 path,
                 &headers,
-                body,
+                text,
                 timeout,
                 Some(&self.tls),
             ) {
@@ -662,6 +740,17 @@ impl Keys {
             code: EXIT_BAD_CONNECTION,
         })
     }
+}
+
+/// The line etcdctl's `--debug` prints for a request: a cURL command that repeats it.
+fn print_curl(endpoint: &str, method: &str, path: &str, body: Option<&str>) {
+    let base = endpoint.trim_end_matches('/');
+    let scheme = if base.contains("://") { "" } else { "http://" };
+    let mut line = format!("cURL Command: curl -X {method} {scheme}{base}{path}");
+    if let Some(body) = body {
+        line.push_str(&format!(" -d {}", go::quote(body.as_bytes())));
+    }
+    eprintln!("{line}");
 }
 
 /// An answer, or the v2 error it carries (`Error:  100: Key not found (/foo) [5]`). A body
@@ -714,10 +803,12 @@ fn number(node: &Value, name: &str) -> u64 {
 }
 
 fn nodes(node: &Value) -> &[Value] {
-    node["nodes"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    nodes_of(&node["nodes"])
+}
+
+/// A JSON array's items (none for anything else).
+fn nodes_of(array: &Value) -> &[Value] {
+    array.as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
 fn print_tree(node: &Value, slash: bool) {

@@ -1,7 +1,7 @@
 //! The Cluster service: membership changes through Raft conf changes, and the member list.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::auth::require_admin;
 use oxcd_api::etcdserverpb::cluster_server::Cluster;
@@ -18,6 +18,10 @@ use crate::server::EtcdServer;
 /// A learner may be promoted once its log matches at least this share of the leader's
 /// (etcd's readyPercent).
 const LEARNER_READY_PERCENT: f64 = 0.9;
+
+/// How long the members must have been connected for a reconfiguration to count them
+/// (etcd's HealthInterval).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct ClusterService {
     server: Arc<EtcdServer>,
@@ -62,20 +66,78 @@ impl ClusterService {
         Ok(())
     }
 
-    /// etcd's strict reconfiguration check: a voting member may join only if the started
-    /// members (those that published their name) still make a quorum with it, or when it
-    /// is the second member of a one-member cluster.
-    fn ready_to_add_voting_member(&self) -> bool {
-        let voting: Vec<Member> = self
-            .server
+    fn voting_members(&self) -> Vec<Member> {
+        self.server
             .membership
             .list()
             .into_iter()
             .filter(|m| !m.is_learner)
-            .collect();
+            .collect()
+    }
+
+    /// etcd's strict reconfiguration check: a voting member may join only if the started
+    /// members (those that published their name) still make a quorum with it, or when it
+    /// is the second member of a one-member cluster.
+    fn ready_to_add_voting_member(&self) -> bool {
+        let voting = self.voting_members();
         let started = voting.iter().filter(|m| !m.name.is_empty()).count();
         let members = voting.len() + 1;
         (started == 1 && members == 2) || started > members / 2
+    }
+
+    /// The started voting members other than `id` still make a quorum of themselves.
+    fn ready_to_remove_voting_member(&self, id: u64) -> bool {
+        let others: Vec<Member> = self
+            .voting_members()
+            .into_iter()
+            .filter(|m| m.id != id)
+            .collect();
+        let started = others.iter().filter(|m| !m.name.is_empty()).count();
+        started > others.len() / 2
+    }
+
+    /// With the learner counted as started, the started voting members make a quorum.
+    fn ready_to_promote_member(&self) -> bool {
+        let voting = self.voting_members();
+        let started = voting.iter().filter(|m| !m.name.is_empty()).count() + 1;
+        let members = voting.len() + 1;
+        started > members / 2
+    }
+
+    /// How many of `members` this member has been connected to for [`HEALTH_INTERVAL`],
+    /// itself included (etcd's `numConnectedSince`).
+    fn connected_for_a_while(&self, members: &[Member]) -> usize {
+        let since = Instant::now().checked_sub(HEALTH_INTERVAL);
+        let activity = &self.server.transport_stats.activity;
+        members
+            .iter()
+            .filter(|m| {
+                m.id == self.server.member_id
+                    || since.is_some_and(|since| activity.connected_since(m.id, since))
+            })
+            .count()
+    }
+
+    /// etcd's `mayRemoveMember`: a voting member may go only if the started members left
+    /// make a quorum, and, unless it is down already, if the members this one has been
+    /// connected to, less it, still make a quorum of the voting members.
+    fn may_remove_member(&self, member: &Member) -> Result<(), Status> {
+        if !self.server.limits.strict_reconfig_check || member.is_learner {
+            return Ok(());
+        }
+        if !self.ready_to_remove_voting_member(member.id) {
+            return Err(status(EtcdError::MemberNotEnoughStarted));
+        }
+        let activity = &self.server.transport_stats.activity;
+        if member.id != self.server.member_id && activity.active_since(member.id).is_none() {
+            return Ok(());
+        }
+        let voting = self.voting_members();
+        let active = self.connected_for_a_while(&voting);
+        if active.saturating_sub(1) < 1 + (voting.len().saturating_sub(1)) / 2 {
+            return Err(status(EtcdError::Unhealthy));
+        }
+        Ok(())
     }
 
     fn existing(&self, id: u64) -> Result<Member, Status> {
@@ -101,6 +163,14 @@ impl Cluster for ClusterService {
             && !self.ready_to_add_voting_member()
         {
             return Err(status(EtcdError::MemberNotEnoughStarted));
+        }
+        // Every voting member must have been connected for a while: a change now could
+        // break the quorum that is active.
+        if self.server.limits.strict_reconfig_check {
+            let voting = self.voting_members();
+            if self.connected_for_a_while(&voting) != voting.len() {
+                return Err(status(EtcdError::Unhealthy));
+            }
         }
         if req.is_learner {
             let learners = self
@@ -153,7 +223,8 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         require_admin(&self.server, &request).await?;
         let id = request.into_inner().id;
-        self.existing(id)?;
+        let member = self.existing(id)?;
+        self.may_remove_member(&member)?;
         let context = ConfChangeContext {
             member_id: id,
             ..Default::default()
@@ -231,6 +302,9 @@ impl Cluster for ClusterService {
             if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_PERCENT {
                 return Err(status(EtcdError::LearnerNotReady));
             }
+        }
+        if self.server.limits.strict_reconfig_check && !self.ready_to_promote_member() {
+            return Err(status(EtcdError::MemberNotEnoughStarted));
         }
         let context = ConfChangeContext {
             member_id: id,

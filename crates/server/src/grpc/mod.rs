@@ -30,19 +30,21 @@ pub use status::{oversized_request_as_grpc_go, status};
 
 use crate::server::EtcdServer;
 
-/// The client gRPC services as one tower service: tonic's router, with oversized requests
-/// refused in grpc-go's words.
+/// The client gRPC services as one tower service: Range served by hand, the rest by tonic's
+/// router, with oversized requests refused in grpc-go's words.
 #[derive(Clone)]
 pub struct ClientGrpc {
+    /// The busiest RPC, answered without a trip through the router.
+    range: range_route::RangeRoute,
     routes: axum::Router,
 }
 
 impl ClientGrpc {
     pub fn new(server: Arc<EtcdServer>, cfg: &ServerConfig) -> ClientGrpc {
         let kv = Arc::new(kv::KvService::new(server.clone()));
-        let routes = client_routes(server, cfg).into_axum_router();
         ClientGrpc {
-            routes: range_route::add(routes, kv, cfg.max_recv_msg_size()),
+            range: range_route::RangeRoute::new(kv, cfg.max_recv_msg_size()),
+            routes: client_routes(server, cfg).into_axum_router(),
         }
     }
 }
@@ -52,9 +54,12 @@ type Answer = Result<axum::response::Response, std::convert::Infallible>;
 impl tower::Service<axum::extract::Request> for ClientGrpc {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = futures::future::Map<
-        axum::routing::future::RouteFuture<std::convert::Infallible>,
-        fn(Answer) -> Answer,
+    type Future = futures::future::Either<
+        futures::future::BoxFuture<'static, Answer>,
+        futures::future::Map<
+            axum::routing::future::RouteFuture<std::convert::Infallible>,
+            fn(Answer) -> Answer,
+        >,
     >;
 
     fn poll_ready(
@@ -65,10 +70,15 @@ impl tower::Service<axum::extract::Request> for ClientGrpc {
     }
 
     fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        use futures::future::Either;
         use futures::FutureExt as _;
-        self.routes.call(req).map(
+        if req.uri().path() == range_route::PATH {
+            let range = self.range.clone();
+            return Either::Left(Box::pin(async move { Ok(range.serve(req).await) }));
+        }
+        Either::Right(self.routes.call(req).map(
             (|answer: Answer| answer.map(oversized_request_as_grpc_go)) as fn(Answer) -> Answer,
-        )
+        ))
     }
 }
 

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body::{Frame, SizeHint};
 use metrics::{counter, describe_counter, describe_histogram, histogram, Counter, Histogram};
-use tonic::{Code, Status};
+use tonic::Code;
 
 use super::gateway::method_kind;
 
@@ -170,8 +170,8 @@ where
         let sent = self.calls.sent.clone();
         Box::pin(async move {
             let resp = response.await?;
-            if let Some(status) = Status::from_header_map(resp.headers()) {
-                call.handled(status.code(), started);
+            if let Some(code) = status_code(resp.headers()) {
+                call.handled(code, started);
                 return Ok(resp);
             }
             let messages = call.sent.clone();
@@ -186,6 +186,14 @@ where
             }))
         })
     }
+}
+
+/// The call's status code, if `headers` hold one: only the code, which is all the counters
+/// need (tonic's `Status::from_header_map` would also copy every other header).
+fn status_code(headers: &http::HeaderMap) -> Option<Code> {
+    headers
+        .get("grpc-status")
+        .map(|code| Code::from_bytes(code.as_bytes()))
 }
 
 /// The labels and counters of every method called so far, so a call costs a map lookup
@@ -375,9 +383,7 @@ impl http_body::Body for Counted {
                     }
                 } else if let Some(trailers) = frame.trailers_ref() {
                     if let Some((call, started)) = self.end.take() {
-                        let code =
-                            Status::from_header_map(trailers).map_or(Code::Unknown, |s| s.code());
-                        call.handled(code, started);
+                        call.handled(status_code(trailers).unwrap_or(Code::Unknown), started);
                     }
                 }
             }

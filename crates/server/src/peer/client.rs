@@ -119,6 +119,7 @@ impl Transport for PeerTransport {
     }
 
     fn remove_peer(&mut self, id: u64) {
+        self.ctx.stats.activity.lost(id);
         self.peers.remove(&id);
         self.urls.remove(&id);
     }
@@ -281,6 +282,7 @@ async fn run_peer(
                     tracing::warn!("remote-peer-id" = format!("{id:x}"), error = %why, "lost the connection to a peer");
                     was_active = false;
                     link.deactivated();
+                    ctx.stats.activity.lost(id);
                 } else if why != last_dial_error {
                     tracing::warn!("remote-peer-id" = format!("{id:x}"), "remote-peer-url" = %url, error = %why, "failed to dial remote peer");
                 }
@@ -297,7 +299,7 @@ async fn run_peer(
             }
         };
         let (tx, rx) = mpsc::channel::<PeerMessage>(PEER_QUEUE);
-        let prober = tokio::spawn(probe(channel.clone(), link.clone()));
+        let prober = tokio::spawn(probe(channel.clone(), link.clone(), ctx.stats.clone(), id));
         let mut client = PeerClient::new(channel).max_encoding_message_size(usize::MAX);
         let call = tokio::spawn(async move { client.stream(ReceiverStream::new(rx)).await });
         if !was_active {
@@ -307,6 +309,7 @@ async fn run_peer(
             );
             was_active = true;
             link.activated();
+            ctx.stats.activity.heard(id);
         }
         loop {
             let Some(msg) = queue.recv().await else {
@@ -332,6 +335,7 @@ async fn run_peer(
                 if is_append {
                     ctx.stats.append_failed(id);
                 }
+                ctx.stats.activity.lost(id);
                 break; // the call ended: reconnect
             }
             link.sent(size);
@@ -348,8 +352,9 @@ async fn run_peer(
 }
 
 /// Times a small call to the peer every [`peer_metrics::PROBE_INTERVAL`] while its connection
-/// lasts, for `etcd_network_peer_round_trip_time_seconds`.
-async fn probe(channel: Channel, link: Arc<PeerLink>) {
+/// lasts, for `etcd_network_peer_round_trip_time_seconds`; each answer also tells that the
+/// peer `id` is still active.
+async fn probe(channel: Channel, link: Arc<PeerLink>, stats: Arc<TransportStats>, id: u64) {
     let mut client = PeerClient::new(channel);
     loop {
         tokio::time::sleep(peer_metrics::PROBE_INTERVAL).await;
@@ -360,6 +365,7 @@ async fn probe(channel: Channel, link: Arc<PeerLink>) {
             .is_ok()
         {
             link.round_trip(started.elapsed());
+            stats.activity.heard(id);
         }
     }
 }

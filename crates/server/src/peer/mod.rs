@@ -1,6 +1,7 @@
 //! Member-to-member transport: raft messages travel as bytes over one client-streaming gRPC
 //! call per peer (`oxcdpb.Peer/Stream`), on the peer URLs, in TLS when configured.
 
+pub mod activity;
 mod client;
 mod lease;
 pub mod metrics;

@@ -23,6 +23,8 @@ const RATE_STALE: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct TransportStats {
     inner: Mutex<Inner>,
+    /// Since when each peer has been reachable.
+    pub activity: super::activity::PeerActivity,
 }
 
 #[derive(Default)]

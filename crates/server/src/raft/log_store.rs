@@ -1,35 +1,59 @@
-//! Raft's log between two snapshots, kept in memory as raft-rs's `MemStorage` keeps it, but
-//! packed.
+//! Raft's log between two snapshots: every entry's term in memory, but only the newest
+//! payloads; older ones are read back from the WAL when raft asks for them.
 //!
 //! Like etcd, a member keeps every entry since its last snapshot (up to `--snapshot-count`,
-//! 100000 by default) so that a lagging follower can catch up from the log. `MemStorage` holds
-//! them as a `Vec<Entry>`: 104 bytes of struct per entry, most of it the two `Bytes` of `data`
-//! and `context` and protobuf bookkeeping, on top of the payload itself, and up to twice that
-//! while the vector has grown but not filled; and each payload is an allocation of its own with
-//! the header `Bytes` adds once it is shared. Here an entry is its term, type and payload (the
-//! context, almost always empty, is boxed apart), 56 bytes, and payloads are copied into shared
-//! 64 KiB chunks; the full `Entry` is rebuilt when raft asks for it, its payload a slice of its
-//! chunk. The behaviour is `MemStorage`'s, call for call (the test below checks it against
-//! `MemStorage`).
+//! 100000 by default, plus `--experimental-snapshot-catchup-entries` behind it) so that a
+//! lagging follower can catch up from the log. etcd and raft-rs's `MemStorage` keep all of it
+//! in memory, payloads included, although once an entry is applied only a follower that fell
+//! behind will ask for it again. Here an entry is its term, type and where the WAL holds it
+//! (the context, almost always empty, is boxed apart), 48 bytes; the payloads of the newest
+//! entries, [`PAYLOAD_BUDGET`] bytes of them and every one not yet committed, stay in memory,
+//! copied into shared 64 KiB chunks. Older payloads are read from the WAL on demand, whose
+//! segments the raft node keeps while the log holds their entries. The behaviour is
+//! `MemStorage`'s, call for call (the tests below check it against `MemStorage`, with and
+//! without payloads in memory).
 
 use std::cmp;
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::{Bytes, BytesMut};
-use protobuf::Message as _;
+use oxcd_storage::{EntryPos, Wal};
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
 use raft::{Error, GetEntriesContext, RaftState, Result, Storage, StorageError, NO_LIMIT};
 
+/// Payload bytes of committed entries kept in memory: enough for apply and for followers
+/// that keep up, which only ever ask for the newest entries.
+pub const PAYLOAD_BUDGET: usize = 1 << 20;
+
 /// The raft log storage shared by the raft thread and raft-rs (cheap to clone).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct LogStore {
     core: Arc<RwLock<LogCore>>,
 }
 
 impl LogStore {
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty log whose entries are saved in the WAL in `wal_dir`.
+    pub fn new(wal_dir: PathBuf) -> Self {
+        Self::with_budget(wal_dir, PAYLOAD_BUDGET)
+    }
+
+    fn with_budget(wal_dir: PathBuf, payload_budget: usize) -> Self {
+        let core = LogCore {
+            raft_state: RaftState::default(),
+            snapshot_metadata: SnapshotMetadata::default(),
+            offset: 0,
+            entries: VecDeque::new(),
+            payloads: VecDeque::new(),
+            payload_bytes: 0,
+            payload_budget,
+            chunk: BytesMut::new(),
+            wal_dir,
+        };
+        LogStore {
+            core: Arc::new(RwLock::new(core)),
+        }
     }
 
     pub fn rl(&self) -> RwLockReadGuard<'_, LogCore> {
@@ -41,10 +65,11 @@ impl LogStore {
     }
 }
 
-/// One entry without its index (implied by its position).
+/// One entry without its index (implied by its position) or payload.
 struct Packed {
     term: u64,
-    data: Bytes,
+    /// Where the WAL holds the entry; `pos.len` is its encoded size.
+    pos: EntryPos,
     entry_type: EntryType,
     sync_log: bool,
     /// `None` when the entry's context is empty, as it nearly always is.
@@ -52,21 +77,21 @@ struct Packed {
 }
 
 impl Packed {
-    fn new(e: &Entry, chunk: &mut BytesMut) -> Self {
+    fn new(e: &Entry, pos: EntryPos) -> Self {
         Packed {
             term: e.term,
-            data: copy_into(chunk, &e.data),
+            pos,
             entry_type: e.entry_type,
             sync_log: e.sync_log,
             context: (!e.context.is_empty()).then(|| Box::new(e.context.clone())),
         }
     }
 
-    fn entry(&self, index: u64) -> Entry {
+    fn entry(&self, index: u64, data: Bytes) -> Entry {
         Entry {
             term: self.term,
             index,
-            data: self.data.clone(),
+            data,
             entry_type: self.entry_type,
             sync_log: self.sync_log,
             context: self.context.as_deref().cloned().unwrap_or_default(),
@@ -76,7 +101,7 @@ impl Packed {
 }
 
 /// Copies `data` to the end of `chunk` (a new one when it is full) and returns the copy. A
-/// chunk is freed once no entry in it is kept or lent out.
+/// chunk is freed once no payload in it is kept or lent out.
 fn copy_into(chunk: &mut BytesMut, data: &[u8]) -> Bytes {
     const CHUNK: usize = 64 * 1024;
     if data.is_empty() {
@@ -89,20 +114,28 @@ fn copy_into(chunk: &mut BytesMut, data: &[u8]) -> Bytes {
     chunk.split().freeze()
 }
 
-#[derive(Default)]
 pub struct LogCore {
     raft_state: RaftState,
     snapshot_metadata: SnapshotMetadata,
     /// Index of `entries[0]`; meaningless while `entries` is empty.
     offset: u64,
     entries: VecDeque<Packed>,
+    /// The payloads of the last `payloads.len()` entries; the others are only in the WAL.
+    payloads: VecDeque<Bytes>,
+    /// Total length of `payloads`.
+    payload_bytes: usize,
+    /// Committed payloads beyond this many bytes are dropped, oldest first.
+    payload_budget: usize,
     /// Where the next payloads are copied.
     chunk: BytesMut,
+    /// The WAL directory, to read dropped payloads back.
+    wal_dir: PathBuf,
 }
 
 impl LogCore {
     pub fn set_hardstate(&mut self, hs: HardState) {
         self.raft_state.hard_state = hs;
+        self.drop_old_payloads();
     }
 
     pub fn mut_hard_state(&mut self) -> &mut HardState {
@@ -129,6 +162,11 @@ impl LogCore {
         }
     }
 
+    /// Index of the first entry whose payload is in memory.
+    fn first_in_memory(&self) -> u64 {
+        self.offset + (self.entries.len() - self.payloads.len()) as u64
+    }
+
     /// Replaces the log with the given snapshot's position; fails if it is older than the log.
     pub fn apply_snapshot(&mut self, mut snapshot: Snapshot) -> Result<()> {
         let mut meta = snapshot.take_metadata();
@@ -140,6 +178,8 @@ impl LogCore {
         self.raft_state.hard_state.term = cmp::max(self.raft_state.hard_state.term, meta.term);
         self.raft_state.hard_state.commit = index;
         self.entries.clear();
+        self.payloads.clear();
+        self.payload_bytes = 0;
         self.raft_state.conf_state = meta.take_conf_state();
         Ok(())
     }
@@ -161,19 +201,39 @@ impl LogCore {
         if !self.entries.is_empty() {
             self.entries.drain(..(compact_index - self.offset) as usize);
             self.offset = compact_index;
+            while self.payloads.len() > self.entries.len() {
+                self.pop_oldest_payload();
+            }
         }
         Ok(())
     }
 
-    /// Appends `ents`, first dropping the entries they overwrite.
+    /// Appends `ents`, saved in the WAL at `positions`, first dropping the entries they
+    /// overwrite.
     ///
     /// # Panics
     ///
     /// If `ents` overwrites compacted entries or leaves a gap after the last one.
-    pub fn append(&mut self, ents: &[Entry]) -> Result<()> {
+    pub fn append(&mut self, ents: &[Entry], positions: &[EntryPos]) -> Result<()> {
+        self.append_read(ents, positions, 0)
+    }
+
+    /// [`LogCore::append`] for entries read back from the WAL, of which those before
+    /// `payloads_from` came without their payload.
+    pub fn append_read(
+        &mut self,
+        ents: &[Entry],
+        positions: &[EntryPos],
+        payloads_from: usize,
+    ) -> Result<()> {
         let Some(first) = ents.first() else {
             return Ok(());
         };
+        assert_eq!(
+            ents.len(),
+            positions.len(),
+            "an entry without its WAL position"
+        );
         assert!(
             self.first_index() <= first.index,
             "overwrite compacted raft logs, compacted: {}, append: {}",
@@ -190,11 +250,84 @@ impl LogCore {
         if self.entries.is_empty() {
             self.offset = first.index;
         }
+        let overwritten = self.entries.len().saturating_sub(keep);
         self.entries.truncate(keep);
-        let chunk = &mut self.chunk;
-        self.entries
-            .extend(ents.iter().map(|e| Packed::new(e, chunk)));
+        for _ in 0..overwritten.min(self.payloads.len()) {
+            let p = self.payloads.pop_back().expect("counted");
+            self.payload_bytes -= p.len();
+        }
+        if payloads_from > 0 {
+            // Entries without a payload must not follow entries with one.
+            self.payloads.clear();
+            self.payload_bytes = 0;
+        }
+        for (i, (e, &pos)) in ents.iter().zip(positions).enumerate() {
+            self.entries.push_back(Packed::new(e, pos));
+            if i >= payloads_from {
+                self.payloads.push_back(copy_into(&mut self.chunk, &e.data));
+                self.payload_bytes += e.data.len();
+            }
+        }
+        self.drop_old_payloads();
         Ok(())
+    }
+
+    /// Drops the oldest committed payloads beyond the budget.
+    fn drop_old_payloads(&mut self) {
+        let commit = self.raft_state.hard_state.commit;
+        while self.payload_bytes > self.payload_budget
+            && !self.payloads.is_empty()
+            && self.first_in_memory() <= commit
+        {
+            self.pop_oldest_payload();
+        }
+    }
+
+    fn pop_oldest_payload(&mut self) {
+        let p = self.payloads.pop_front().expect("a payload");
+        self.payload_bytes -= p.len();
+    }
+
+    /// Entries `lo..lo + n` (positions in `entries`), the dropped payloads read back from the
+    /// WAL. A WAL that cannot give back what it acknowledged stops the member.
+    fn build(&self, lo: usize, n: usize) -> Vec<Entry> {
+        let on_disk = self.entries.len() - self.payloads.len();
+        let mut out = Vec::with_capacity(n);
+        if lo < on_disk {
+            let upto = on_disk.min(lo + n);
+            let positions: Vec<EntryPos> = self.entries.range(lo..upto).map(|p| p.pos).collect();
+            let read = Wal::read_entries(&self.wal_dir, &positions).and_then(|read| {
+                for (i, e) in read.iter().enumerate() {
+                    let want = &self.entries[lo + i];
+                    let index = self.offset + (lo + i) as u64;
+                    if e.index != index || e.term != want.term {
+                        return Err(oxcd_storage::WalError::Corrupt {
+                            path: self.wal_dir.clone(),
+                            offset: want.pos.offset,
+                            reason: format!(
+                                "entry {}/{} read back where {index}/{} was saved",
+                                e.index, e.term, want.term
+                            ),
+                        });
+                    }
+                }
+                Ok(read)
+            });
+            match read {
+                Ok(read) => out.extend(read),
+                Err(e) => crate::fatal::exit(
+                    "failed to read raft log entries back from the WAL",
+                    &self.wal_dir,
+                    &e,
+                ),
+            }
+        }
+        for i in lo.max(on_disk)..lo + n {
+            let index = self.offset + i as u64;
+            let data = self.payloads[i - on_disk].clone();
+            out.push(self.entries[i].entry(index, data));
+        }
+        out
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -242,22 +375,20 @@ impl Storage for LogStore {
         }
         let lo = (low - core.offset) as usize;
         let hi = (high - core.offset) as usize;
-        // raft-rs's `limit_size`, applied while building: the first entry always, then more
+        // raft-rs's `limit_size`, applied before building: the first entry always, then more
         // while the total encoded size stays within `max_size`.
-        let limit = max_size.filter(|&m| m != NO_LIMIT);
-        let mut out = Vec::with_capacity(hi - lo);
-        let mut size = 0u64;
-        for (i, p) in core.entries.range(lo..hi).enumerate() {
-            let e = p.entry(low + i as u64);
-            if let Some(max) = limit {
-                size += u64::from(e.compute_size());
+        let mut n = hi - lo;
+        if let Some(max) = max_size.filter(|&m| m != NO_LIMIT) {
+            let mut size = 0u64;
+            for (i, p) in core.entries.range(lo..hi).enumerate() {
+                size += u64::from(p.pos.len);
                 if i > 0 && size > max {
+                    n = i;
                     break;
                 }
             }
-            out.push(e);
         }
-        Ok(out)
+        Ok(core.build(lo, n))
     }
 
     fn term(&self, idx: u64) -> Result<u64> {
@@ -293,6 +424,7 @@ impl Storage for LogStore {
 
 #[cfg(test)]
 mod tests {
+    use oxcd_storage::{WalOptions, WalSnapshot};
     use raft::storage::MemStorage;
 
     use super::*;
@@ -317,6 +449,38 @@ mod tests {
         s.mut_metadata().term = term;
         s.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
         s
+    }
+
+    /// A log whose entries are saved in a real WAL first, as the raft node does.
+    struct Saved {
+        store: LogStore,
+        wal: Wal,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Saved {
+        fn new(payload_budget: usize) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let wal_dir = dir.path().join("wal");
+            let wal = Wal::create(&wal_dir, b"m").unwrap();
+            Saved {
+                store: LogStore::with_budget(wal_dir, payload_budget),
+                wal,
+                _dir: dir,
+            }
+        }
+
+        fn append(&mut self, ents: &[Entry]) {
+            self.wal.save(&HardState::default(), ents).unwrap();
+            let positions = self.wal.saved_positions();
+            self.store.wl().append(ents, positions).unwrap();
+        }
+
+        fn commit(&self, index: u64) {
+            let mut hs = self.store.rl().raft_state.hard_state.clone();
+            hs.commit = index;
+            self.store.wl().set_hardstate(hs);
+        }
     }
 
     /// Every read of the Storage trait gives the same answer from both stores.
@@ -365,7 +529,7 @@ mod tests {
     /// larger than a chunk, and after the entries before them are dropped.
     #[test]
     fn payloads_span_chunks() {
-        let store = LogStore::new();
+        let mut log = Saved::new(usize::MAX);
         let ents: Vec<Entry> = (1..=300)
             .map(|i| {
                 entry(
@@ -379,87 +543,160 @@ mod tests {
                 )
             })
             .collect();
-        store.wl().append(&ents[..100]).unwrap();
-        store.wl().append(&ents[100..]).unwrap();
+        log.append(&ents[..100]);
+        log.append(&ents[100..]);
         let all = |s: &LogStore, low| {
             s.entries(low, 301, None, GetEntriesContext::empty(false))
                 .unwrap()
         };
-        assert_eq!(all(&store, 1), ents);
-        store.wl().compact(200).unwrap();
-        assert_eq!(all(&store, 200), ents[199..]);
+        assert_eq!(all(&log.store, 1), ents);
+        log.store.wl().compact(200).unwrap();
+        assert_eq!(all(&log.store, 200), ents[199..]);
     }
 
+    /// With every payload in memory, and with every committed payload read back from the
+    /// WAL.
     #[test]
     fn behaves_as_mem_storage() {
-        let ours = LogStore::new();
-        let theirs = MemStorage::new();
-        let both_append = |ents: &[Entry]| {
-            ours.wl().append(ents).unwrap();
-            theirs.wl().append(ents).unwrap();
-        };
-        let both_commit = |index: u64| {
-            ours.wl().mut_hard_state().commit = index;
-            theirs.wl().mut_hard_state().commit = index;
-        };
-        assert_same(&ours, &theirs, "empty");
+        for budget in [usize::MAX, 0] {
+            behaves_as_mem_storage_with(budget);
+        }
+    }
 
-        both_append(&(1..=10).map(|i| entry(i, 1, 40)).collect::<Vec<_>>());
-        both_commit(6);
-        assert_same(&ours, &theirs, "appended 1..=10");
+    fn behaves_as_mem_storage_with(budget: usize) {
+        let mut ours = Saved::new(budget);
+        let theirs = MemStorage::new();
+        fn both_append(ours: &mut Saved, theirs: &MemStorage, ents: &[Entry]) {
+            ours.append(ents);
+            theirs.wl().append(ents).unwrap();
+        }
+        fn both_commit(ours: &Saved, theirs: &MemStorage, index: u64) {
+            ours.commit(index);
+            theirs.wl().mut_hard_state().commit = index;
+        }
+        let step = |s: &str| format!("budget {budget}: {s}");
+        assert_same(&ours.store, &theirs, &step("empty"));
+
+        both_append(
+            &mut ours,
+            &theirs,
+            &(1..=10).map(|i| entry(i, 1, 40)).collect::<Vec<_>>(),
+        );
+        both_commit(&ours, &theirs, 6);
+        assert_same(&ours.store, &theirs, &step("appended 1..=10"));
 
         // A new leader overwrites the uncommitted tail.
-        both_append(&(8..=12).map(|i| entry(i, 2, 30)).collect::<Vec<_>>());
-        assert_same(&ours, &theirs, "overwrote 8..");
+        both_append(
+            &mut ours,
+            &theirs,
+            &(8..=12).map(|i| entry(i, 2, 30)).collect::<Vec<_>>(),
+        );
+        assert_same(&ours.store, &theirs, &step("overwrote 8.."));
 
         // Compacting: below the first index does nothing, then drops the head.
         for idx in [0, 1, 4] {
-            ours.wl().compact(idx).unwrap();
+            ours.store.wl().compact(idx).unwrap();
             theirs.wl().compact(idx).unwrap();
-            assert_same(&ours, &theirs, &format!("compacted to {idx}"));
+            assert_same(&ours.store, &theirs, &step(&format!("compacted to {idx}")));
         }
 
         // Appending right after the last entry, and overwriting from the first one kept.
-        both_append(&[entry(13, 2, 10)]);
-        both_append(&(4..=9).map(|i| entry(i, 3, 20)).collect::<Vec<_>>());
-        both_commit(9);
-        assert_same(&ours, &theirs, "overwrote from the first index");
+        both_append(&mut ours, &theirs, &[entry(13, 2, 10)]);
+        both_append(
+            &mut ours,
+            &theirs,
+            &(4..=9).map(|i| entry(i, 3, 20)).collect::<Vec<_>>(),
+        );
+        both_commit(&ours, &theirs, 9);
+        assert_same(
+            &ours.store,
+            &theirs,
+            &step("overwrote from the first index"),
+        );
 
         // Compacting everything: the first index falls back to the last snapshot's.
-        ours.wl().compact(10).unwrap();
+        ours.store.wl().compact(10).unwrap();
         theirs.wl().compact(10).unwrap();
-        assert_same(&ours, &theirs, "compacted all");
+        assert_same(&ours.store, &theirs, &step("compacted all"));
 
         // A snapshot from the leader replaces the log; an older one is refused.
         let snap = snapshot(20, 4);
-        ours.wl().apply_snapshot(snap.clone()).unwrap();
+        ours.store.wl().apply_snapshot(snap.clone()).unwrap();
         theirs.wl().apply_snapshot(snap).unwrap();
-        assert_same(&ours, &theirs, "snapshot at 20");
-        assert!(ours.wl().apply_snapshot(snapshot(5, 1)).is_err());
+        assert_same(&ours.store, &theirs, &step("snapshot at 20"));
+        assert!(ours.store.wl().apply_snapshot(snapshot(5, 1)).is_err());
         assert!(theirs.wl().apply_snapshot(snapshot(5, 1)).is_err());
 
-        both_append(&(21..=30).map(|i| entry(i, 4, 50)).collect::<Vec<_>>());
-        both_commit(27);
+        both_append(
+            &mut ours,
+            &theirs,
+            &(21..=30).map(|i| entry(i, 4, 50)).collect::<Vec<_>>(),
+        );
+        both_commit(&ours, &theirs, 27);
         let hs = HardState {
             term: 5,
             vote: 2,
             commit: 28,
             ..Default::default()
         };
-        ours.wl().set_hardstate(hs.clone());
+        ours.store.wl().set_hardstate(hs.clone());
         theirs.wl().set_hardstate(hs);
         let cs = ConfState {
             voters: vec![1, 2],
             learners: vec![3],
             ..Default::default()
         };
-        ours.wl().set_conf_state(cs.clone());
+        ours.store.wl().set_conf_state(cs.clone());
         theirs.wl().set_conf_state(cs);
-        assert_same(&ours, &theirs, "after the snapshot");
+        assert_same(&ours.store, &theirs, &step("after the snapshot"));
         assert_eq!(
-            ours.snapshot(29, 0).unwrap().get_metadata().index,
+            ours.store.snapshot(29, 0).unwrap().get_metadata().index,
             29,
             "a snapshot is at least at the requested index"
         );
+        let core = ours.store.rl();
+        if budget == 0 {
+            // Only the uncommitted entries keep their payload.
+            assert_eq!(core.first_in_memory(), 29);
+        } else {
+            assert_eq!(core.payloads.len(), core.entries.len());
+        }
+    }
+
+    /// Only the newest committed payloads stay in memory, within the budget; the log read
+    /// back at a restart (payloads partly dropped by the WAL read) is whole as well.
+    #[test]
+    fn old_payloads_come_back_from_the_wal() {
+        let mut log = Saved::new(10_000);
+        let ents: Vec<Entry> = (1..=100).map(|i| entry(i, 1, 1000)).collect();
+        for batch in ents.chunks(10) {
+            log.append(batch);
+        }
+        let all = |s: &LogStore| {
+            s.entries(1, 101, None, GetEntriesContext::empty(false))
+                .unwrap()
+        };
+        // Nothing committed yet: every payload stays.
+        assert_eq!(log.store.rl().payloads.len(), 100);
+        log.commit(95);
+        assert_eq!(log.store.rl().payload_bytes, 10_000);
+        assert_eq!(log.store.rl().first_in_memory(), 91);
+        assert_eq!(all(&log.store), ents);
+
+        let wal_dir = log.wal.dir().to_path_buf();
+        drop(log.wal);
+        let opts = WalOptions {
+            payload_budget: 5000,
+            ..Default::default()
+        };
+        let (_, read) = Wal::open_with(&wal_dir, WalSnapshot::default(), opts).unwrap();
+        assert_eq!(read.payloads_from, 95);
+        let restarted = LogStore::with_budget(wal_dir, 10_000);
+        restarted
+            .wl()
+            .append_read(&read.entries, &read.positions, read.payloads_from)
+            .unwrap();
+        assert_eq!(restarted.rl().first_in_memory(), 96);
+        assert_eq!(all(&restarted), ents);
     }
 }

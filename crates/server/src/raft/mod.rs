@@ -9,7 +9,7 @@ mod transport;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-pub use log_store::LogStore;
+pub use log_store::{LogStore, PAYLOAD_BUDGET};
 pub use logger::raft_logger;
 pub use node::{Apply, ProposalResult, RaftInput, RaftNode};
 pub use transport::Transport;

@@ -309,7 +309,8 @@ impl RaftNode {
             }
             fail::fail_point!("raft_after_save");
         }
-        if let Err(e) = self.raw.mut_store().wl().append(rd.entries()) {
+        let saved_at = self.wal.saved_positions();
+        if let Err(e) = self.raw.mut_store().wl().append(rd.entries(), saved_at) {
             panic!("failed to append entries to the raft log: {e}");
         }
         if let Some(hs) = hard_state {
@@ -467,16 +468,18 @@ impl RaftNode {
         if let Err(e) = self.wal.save_snapshot(WalSnapshot { index, term }) {
             self.wal_failed("failed to save Raft snapshot", &e);
         }
-        if let Err(e) = self.wal.release_to(index) {
-            self.wal_failed("failed to release Raft wal", &e);
-        }
-        fail::fail_point!("raft_after_wal_release");
         if index > self.snapshot_catch_up_entries {
             let compact_to = index - self.snapshot_catch_up_entries;
             if compact_to > store.first_index().unwrap_or(0) {
                 let _ = store.wl().compact(compact_to);
             }
         }
+        // The log reads old payloads back from the WAL: keep the segments of what it holds.
+        let release = index.min(store.first_index().unwrap_or(index));
+        if let Err(e) = self.wal.release_to(release) {
+            self.wal_failed("failed to release Raft wal", &e);
+        }
+        fail::fail_point!("raft_after_wal_release");
         let _ = self.snapshotter.purge(5);
         tracing::info!(snapshot_index = index, "saved snapshot");
     }

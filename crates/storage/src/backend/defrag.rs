@@ -3,12 +3,19 @@
 //! etcd's defragment holds every write for the whole copy (about 15 s on a 4 GiB database,
 //! etcd issue 9222). Here the copy runs beside the live file:
 //!
-//! 1. Every table is copied from a read snapshot into a new file, `db.defrag`, in batches,
-//!    while writes go on in the live file.
-//! 2. Catch-up: the `key` table only grows at its end (each write adds revisions above every
-//!    existing one), so the entries past the last one copied are what changed; they are copied
-//!    from a newer snapshot, round after round, until few are left. The writes that remove or
-//!    rewrite `key` entries (compaction batches, restores) wait for the defrag meanwhile.
+//! 1. The `key` table is copied from a read snapshot into a new file, `db.defrag`, in batches,
+//!    while writes go on in the live file. This bulk copy runs on a thread of its own at a
+//!    lower CPU priority, so that on a busy machine the server's own threads (apply, raft, the
+//!    RPCs) run first and the copy takes the CPU they leave. After each batch the kernel is
+//!    asked to write the batch's pages out, and the previous batch's are waited for: the new
+//!    file never holds more than a batch or two of unwritten pages, so the live file's and the
+//!    WAL's syncs do not queue behind gigabytes of it (they did, at 4 GiB: single applies took
+//!    a second, behind the backend's durable commit that waited for the copy's write-back).
+//! 2. Catch-up, at normal priority, so that writers cannot outrun it: the `key` table only
+//!    grows at its end (each write adds revisions above every existing one), so the entries
+//!    past the last one copied are what changed; they are copied from a newer snapshot, round
+//!    after round, until few are left. The writes that remove or rewrite `key` entries
+//!    (compaction batches, restores) wait for the defrag meanwhile.
 //! 3. Swap: the other tables (small: leases, auth, members, meta) are copied from the last
 //!    catch-up snapshot and the new file is committed durably. Then writers are held off (the
 //!    backend's writer slot), the last new revisions and the other tables are copied again
@@ -30,10 +37,11 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableTable, TableHandle};
 
-use super::{schema, Backend, ReadTxn, Result};
+use super::{schema, Backend, Error, ReadTxn, Result};
 
-/// `key` entries copied into the new file per write transaction.
-const COPY_BATCH: usize = 20_000;
+/// Bytes of `key` entries (keys and values) copied into the new file per write transaction:
+/// also how much of the new file is written out at a time (see the module doc).
+const COPY_BATCH_BYTES: usize = 16 << 20;
 
 /// Catch-up ends when a round copied fewer new revisions than this: the swap then copies
 /// about as many with writers held off (a few milliseconds).
@@ -41,6 +49,10 @@ const SWAP_BELOW: u64 = 5_000;
 
 /// Catch-up rounds before swapping anyway, for writes that outrun the copy.
 const MAX_CATCH_UP_ROUNDS: usize = 20;
+
+/// The nice value of the bulk copy's thread (the server runs at 0): its CPU share is about a
+/// tenth of a busy thread's of the server, and all of what they leave idle.
+const BULK_COPY_NICE: libc::c_int = 10;
 
 /// The file a defrag writes, beside the live one.
 fn defrag_path(path: &Path) -> PathBuf {
@@ -78,7 +90,7 @@ impl Backend {
                 .set_cache_size(self.inner.cache_size)
                 .create(&tmp)
         })?;
-        if let Err(e) = self.copy_into(new) {
+        if let Err(e) = self.copy_into(new, &tmp) {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
@@ -95,15 +107,38 @@ impl Backend {
         Ok(())
     }
 
-    /// Steps 1 to 3 of the module doc, into `new`, which becomes the live file. Until the
-    /// rename, an error leaves the live file as it was.
-    fn copy_into(&self, new: Database) -> Result<()> {
-        let mut after = None;
-        let mut rounds = 0;
+    /// Steps 1 to 3 of the module doc, into `new` (at `path`), which becomes the live file.
+    /// Until the rename, an error leaves the live file as it was.
+    fn copy_into(&self, new: Database, path: &Path) -> Result<()> {
+        let mut written = WriteBack::new(path)?;
         fail::fail_point!("defrag_before_copy");
+        let mut after = thread::scope(|scope| {
+            let bulk = thread::Builder::new()
+                .name("backend-defrag".into())
+                .spawn_scoped(scope, || {
+                    lower_cpu_priority();
+                    let mut after = None;
+                    let snapshot = self.begin_read()?;
+                    copy_key_entries(
+                        &snapshot.open_table(schema::KEY)?,
+                        &new,
+                        &mut after,
+                        &mut written,
+                    )?;
+                    Ok::<_, Error>(after)
+                })?;
+            bulk.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
+        let mut rounds = 0;
         loop {
             let snapshot = self.begin_read()?;
-            let copied = copy_key_entries(&snapshot.open_table(schema::KEY)?, &new, &mut after)?;
+            let copied = copy_key_entries(
+                &snapshot.open_table(schema::KEY)?,
+                &new,
+                &mut after,
+                &mut written,
+            )?;
             rounds += 1;
             if copied < SWAP_BELOW || rounds >= MAX_CATCH_UP_ROUNDS {
                 // With the other tables of the same snapshot the new file holds exactly that
@@ -119,7 +154,12 @@ impl Backend {
         let writer = self.inner.writer.take();
         // No writer can start now, so this snapshot is the last state of the live file.
         let last = self.begin_read()?;
-        let tail = copy_key_entries(&last.open_table(schema::KEY)?, &new, &mut after)?;
+        let tail = copy_key_entries(
+            &last.open_table(schema::KEY)?,
+            &new,
+            &mut after,
+            &mut written,
+        )?;
         copy_other_tables(&last, &new, Durability::None)?;
         drop(last);
         fail::fail_point!("defrag_before_rename");
@@ -171,12 +211,14 @@ fn copy_other_tables(src: &ReadTxn, dst: &Database, durability: Durability) -> R
     Ok(())
 }
 
-/// Copies the `key` entries of `src` after `after` (all when `None`) into `dst`, in batches;
-/// moves `after` to the last one copied and returns how many were.
+/// Copies the `key` entries of `src` after `after` (all when `None`) into `dst`, in batches
+/// written out as they go (see [`WriteBack`]); moves `after` to the last one copied and returns
+/// how many were.
 fn copy_key_entries(
     src: &impl ReadableTable<&'static [u8], &'static [u8]>,
     dst: &Database,
     after: &mut Option<Vec<u8>>,
+    written: &mut WriteBack,
 ) -> Result<u64> {
     use std::ops::Bound;
     let mut copied = 0u64;
@@ -187,28 +229,77 @@ fn copy_key_entries(
         };
         let mut txn = dst.begin_write()?;
         txn.set_durability(Durability::None)?;
-        let mut n = 0;
+        let (mut n, mut bytes) = (0u64, 0);
         {
             let mut table = txn.open_table(schema::KEY)?;
+            let mut entries = src.range::<&[u8]>((lower, Bound::Unbounded))?;
             let mut last = None;
-            for entry in src
-                .range::<&[u8]>((lower, Bound::Unbounded))?
-                .take(COPY_BATCH)
-            {
+            while bytes < COPY_BATCH_BYTES {
+                let Some(entry) = entries.next() else { break };
                 let (k, v) = entry?;
                 table.insert(k.value(), v.value())?;
-                last = Some(k.value().to_vec());
+                bytes += k.value().len() + v.value().len();
+                last = Some(k);
                 n += 1;
             }
             if let Some(last) = last {
-                *after = Some(last);
+                *after = Some(last.value().to_vec());
             }
         }
         txn.commit()?;
-        copied += n as u64;
-        if n < COPY_BATCH {
+        written.batch_done()?;
+        copied += n;
+        if bytes < COPY_BATCH_BYTES {
             return Ok(copied);
         }
+    }
+}
+
+/// Keeps the new file's unwritten pages to about one batch: after each batch, waits for the
+/// write-out of the pages written before it and starts the write-out of the batch's own.
+/// Without this the kernel holds the whole copy in memory until its dirty limits (gigabytes on
+/// a large machine) and then writes it out in one burst, which every sync of the live file and
+/// of the WAL queues behind (on ext4 a file's sync may also wait for other files' data).
+struct WriteBack {
+    file: fs::File,
+}
+
+impl WriteBack {
+    fn new(path: &Path) -> Result<WriteBack> {
+        Ok(WriteBack {
+            file: fs::File::open(path)?,
+        })
+    }
+
+    fn batch_done(&mut self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        // The whole file: offsets 0 to its end.
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE;
+        // SAFETY: the descriptor is open for as long as `self.file` is; the call reads no
+        // memory of ours.
+        if unsafe { libc::sync_file_range(self.file.as_raw_fd(), 0, 0, flags) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(())
+    }
+}
+
+/// Lowers the calling thread's CPU priority to [`BULK_COPY_NICE`]; a failure is logged and the
+/// copy runs at the priority it has.
+fn lower_cpu_priority() {
+    // SAFETY: plain system calls on the calling thread (on Linux a nice value is per thread).
+    let lowered = unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid() as libc::id_t,
+            BULK_COPY_NICE,
+        )
+    };
+    if lowered != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "failed to lower the defrag copy's CPU priority"
+        );
     }
 }
 
@@ -319,11 +410,14 @@ mod tests {
             let (b, done, written) = (b.clone(), done.clone(), written.clone());
             thread::spawn(move || {
                 let mut during = 0;
+                // 50,000 revisions a second at most: more than a server commits, and a
+                // writer that outran the copy for good would keep a defrag from ending.
                 while !done.load(Ordering::Acquire) || during < 20 {
                     let from = written.load(Ordering::Acquire);
                     write(&b, from, 50);
                     written.store(from + 50, Ordering::Release);
                     during += 1;
+                    thread::sleep(Duration::from_millis(1));
                 }
                 during
             })

@@ -94,6 +94,18 @@ pub struct WalSnapshot {
     pub term: u64,
 }
 
+/// Where an entry's record is in the WAL, so that the entry can be read back later
+/// ([`Wal::read_entries`]) instead of being kept in memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryPos {
+    /// The `seq` of the segment holding the record.
+    pub segment: u64,
+    /// Where the record starts in that segment.
+    pub offset: u64,
+    /// Length of the encoded entry (the record's data), as `Entry::compute_size` gives it.
+    pub len: u32,
+}
+
 /// What [`Wal::open`] read back.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WalContents {
@@ -103,6 +115,11 @@ pub struct WalContents {
     pub hard_state: HardState,
     /// The entries after the snapshot, contiguous from its index + 1.
     pub entries: Vec<Entry>,
+    /// Where each of `entries` is in the WAL.
+    pub positions: Vec<EntryPos>,
+    /// `entries` before this one came back without their payload (`data` left empty, see
+    /// [`WalOptions::payload_budget`]); read them with [`Wal::read_entries`].
+    pub payloads_from: usize,
 }
 
 /// Tunables; the defaults are etcd's.
@@ -110,12 +127,17 @@ pub struct WalContents {
 pub struct WalOptions {
     /// Segment preallocation size; a segment is cut once it reaches this size.
     pub segment_size: u64,
+    /// At most this many bytes of entry payloads are kept while the WAL is read back: those
+    /// of the newest entries (and always the last one's). Older entries come back without
+    /// their payload, so that reading a long log does not hold all of it in memory.
+    pub payload_budget: usize,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_size: SEGMENT_SIZE_BYTES,
+            payload_budget: usize::MAX,
         }
     }
 }
@@ -145,6 +167,8 @@ pub struct Wal {
     failed: bool,
     /// Reused encoding buffer.
     buf: Vec<u8>,
+    /// Where the entries of the last save went.
+    saved: Vec<EntryPos>,
 }
 
 impl Wal {
@@ -188,6 +212,7 @@ impl Wal {
             epoch,
             failed: false,
             buf: Vec::new(),
+            saved: Vec::new(),
         })
     }
 
@@ -207,7 +232,7 @@ impl Wal {
         opts: WalOptions,
     ) -> Result<(Wal, WalContents)> {
         segment::remove_temp_files(dir)?;
-        let out = read_wal(dir, Mode::FromSnapshot(snap))?;
+        let out = read_wal(dir, Mode::FromSnapshot(snap), opts.payload_budget)?;
         let tail = out.segments.last().expect("read_wal found a segment");
         let file = OpenOptions::new()
             .read(true)
@@ -236,6 +261,7 @@ impl Wal {
             epoch: out.epoch,
             failed: false,
             buf: Vec::new(),
+            saved: Vec::new(),
         };
         Ok((wal, contents))
     }
@@ -243,13 +269,20 @@ impl Wal {
     /// Reads the WAL after `snap` without changing anything on disk (for offline tools).
     /// A torn tail is ignored rather than truncated.
     pub fn read(dir: &Path, snap: WalSnapshot) -> Result<WalContents> {
-        Ok(read_wal(dir, Mode::FromSnapshot(snap))?.contents)
+        Ok(read_wal(dir, Mode::FromSnapshot(snap), usize::MAX)?.contents)
+    }
+
+    /// Reads back the entries saved at `positions` (as [`Wal::saved_positions`] or
+    /// [`WalContents::positions`] gave them), in order. Their segments must not have been
+    /// released.
+    pub fn read_entries(dir: &Path, positions: &[EntryPos]) -> Result<Vec<Entry>> {
+        read::read_entries(dir, positions)
     }
 
     /// Snapshot markers in the WAL whose index is committed by the last hard state, oldest
     /// first: the snapshots a restart may load (as etcd's `ValidSnapshotEntries`).
     pub fn valid_snapshots(dir: &Path) -> Result<Vec<WalSnapshot>> {
-        let out = read_wal(dir, Mode::AllMarkers)?;
+        let out = read_wal(dir, Mode::AllMarkers, 0)?;
         let commit = out.contents.hard_state.commit;
         Ok(out
             .markers
@@ -269,16 +302,24 @@ impl Wal {
         let epoch = self.epoch.wrapping_add(1);
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
+        self.saved.clear();
+        let segment = self.segments.last().expect("a wal has a segment").seq;
         let count = entries.len() + usize::from(!hs_empty);
         let mut encoded = Ok(());
         for (i, e) in entries.iter().enumerate() {
             let flags = if i + 1 == count { FLAG_SYNC } else { 0 };
+            let at = buf.len();
             encoded = record::encode_with(&mut buf, RecordType::Entry, flags, epoch, |b| {
                 e.write_to_vec(b)
             });
             if encoded.is_err() {
                 break;
             }
+            self.saved.push(EntryPos {
+                segment,
+                offset: self.offset + at as u64,
+                len: record::data_len(&buf[at..]),
+            });
         }
         if encoded.is_ok() && !hs_empty {
             encoded = record::encode_with(&mut buf, RecordType::HardState, FLAG_SYNC, epoch, |b| {
@@ -296,6 +337,11 @@ impl Wal {
             self.hard_state = hard_state.clone();
         }
         self.cut_if_full()
+    }
+
+    /// Where the entries of the last [`Wal::save`] are, in order (valid once it succeeded).
+    pub fn saved_positions(&self) -> &[EntryPos] {
+        &self.saved
     }
 
     /// Records that a snapshot was taken at `snap`, durably.
@@ -430,7 +476,10 @@ mod tests {
     use super::*;
 
     fn small() -> WalOptions {
-        WalOptions { segment_size: 4096 }
+        WalOptions {
+            segment_size: 4096,
+            ..Default::default()
+        }
     }
 
     fn entry(term: u64, index: u64, len: usize) -> Entry {
@@ -602,6 +651,7 @@ mod tests {
         let base = tmp.path().join("base");
         let opts = || WalOptions {
             segment_size: 4 << 20,
+            ..Default::default()
         };
         let mut wal = Wal::create_with(&base, b"m", opts()).unwrap();
         let mut want = Vec::new();
@@ -881,5 +931,64 @@ mod tests {
         let (_, got) = Wal::open_with(dir, WalSnapshot::default(), small()).unwrap();
         assert!(got.entries.is_empty());
         assert!(!tmp_seg.exists());
+    }
+
+    /// Entries read back from where a save put them, or from where a read found them, are
+    /// the entries saved, across segments and after a rewrite; a read within a payload budget
+    /// drops the oldest payloads only.
+    #[test]
+    fn entries_read_back_from_their_positions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        let mut wal = Wal::create_with(&dir, b"m", small()).unwrap();
+        let mut saved = Vec::new();
+        let mut log: Vec<Entry> = Vec::new();
+        for batch in 0..20u64 {
+            let ents: Vec<Entry> = (1..=3).map(|i| entry(1, batch * 3 + i, 300)).collect();
+            wal.save(&hs(1, 1, batch * 3), &ents).unwrap();
+            saved.extend_from_slice(wal.saved_positions());
+            log.extend(ents);
+        }
+        // A new leader rewrites the tail from index 55.
+        let rewrite: Vec<Entry> = (55..=58).map(|i| entry(2, i, 100)).collect();
+        wal.save(&hs(2, 2, 54), &rewrite).unwrap();
+        saved.truncate(54);
+        saved.extend_from_slice(wal.saved_positions());
+        log.truncate(54);
+        log.extend(rewrite);
+        assert!(segment_files(&dir).len() > 2, "the entries span segments");
+        assert_eq!(Wal::read_entries(&dir, &saved).unwrap(), log);
+        assert_eq!(
+            Wal::read_entries(&dir, &saved[10..12]).unwrap(),
+            log[10..12]
+        );
+        drop(wal);
+
+        let (_, all) = Wal::open_with(&dir, WalSnapshot::default(), small()).unwrap();
+        assert_eq!(all.entries, log);
+        assert_eq!(all.positions, saved);
+        assert_eq!(all.payloads_from, 0);
+
+        let budget = WalOptions {
+            payload_budget: 1000,
+            ..small()
+        };
+        let (_, some) = Wal::open_with(&dir, WalSnapshot::default(), budget).unwrap();
+        assert_eq!(some.positions, saved);
+        let kept = &some.entries[some.payloads_from..];
+        assert_eq!(kept, &log[some.payloads_from..]);
+        assert!(kept.iter().map(|e| e.data.len()).sum::<usize>() <= 1000);
+        assert!(some.payloads_from > 40, "{}", some.payloads_from);
+        for (e, full) in some.entries[..some.payloads_from].iter().zip(&log) {
+            assert!(e.data.is_empty());
+            assert_eq!((e.index, e.term), (full.index, full.term));
+        }
+        let back = Wal::read_entries(&dir, &some.positions[..some.payloads_from]).unwrap();
+        assert_eq!(back, log[..some.payloads_from]);
+
+        // An entry in a segment that is gone cannot be read back.
+        fs::remove_file(&segment_files(&dir)[0]).unwrap();
+        let err = Wal::read_entries(&dir, &saved[..1]).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     }
 }

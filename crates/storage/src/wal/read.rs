@@ -2,6 +2,8 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
 
 use protobuf::Message;
 use raft::eraftpb::{Entry, HardState};
@@ -9,7 +11,7 @@ use raft::eraftpb::{Entry, HardState};
 use super::error::{io_err, Error, Result};
 use super::record::{self, Record, RecordType, Stop, FLAG_SYNC};
 use super::segment::{list_segments, Segment};
-use super::{WalContents, WalSnapshot};
+use super::{EntryPos, WalContents, WalSnapshot};
 
 /// What reading the WAL found, including where the writer should resume.
 pub(crate) struct ReadOutcome {
@@ -36,7 +38,9 @@ pub(crate) enum Mode {
     AllMarkers,
 }
 
-pub(crate) fn read_wal(dir: &std::path::Path, mode: Mode) -> Result<ReadOutcome> {
+/// Reads the WAL in `dir`; of the entries collected, only the newest `payload_budget` bytes of
+/// payloads are kept (see [`super::WalOptions::payload_budget`]).
+pub(crate) fn read_wal(dir: &Path, mode: Mode, payload_budget: usize) -> Result<ReadOutcome> {
     let segments = list_segments(dir)?;
     let snap = match mode {
         Mode::FromSnapshot(s) => s,
@@ -65,6 +69,10 @@ pub(crate) fn read_wal(dir: &std::path::Path, mode: Mode) -> Result<ReadOutcome>
         metadata: None,
         hard_state: HardState::default(),
         entries: Vec::new(),
+        positions: Vec::new(),
+        payload_budget,
+        payloads_from: 0,
+        resident_bytes: 0,
         markers: Vec::new(),
         found_snap: false,
         last_index: snap.index,
@@ -84,6 +92,8 @@ pub(crate) fn read_wal(dir: &std::path::Path, mode: Mode) -> Result<ReadOutcome>
             metadata: replay.metadata.unwrap_or_default(),
             hard_state: replay.hard_state,
             entries: replay.entries,
+            positions: replay.positions,
+            payloads_from: replay.payloads_from,
         },
         segments,
         markers: replay.markers,
@@ -101,6 +111,13 @@ struct Replay {
     metadata: Option<Vec<u8>>,
     hard_state: HardState,
     entries: Vec<Entry>,
+    /// Where each of `entries` is.
+    positions: Vec<EntryPos>,
+    payload_budget: usize,
+    /// `entries` before this one have had their payload dropped.
+    payloads_from: usize,
+    /// Payload bytes of `entries[payloads_from..]`.
+    resident_bytes: usize,
     markers: Vec<WalSnapshot>,
     found_snap: bool,
     last_index: u64,
@@ -119,11 +136,13 @@ impl Replay {
                 Some(m) if m != rec.data => return Err(Error::MetadataConflict),
                 Some(_) => {}
             },
+            // Listing the markers needs no entry: they are not decoded then.
+            RecordType::Entry if !self.collect_entries => {}
             RecordType::Entry => {
                 let e = Entry::parse_from_bytes(rec.data)
                     .map_err(|e| corrupt(format!("undecodable entry: {e}")))?;
                 self.last_index = self.last_index.max(e.index);
-                if self.collect_entries && e.index > self.snap.index {
+                if e.index > self.snap.index {
                     // Raft conflict resolution: a rewritten index replaces it and all after.
                     let pos = e.index - self.snap.index - 1;
                     if pos > self.entries.len() as u64 {
@@ -132,8 +151,12 @@ impl Replay {
                             got: e.index,
                         });
                     }
-                    self.entries.truncate(pos as usize);
-                    self.entries.push(e);
+                    let at = EntryPos {
+                        segment: seg.seq,
+                        offset: off as u64,
+                        len: rec.data.len() as u32,
+                    };
+                    self.push_entry(pos as usize, e, at);
                 }
             }
             RecordType::HardState => {
@@ -158,6 +181,72 @@ impl Replay {
         }
         Ok(())
     }
+}
+
+impl Replay {
+    /// Puts `e` at `pos`, dropping the entries from there on, then drops the payloads of the
+    /// oldest entries until those kept fit the budget (the newest entry keeps its own).
+    fn push_entry(&mut self, pos: usize, e: Entry, at: EntryPos) {
+        if pos < self.entries.len() {
+            let start = pos.max(self.payloads_from);
+            let dropped: usize = self.entries[start..].iter().map(|e| e.data.len()).sum();
+            self.resident_bytes -= dropped;
+            self.entries.truncate(pos);
+            self.positions.truncate(pos);
+            self.payloads_from = self.payloads_from.min(pos);
+        }
+        self.resident_bytes += e.data.len();
+        self.entries.push(e);
+        self.positions.push(at);
+        while self.resident_bytes > self.payload_budget
+            && self.payloads_from + 1 < self.entries.len()
+        {
+            let old = &mut self.entries[self.payloads_from];
+            self.resident_bytes -= old.data.len();
+            old.data = Default::default();
+            self.payloads_from += 1;
+        }
+    }
+}
+
+/// Reads back the entries recorded at `positions`, in order. Records of one segment that
+/// follow each other are read with one read.
+pub(crate) fn read_entries(dir: &Path, positions: &[EntryPos]) -> Result<Vec<Entry>> {
+    let segments = list_segments(dir)?;
+    let mut out = Vec::with_capacity(positions.len());
+    for run in positions.chunk_by(|a, b| a.segment == b.segment && b.offset > a.offset) {
+        let first = run[0];
+        let last = run[run.len() - 1];
+        let Some(seg) = segments.iter().find(|s| s.seq == first.segment) else {
+            return Err(Error::Corrupt {
+                path: dir.to_path_buf(),
+                offset: first.offset,
+                reason: format!("segment {:#x} holding a raft entry is gone", first.segment),
+            });
+        };
+        let end = last.offset as usize + record::align(record::HEADER_LEN + last.len as usize);
+        let mut buf = vec![0u8; end - first.offset as usize];
+        let file = File::open(&seg.path).map_err(io_err("reading", &seg.path))?;
+        file.read_exact_at(&mut buf, first.offset)
+            .map_err(io_err("reading", &seg.path))?;
+        for p in run {
+            let corrupt = |reason: String| Error::Corrupt {
+                path: seg.path.clone(),
+                offset: p.offset,
+                reason,
+            };
+            let off = (p.offset - first.offset) as usize;
+            let rec = match record::decode(&buf, off) {
+                Ok(rec) if rec.ty == RecordType::Entry => rec,
+                Ok(rec) => return Err(corrupt(format!("{:?} record where an entry was", rec.ty))),
+                Err(stop) => return Err(corrupt(format!("unreadable entry record: {stop:?}"))),
+            };
+            let e = Entry::parse_from_bytes(rec.data)
+                .map_err(|e| corrupt(format!("undecodable entry: {e}")))?;
+            out.push(e);
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn encode_marker(s: WalSnapshot) -> [u8; 16] {
@@ -358,7 +447,6 @@ impl<'a> SegmentFile<'a> {
     }
 
     fn read_at(&self, at: usize, out: &mut [u8]) -> Result<()> {
-        use std::os::unix::fs::FileExt as _;
         self.file
             .read_exact_at(out, at as u64)
             .map_err(io_err("reading", &self.seg.path))

@@ -101,6 +101,11 @@ pub(crate) fn encode_with(
     Ok(())
 }
 
+/// The data length in the header of the record `framed` starts with.
+pub(crate) fn data_len(framed: &[u8]) -> u32 {
+    u32::from_le_bytes(framed[4..8].try_into().expect("4 bytes"))
+}
+
 /// Appends a record whose payload is already in memory.
 pub(crate) fn encode(
     buf: &mut Vec<u8>,
