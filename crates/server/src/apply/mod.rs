@@ -4,6 +4,11 @@
 //! One batch of committed entries is one backend transaction, committed with the consistent
 //! index of its last entry, so after a crash the WAL is replayed from exactly there and no
 //! entry is applied twice.
+//!
+//! A batch's proposers are answered once it is applied, before its backend commit, so that the
+//! commit runs beside their responses. From that moment until the commit, every read of the
+//! store waits for it ([`oxcd_storage::Batch::promise`]); watch events and the applied index
+//! (which linearizable reads wait for) follow the commit.
 
 mod lane;
 
