@@ -48,6 +48,9 @@ pub struct Global {
     /// use full floating point precision
     #[arg(long, global = true)]
     pub precise: bool,
+    /// 'true' to sample requests for every second
+    #[arg(long, global = true)]
+    pub sample: bool,
     /// identify HTTPS client using this SSL certificate file
     #[arg(long, global = true)]
     pub cert: Option<String>,
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
         }
     };
     let global = cli.global;
+    report::SAMPLE.store(global.sample, std::sync::atomic::Ordering::Relaxed);
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Put(args) => kv::put(&global, args).await,

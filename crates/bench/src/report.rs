@@ -4,16 +4,23 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The percentiles reported, as etcd's report lists them.
 const PERCENTILES: [f64; 8] = [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9];
+
+/// `--sample`: also record when each successful request started, and print etcd's table of
+/// them per second after the summary. Set once by `main` before any request.
+pub static SAMPLE: AtomicBool = AtomicBool::new(false);
 
 /// Results of one worker; merged into a [`Report`] at the end.
 #[derive(Default)]
 pub struct Results {
     /// Seconds each successful request took.
     latencies: Vec<f64>,
+    /// With [`SAMPLE`]: each successful request's start (Unix second) and duration.
+    samples: Vec<(u64, Duration)>,
     /// Failed requests by error message.
     errors: BTreeMap<String, usize>,
 }
@@ -21,6 +28,13 @@ pub struct Results {
 impl Results {
     pub fn ok(&mut self, took: Duration) {
         self.latencies.push(took.as_secs_f64());
+        if SAMPLE.load(Ordering::Relaxed) {
+            let start = SystemTime::now()
+                .checked_sub(took)
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .unwrap_or_default();
+            self.samples.push((start.as_secs(), took));
+        }
     }
 
     pub fn failed(&mut self, error: impl ToString) {
@@ -42,6 +56,7 @@ impl Results {
 
     pub fn merge(&mut self, other: Results) {
         self.latencies.extend(other.latencies);
+        self.samples.extend(other.samples);
         for (error, n) in other.errors {
             *self.errors.entry(error).or_default() += n;
         }
@@ -107,6 +122,9 @@ impl std::fmt::Display for Report {
                     let _ = writeln!(s, "  {}% in {}.", go_g(*p), self.secs(value));
                 }
             }
+            if SAMPLE.load(Ordering::Relaxed) {
+                let _ = writeln!(s, "{}", per_second(&self.results.samples));
+            }
         }
         if !self.results.errors.is_empty() {
             s += "\nError distribution:\n";
@@ -115,6 +133,90 @@ impl std::fmt::Display for Report {
             }
         }
         f.write_str(&s)
+    }
+}
+
+/// etcd's `--sample` table: for every second from the first request's start to the last's,
+/// the fastest, average and slowest request started in it and how many started (a second
+/// with none is all zeros), as CSV.
+fn per_second(samples: &[(u64, Duration)]) -> String {
+    struct Second {
+        min: Duration,
+        total: Duration,
+        max: Duration,
+        count: u32,
+    }
+    let mut seconds: BTreeMap<u64, Second> = BTreeMap::new();
+    for &(at, took) in samples {
+        let second = seconds.entry(at).or_insert(Second {
+            min: took,
+            total: Duration::ZERO,
+            max: took,
+            count: 0,
+        });
+        // As etcd: a zero latency never lowers the minimum.
+        if !took.is_zero() {
+            second.min = second.min.min(took);
+        }
+        second.max = second.max.max(took);
+        second.total += took;
+        second.count += 1;
+    }
+    let mut out = String::from(
+        "\nSample in one second (unix latency throughput):\n\
+         UNIX-SECOND,MIN-LATENCY-MS,AVG-LATENCY-MS,MAX-LATENCY-MS,AVG-THROUGHPUT\n",
+    );
+    let (Some(&first), Some(&last)) = (seconds.keys().next(), seconds.keys().next_back()) else {
+        return out;
+    };
+    for at in first..=last {
+        let (min, avg, max, count) = match seconds.get(&at) {
+            Some(s) => (s.min, s.total / s.count, s.max, s.count),
+            None => (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0),
+        };
+        let _ = writeln!(
+            out,
+            "{at},{},{},{},{count}",
+            go_duration(min),
+            go_duration(avg),
+            go_duration(max)
+        );
+    }
+    out
+}
+
+/// A duration as Go's `time.Duration.String` writes it: `0s`, `850ns`, `1.5µs`, `12.25ms`,
+/// `1.5s`, `2m3s`, `1h0m0s`.
+fn go_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    // The integer part, then up to `digits` decimals with trailing zeros dropped.
+    let fixed = |n: u128, digits: u32| {
+        let scale = 10u128.pow(digits);
+        let frac = format!("{:0width$}", n % scale, width = digits as usize);
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            format!("{}", n / scale)
+        } else {
+            format!("{}.{frac}", n / scale)
+        }
+    };
+    match nanos {
+        0 => "0s".to_owned(),
+        n if n < 1_000 => format!("{n}ns"),
+        n if n < 1_000_000 => format!("{}µs", fixed(n, 3)),
+        n if n < 1_000_000_000 => format!("{}ms", fixed(n, 6)),
+        n => {
+            let secs = n / 1_000_000_000;
+            let (h, m) = (secs / 3600, secs / 60 % 60);
+            let s = fixed(n % 60_000_000_000, 9);
+            if h > 0 {
+                format!("{h}h{m}m{s}s")
+            } else if m > 0 {
+                format!("{m}m{s}s")
+            } else {
+                format!("{s}s")
+            }
+        }
     }
 }
 
@@ -215,6 +317,34 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches('|').count(), 11, "{text}");
+    }
+
+    #[test]
+    fn durations_as_go_prints_them() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(850), "850ns"),
+            (Duration::from_nanos(1_500), "1.5µs"),
+            (Duration::from_micros(12_250), "12.25ms"),
+            (Duration::from_millis(1_500), "1.5s"),
+            (Duration::from_millis(123_500), "2m3.5s"),
+            (Duration::from_secs(3_600), "1h0m0s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(go_duration(d), want);
+        }
+    }
+
+    #[test]
+    fn samples_per_second_fill_the_gaps() {
+        let ms = Duration::from_millis;
+        let table = per_second(&[(10, ms(2)), (10, ms(4)), (12, ms(1))]);
+        assert_eq!(
+            table,
+            "\nSample in one second (unix latency throughput):\n\
+             UNIX-SECOND,MIN-LATENCY-MS,AVG-LATENCY-MS,MAX-LATENCY-MS,AVG-THROUGHPUT\n\
+             10,2ms,3ms,4ms,2\n11,0s,0s,0s,0\n12,1ms,1ms,1ms,1\n"
+        );
     }
 
     #[test]

@@ -120,11 +120,18 @@ pub fn export_client_requests() {
     }
 }
 
+/// The metadata etcd's clients send their API version in.
+const CLIENT_API_VERSION: http::HeaderName = http::HeaderName::from_static("client-api-version");
+
+/// Where tonic writes a call's status code: the trailers, or the headers of a call refused
+/// at once.
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 /// Counts a request by the `client-api-version` the client sent.
 fn count_client_request(req: &Request, unary: bool) {
     let version = req
         .headers()
-        .get("client-api-version")
+        .get(CLIENT_API_VERSION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("unknown");
     let at = CLIENT_VERSIONS
@@ -192,7 +199,7 @@ where
 /// need (tonic's `Status::from_header_map` would also copy every other header).
 fn status_code(headers: &http::HeaderMap) -> Option<Code> {
     headers
-        .get("grpc-status")
+        .get(GRPC_STATUS)
         .map(|code| Code::from_bytes(code.as_bytes()))
 }
 
