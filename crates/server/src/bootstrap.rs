@@ -116,6 +116,9 @@ pub fn start(
         heartbeat_tick: cfg.heartbeat_ticks,
         applied: applied_floor,
         max_size_per_msg: 1024 * 1024,
+        // As etcd: a Ready carries at most this much of committed entries, so that replaying
+        // a long log at a restart reads it back from the WAL a piece at a time.
+        max_committed_size_per_ready: 1024 * 1024,
         max_inflight_msgs: 512,
         check_quorum: true,
         pre_vote: true,

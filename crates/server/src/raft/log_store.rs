@@ -134,8 +134,11 @@ pub struct LogCore {
 
 impl LogCore {
     pub fn set_hardstate(&mut self, hs: HardState) {
+        // Entries committed before this hard state were handed to raft already; those it
+        // commits may not have been yet.
+        let settled = self.raft_state.hard_state.commit;
         self.raft_state.hard_state = hs;
-        self.drop_old_payloads();
+        self.drop_old_payloads(settled);
     }
 
     pub fn mut_hard_state(&mut self) -> &mut HardState {
@@ -268,16 +271,15 @@ impl LogCore {
                 self.payload_bytes += e.data.len();
             }
         }
-        self.drop_old_payloads();
+        self.drop_old_payloads(self.raft_state.hard_state.commit);
         Ok(())
     }
 
-    /// Drops the oldest committed payloads beyond the budget.
-    fn drop_old_payloads(&mut self) {
-        let commit = self.raft_state.hard_state.commit;
+    /// Drops the oldest payloads beyond the budget, of entries up to `upto` only.
+    fn drop_old_payloads(&mut self, upto: u64) {
         while self.payload_bytes > self.payload_budget
             && !self.payloads.is_empty()
-            && self.first_in_memory() <= commit
+            && self.first_in_memory() <= upto
         {
             self.pop_oldest_payload();
         }
@@ -476,10 +478,13 @@ mod tests {
             self.store.wl().append(ents, positions).unwrap();
         }
 
+        /// Commits up to `index`, and raft takes the entries committed.
         fn commit(&self, index: u64) {
             let mut hs = self.store.rl().raft_state.hard_state.clone();
             hs.commit = index;
-            self.store.wl().set_hardstate(hs);
+            let mut core = self.store.wl();
+            core.set_hardstate(hs);
+            core.drop_old_payloads(index);
         }
     }
 
@@ -640,6 +645,7 @@ mod tests {
             ..Default::default()
         };
         ours.store.wl().set_hardstate(hs.clone());
+        ours.store.wl().drop_old_payloads(28);
         theirs.wl().set_hardstate(hs);
         let cs = ConfState {
             voters: vec![1, 2],

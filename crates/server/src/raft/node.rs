@@ -140,22 +140,31 @@ impl RaftNode {
 
     /// Runs until every input sender is gone.
     pub fn run(mut self) {
-        // A member that is the only voter need not wait out an election timeout.
+        // A member that is the only voter need not wait out an election timeout. It campaigns
+        // once the entries it restarted with are handed to apply: a campaign checks the
+        // entries not yet applied for configuration changes, reading them all back at once.
         let voters = self.raw.raft.prs().conf().voters().ids().len();
-        if voters == 1
+        let mut campaign = voters == 1
             && self
                 .raw
                 .raft
                 .prs()
                 .conf()
                 .voters()
-                .contains(self.raw.raft.id)
-        {
-            let _ = self.raw.campaign();
-        }
+                .contains(self.raw.raft.id);
         let mut next_tick = Instant::now() + self.tick_interval;
         loop {
-            let timeout = next_tick.saturating_duration_since(Instant::now());
+            let log = &self.raw.raft.raft_log;
+            if campaign && log.applied >= log.committed {
+                campaign = false;
+                let _ = self.raw.campaign();
+            }
+            // A Ready carries a bounded batch of committed entries: go on while more wait.
+            let timeout = if self.raw.has_ready() {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
             let input = match self.waiting.take() {
                 Some(input) => Ok(input),
                 None => self.inputs.recv_timeout(timeout),
@@ -468,18 +477,18 @@ impl RaftNode {
         if let Err(e) = self.wal.save_snapshot(WalSnapshot { index, term }) {
             self.wal_failed("failed to save Raft snapshot", &e);
         }
-        if index > self.snapshot_catch_up_entries {
-            let compact_to = index - self.snapshot_catch_up_entries;
-            if compact_to > store.first_index().unwrap_or(0) {
-                let _ = store.wl().compact(compact_to);
-            }
-        }
-        // The log reads old payloads back from the WAL: keep the segments of what it holds.
-        let release = index.min(store.first_index().unwrap_or(index));
-        if let Err(e) = self.wal.release_to(release) {
+        if let Err(e) = self.wal.release_to(index) {
             self.wal_failed("failed to release Raft wal", &e);
         }
         fail::fail_point!("raft_after_wal_release");
+        // The log reads old payloads back from the WAL: it keeps entries for catching up only
+        // as far back as the WAL still holds them.
+        let compact_to = index
+            .saturating_sub(self.snapshot_catch_up_entries)
+            .max(self.wal.first_index().min(index));
+        if compact_to > store.first_index().unwrap_or(0) {
+            let _ = store.wl().compact(compact_to);
+        }
         let _ = self.snapshotter.purge(5);
         tracing::info!(snapshot_index = index, "saved snapshot");
     }

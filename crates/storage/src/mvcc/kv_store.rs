@@ -336,15 +336,29 @@ impl KvStore {
     }
 
     /// Every existing key with a lease, and its lease: for the lessor to reattach at start.
+    /// The keys are read a piece at a time and only those with a lease kept, so that a big
+    /// store's values are not all in memory at once.
     pub fn leased_keys(&self) -> Result<Vec<(Vec<u8>, i64)>> {
+        const PIECE: usize = 1024;
         // Not a client's range: not counted in the metrics.
-        let all = self.read(b"", b"\0", RangeOptions::default())?;
-        let mut leased = all.kvs;
-        leased.retain(|kv| kv.lease != 0);
-        Ok(leased
-            .into_iter()
-            .map(|kv| (kv.key.to_vec(), kv.lease))
-            .collect())
+        let (revs, rtxn) = {
+            let st = self.shared.lock();
+            let (revs, _) = st
+                .index
+                .revisions(KeyRange::new(b"", b"\0"), st.current_rev, 0);
+            (revs, self.shared.backend.begin_read()?)
+        };
+        let table = rtxn.open_table(schema::KEY)?;
+        let mut leased = Vec::new();
+        for piece in revs.chunks(PIECE) {
+            let kvs = fetch(&table, piece, None)?;
+            leased.extend(
+                kvs.into_iter()
+                    .filter(|kv| kv.lease != 0)
+                    .map(|kv| (kv.key.to_vec(), kv.lease)),
+            );
+        }
+        Ok(leased)
     }
 
     /// Makes every committed batch durable now (snapshot, shutdown).
@@ -1237,6 +1251,18 @@ mod tests {
         put(&s, "c", "1");
         delete(&s, "b", "");
         assert_eq!(s.leased_keys().unwrap(), vec![(b"a".to_vec(), 5)]);
+        // More keys than one piece of the read: every leased one, in key order.
+        let mut want = vec![(b"a".to_vec(), 5)];
+        for i in 0..2500 {
+            let key = format!("k{i:04}");
+            if i % 7 == 0 {
+                put_lease(&s, &key, "v", 100 + i);
+                want.push((key.into_bytes(), 100 + i));
+            } else {
+                put(&s, &key, "v");
+            }
+        }
+        assert_eq!(s.leased_keys().unwrap(), want);
     }
 
     /// Keys-only and count-only reads come from the index; they must equal a full read with

@@ -386,6 +386,12 @@ impl Wal {
         sync_dir(&self.dir)
     }
 
+    /// Every entry at or above this index that is still in the raft log is in a segment on
+    /// disk: a segment's name bounds the entries of every segment before it.
+    pub fn first_index(&self) -> u64 {
+        self.segments[0].index
+    }
+
     /// The WAL directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -864,8 +870,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let mut wal = Wal::create_with(dir, b"m", small()).unwrap();
+        let mut saved = Vec::new();
         for i in 1..=200 {
             wal.save(&hs(1, 1, i), &[entry(1, i, 100)]).unwrap();
+            saved.extend_from_slice(wal.saved_positions());
         }
         let snap = WalSnapshot {
             index: 150,
@@ -877,6 +885,12 @@ mod tests {
         let after = segment::list_segments(dir).unwrap();
         assert!(after.len() < before, "{} -> {}", before, after.len());
         assert!(after[0].index <= 150);
+        // Every entry from the first index kept on can still be read back; the first cannot.
+        let first = wal.first_index();
+        assert!(first > 1 && first <= 150, "{first}");
+        let kept = Wal::read_entries(dir, &saved[first as usize - 1..]).unwrap();
+        assert_eq!(kept.first().map(|e| e.index), Some(first));
+        assert!(Wal::read_entries(dir, &saved[..1]).is_err());
         wal.save(&hs(1, 1, 201), &[entry(1, 201, 100)]).unwrap();
         drop(wal);
         let (mut wal, got) = Wal::open_with(dir, snap, small()).unwrap();
