@@ -9,7 +9,10 @@
 #   runs, and the time a member added to the cluster takes to catch up from a snapshot.
 #   Several key counts tell whether memory per key and restart time grow with the data.
 # - `bench_defrag` (DEFRAG_MIB > 0): a store of DEFRAG_MIB MiB defragmented three times under
-#   a steady load; latencies during each defrag and in a window as long just before it.
+#   a steady load; latencies during each defrag and in a window as long just before it. Its
+#   two readers each count every key after their start, as etcd does, which saturates a
+#   loaded 2-core machine: BIG_BENCH_DEFRAG_READERS=0 (or BIG_BENCH_DEFRAG_WRITERS=N) in the
+#   environment changes the load.
 # - `bench_watchers` (WATCHERS=1): 100,000 watchers on 10,000 keys, memory per watcher and
 #   delivery latency.
 #

@@ -691,7 +691,13 @@ impl Load {
                     };
                     // A failed or timed-out request counts with the time it took to fail.
                     if !matches!(done, Ok(Ok(()))) {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                        // The first few say why.
+                        if failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                            match &done {
+                                Ok(Err(e)) => eprintln!("failed request: {e}"),
+                                _ => eprintln!("failed request: timed out"),
+                            }
+                        }
                     }
                     lat.lock().unwrap().push((due, due.elapsed()));
                     due += LOAD_INTERVAL;
