@@ -2,7 +2,8 @@
 //! 3-member cluster of real etcd 3.4 and of oxcd, driven by the real etcdctl: with one
 //! follower stopped (SIGSTOP), the leader refuses to add a member and to remove a running
 //! one ("unhealthy cluster": the change would break the active quorum), refuses to promote
-//! a learner that has not caught up, and lets the stopped member be removed.
+//! a learner that has not caught up (also when a follower is asked: it forwards to the
+//! leader), and lets the stopped member be removed.
 
 mod ctl_support;
 
@@ -47,11 +48,12 @@ fn steps(bin: std::path::PathBuf) -> Vec<(String, String)> {
     let (stopped_id, running_id) = (id_of(&cluster, stopped), id_of(&cluster, running));
     // The checks count members connected for the last 5 s.
     std::thread::sleep(Duration::from_secs(6));
-    let ask = |cluster: &Cluster, args: &[&str]| {
+    let ask_at = |cluster: &Cluster, member: usize, args: &[&str]| {
         let mut all = vec!["--command-timeout=10s"];
         all.extend_from_slice(args);
-        cluster.member(leader).etcdctl(&all)
+        cluster.member(member).etcdctl(&all)
     };
+    let ask = |cluster: &Cluster, args: &[&str]| ask_at(cluster, leader, args);
     let mut answers = Vec::new();
     let mut record = |step: &str, out: CtlOutput| answers.push((step.to_owned(), normalized(&out)));
 
@@ -92,6 +94,11 @@ fn steps(bin: std::path::PathBuf) -> Vec<(String, String)> {
         "promote a learner that never started",
         ask(&cluster, &["member", "promote", &learner_id]),
     );
+    // A follower hands the promotion to the leader, which refuses it.
+    record(
+        "promote through a follower",
+        ask_at(&cluster, running, &["member", "promote", &learner_id]),
+    );
     record(
         "remove the stopped follower",
         ask(&cluster, &["member", "remove", &stopped_id]),
@@ -109,6 +116,10 @@ fn strict_reconfiguration_checks_match_etcd() {
         ("remove a running follower", "etcdserver: unhealthy cluster"),
         (
             "promote a learner that never started",
+            "can only promote a learner member which is in sync with leader",
+        ),
+        (
+            "promote through a follower",
             "can only promote a learner member which is in sync with leader",
         ),
         ("remove the stopped follower", "removed from cluster"),

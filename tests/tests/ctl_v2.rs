@@ -139,6 +139,8 @@ fn v2_debug_matches_etcdctl() {
             &["user", "grant", "--roles", "r1", "bob"],
             &["user", "get", "bob"],
             &["user", "list"],
+            &["role", "add", "r<&>"],
+            &["user", "add", "u&1:p<w>"],
             &["auth", "disable"],
         ];
         for args in runs {
@@ -155,6 +157,17 @@ fn v2_debug_matches_etcdctl() {
                 && etcdctl
                     .stderr
                     .contains("/v2/keys/x%20y?quorum=false&recursive=false&sorted=false\n"),
+            "{etcdctl}"
+        );
+        // Go's JSON encoder escapes `<`, `>` and `&` in the bodies the cURL lines show (quoted).
+        let (etcdctl, _) = pair.check_run(&Run {
+            args: &["--debug", "role", "add", "h<&>"],
+            env: &[("ETCDCTL_API", "2")],
+            url_endpoint: true,
+            ..Default::default()
+        });
+        assert!(
+            etcdctl.stderr.contains(r"h\\u003c\\u0026\\u003e"),
             "{etcdctl}"
         );
     }

@@ -196,7 +196,10 @@ pub fn start(
         quota_bytes: cfg.quota_backend_bytes,
         disk_space,
     };
-    let lease_forwarder = Arc::new(PeerLeaseForwarder::new(membership.clone(), peer_tls));
+    let lease_forwarder = Arc::new(PeerLeaseForwarder::new(
+        membership.clone(),
+        peer_tls.clone(),
+    ));
     Ok(Arc::new(EtcdServer::new(
         meta.member_id,
         meta.cluster_id,
@@ -209,6 +212,7 @@ pub fn start(
         alarms,
         auth,
         lease_forwarder,
+        peer_tls,
         v2,
         transport_stats,
         raft_tx,

@@ -78,6 +78,8 @@ pub struct EtcdServer {
     pub lessor: Arc<Lessor>,
     /// Reaches the leader's lessor when this member does not lead.
     pub lease_forwarder: Arc<dyn LeaseForwarder>,
+    /// How this member dials its peers (for requests it forwards to the leader).
+    pub peer_tls: Option<Arc<rustls::ClientConfig>>,
     /// The v2 store, for local v2 reads and watches.
     pub v2: Arc<V2Store>,
     /// What the peer transport measured (`/v2/stats/self`, `/v2/stats/leader`).
@@ -109,6 +111,7 @@ impl EtcdServer {
         alarms: Arc<Alarms>,
         auth: Arc<AuthStore>,
         lease_forwarder: Arc<dyn LeaseForwarder>,
+        peer_tls: Option<Arc<rustls::ClientConfig>>,
         v2: Arc<V2Store>,
         transport_stats: Arc<crate::peer::TransportStats>,
         raft: mpsc::Sender<RaftInput>,
@@ -128,6 +131,7 @@ impl EtcdServer {
             alarms,
             auth,
             lease_forwarder,
+            peer_tls,
             v2,
             transport_stats,
             reads: ReadIndexer::start(raft.clone()),

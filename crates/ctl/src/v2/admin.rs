@@ -199,10 +199,29 @@ fn check_urls(urls: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// JSON text as Go's `json.Marshal` writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped
+/// as `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`. Outside strings JSON holds
+/// none of these, so replacing them everywhere only touches strings.
+fn go_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl Keys {
     /// A request to the v2 API whose answer the caller reads whole.
+    /// A JSON body is sent as Go's encoder writes it (see [`go_json`]).
     fn api(&self, method: &str, path: &str, json: Option<&str>) -> Result<http::Response, Failure> {
-        self.request(method, path, json.map(Body::Json), Some(self.timeout))
+        let json = json.map(go_json);
+        let body = json.as_deref().map(Body::Json);
+        self.request(method, path, body, Some(self.timeout))
     }
 
     fn members(&self) -> Result<Vec<Member>, Failure> {
@@ -702,5 +721,11 @@ mod tests {
         assert!(check_urls(&["http://a:1/p"])
             .unwrap_err()
             .starts_with("URL must not"));
+    }
+
+    #[test]
+    fn json_bodies_escape_html_characters_as_go_does() {
+        let body = json!({ "user": "a<b>&c\u{2028}" }).to_string();
+        assert_eq!(go_json(&body), r#"{"user":"a\u003cb\u003e\u0026c\u2028"}"#);
     }
 }

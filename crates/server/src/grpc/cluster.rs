@@ -140,6 +140,35 @@ impl ClusterService {
         Ok(())
     }
 
+    /// etcd's promoteMember: on the leader, checks that the learner is in sync and that a
+    /// quorum has started, then proposes the promotion; elsewhere answers `not leader`.
+    pub async fn promote_as_leader(&self, id: u64) -> Result<Vec<Member>, Status> {
+        let member = self.existing(id)?;
+        if !member.is_learner {
+            return Err(status(EtcdError::MemberNotLearner));
+        }
+        let Some(progress) = self.server.raft_progress().await? else {
+            return Err(status(EtcdError::NotLeader));
+        };
+        let leader_match = progress.get(&self.server.member_id).copied().unwrap_or(0);
+        let learner_match = progress.get(&id).copied().unwrap_or(0);
+        if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_PERCENT {
+            return Err(status(EtcdError::LearnerNotReady));
+        }
+        if self.server.limits.strict_reconfig_check && !self.ready_to_promote_member() {
+            return Err(status(EtcdError::MemberNotEnoughStarted));
+        }
+        let context = ConfChangeContext {
+            member_id: id,
+            peer_urls: member.peer_ur_ls,
+            ..Default::default()
+        };
+        Ok(self
+            .server
+            .propose_conf_change(ConfChangeType::AddNode, id, context)
+            .await?)
+    }
+
     fn existing(&self, id: u64) -> Result<Member, Status> {
         self.server
             .membership
@@ -290,31 +319,14 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         require_admin(&self.server, &request).await?;
         let id = request.into_inner().id;
-        let member = self.existing(id)?;
-        if !member.is_learner {
-            return Err(status(EtcdError::MemberNotLearner));
-        }
-        // Only the leader knows how far the learner got. A follower cannot tell, and
-        // proposes: raft orders the promotion after everything the leader had.
-        if let Some(progress) = self.server.raft_progress().await? {
-            let leader_match = progress.get(&self.server.member_id).copied().unwrap_or(0);
-            let learner_match = progress.get(&id).copied().unwrap_or(0);
-            if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_PERCENT {
-                return Err(status(EtcdError::LearnerNotReady));
+        let members = match self.promote_as_leader(id).await {
+            // Only the leader knows how far the learner got: a follower hands the
+            // promotion to it, as etcd's PromoteMember does.
+            Err(e) if e.message() == EtcdError::NotLeader.message() => {
+                crate::peer::forward_promote(&self.server, id).await?
             }
-        }
-        if self.server.limits.strict_reconfig_check && !self.ready_to_promote_member() {
-            return Err(status(EtcdError::MemberNotEnoughStarted));
-        }
-        let context = ConfChangeContext {
-            member_id: id,
-            peer_urls: member.peer_ur_ls,
-            ..Default::default()
+            answer => answer?,
         };
-        let members = self
-            .server
-            .propose_conf_change(ConfChangeType::AddNode, id, context)
-            .await?;
         Ok(Response::new(MemberPromoteResponse {
             header: self.header(),
             members,

@@ -5,11 +5,13 @@ pub mod activity;
 mod client;
 mod lease;
 pub mod metrics;
+mod promote;
 mod server;
 pub mod stats;
 
 pub(crate) use client::dial;
 pub use client::{discover_self, PeerContext, PeerTransport};
 pub use lease::PeerLeaseForwarder;
+pub use promote::forward_promote;
 pub use server::PeerService;
 pub use stats::TransportStats;

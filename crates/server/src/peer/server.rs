@@ -8,6 +8,7 @@ use tokio::io::AsyncWriteExt;
 use oxcd_api::etcdserverpb::{
     HashKvRequest, HashKvResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse,
 };
 use oxcd_api::oxcdpb::peer_server::Peer;
 use oxcd_api::oxcdpb::{PeerAck, PeerMessage, SnapshotAck, SnapshotChunk};
@@ -207,5 +208,21 @@ impl Peer for PeerService {
             .await
             .map_err(|e| Status::internal(format!("hash task failed: {e}")))??;
         Ok(Response::new(resp))
+    }
+
+    /// The leader's half of a promotion a follower forwards. The follower has checked the
+    /// caller's permission; peers trust each other, as etcd's peer handler does.
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let id = request.into_inner().id;
+        let members = crate::grpc::cluster::ClusterService::new(self.server.clone())
+            .promote_as_leader(id)
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(self.server.header(0)),
+            members,
+        }))
     }
 }
