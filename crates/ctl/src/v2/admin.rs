@@ -6,6 +6,7 @@ use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use clap::Subcommand;
+use oxcd_server::v2::json::to_go_json;
 use serde_json::{json, Value};
 
 use super::{Body, Failure, Keys};
@@ -199,28 +200,17 @@ fn check_urls(urls: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// JSON text as Go's `json.Marshal` writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped
-/// as `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`. Outside strings JSON holds
-/// none of these, so replacing them everywhere only touches strings.
-fn go_json(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
-    for c in json.chars() {
-        match c {
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", u32::from(c)))
-            }
-            c => out.push(c),
-        }
-    }
-    out
+/// A JSON value as Go's `json.Marshal` writes it (the server's v2 encoder: `<`, `>`, `&`,
+/// U+2028, U+2029, `\b` and `\f` escaped as Go escapes them).
+fn go_json(value: &Value) -> String {
+    to_go_json(value).expect("a JSON value always serializes")
 }
 
 impl Keys {
-    /// A request to the v2 API whose answer the caller reads whole.
-    /// A JSON body is sent as Go's encoder writes it (see [`go_json`]).
+    /// A request to the v2 API whose answer the caller reads whole; a JSON body is written
+    /// as Go's encoder writes it (see [`go_json`]).
     fn api(&self, method: &str, path: &str, json: Option<&str>) -> Result<http::Response, Failure> {
-        let json = json.map(go_json);
-        let body = json.as_deref().map(Body::Json);
+        let body = json.map(Body::Json);
         self.request(method, path, body, Some(self.timeout))
     }
 
@@ -245,7 +235,7 @@ fn escape(segment: &str) -> String {
 fn go_object(fields: &[(&str, Value)]) -> String {
     let fields: Vec<String> = fields
         .iter()
-        .map(|(name, value)| format!("{}:{value}", Value::from(*name)))
+        .map(|(name, value)| format!("{}:{}", go_json(&Value::from(*name)), go_json(value)))
         .collect();
     format!("{{{}}}", fields.join(","))
 }
@@ -284,7 +274,7 @@ pub fn member(keys: &Keys, verb: &MemberVerb) -> Result<(), Failure> {
                 return Err(die("Provide a name and a single member peerURL"));
             };
             check_urls(&[url]).map_err(die)?;
-            let request = json!({ "peerURLs": [url.trim()] }).to_string();
+            let request = go_json(&json!({ "peerURLs": [url.trim()] }));
             let response = keys.api("POST", "/v2/members", Some(&request))?;
             let added = match response.status {
                 201 => Member::from_json(&body_json(&response).map_err(die)?),
@@ -352,7 +342,7 @@ pub fn member(keys: &Keys, verb: &MemberVerb) -> Result<(), Failure> {
             let urls: Vec<&str> = urls.split(',').collect();
             check_urls(&urls).map_err(die)?;
             let urls: Vec<&str> = urls.iter().map(|u| u.trim()).collect();
-            let request = json!({ "peerURLs": urls }).to_string();
+            let request = go_json(&json!({ "peerURLs": urls }));
             let path = format!("/v2/members/{}", escape(id));
             let response = keys.api("PUT", &path, Some(&request))?;
             match response.status {
@@ -725,7 +715,7 @@ mod tests {
 
     #[test]
     fn json_bodies_escape_html_characters_as_go_does() {
-        let body = json!({ "user": "a<b>&c\u{2028}" }).to_string();
-        assert_eq!(go_json(&body), r#"{"user":"a\u003cb\u003e\u0026c\u2028"}"#);
+        let body = go_object(&[("user", json!("a<b>&c\u{2028}\u{8}"))]);
+        assert_eq!(body, r#"{"user":"a\u003cb\u003e\u0026c\u2028\u0008"}"#);
     }
 }
