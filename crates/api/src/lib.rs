@@ -169,11 +169,12 @@ mod tests {
             "/oxcdpb.Peer/LeaseRenew",
             "/oxcdpb.Peer/Members",
             "/oxcdpb.Peer/HashKV",
+            "/oxcdpb.Peer/MemberPromote",
         ] {
             assert!(paths.iter().any(|p| p == expected), "missing {expected}");
         }
-        // KV 6, Watch 1, Lease 5, Cluster 5, Maintenance 8, Auth 17, Lock 2, Election 5, Peer 6.
-        assert_eq!(paths.len(), 55, "{paths:#?}");
+        // KV 6, Watch 1, Lease 5, Cluster 5, Maintenance 8, Auth 17, Lock 2, Election 5, Peer 7.
+        assert_eq!(paths.len(), 56, "{paths:#?}");
     }
 
     #[test]
