@@ -19,7 +19,11 @@ use crate::error::ServerError;
 use crate::server::EtcdServer;
 
 /// gRPC metadata keys that carry a token: etcd's own, and the gateway's `Authorization`.
-const TOKEN_KEYS: [&str; 2] = ["token", "authorization"];
+/// Header names, so that no call parses them from text.
+const TOKEN_KEYS: [http::HeaderName; 2] = [
+    http::HeaderName::from_static("token"),
+    http::header::AUTHORIZATION,
+];
 
 /// The verified client certificate's Common Name, put in each request's extensions by the
 /// TLS listener (see [`crate::listen`]).
@@ -37,7 +41,7 @@ impl Credentials {
     pub fn of<T>(request: &Request<T>) -> Credentials {
         let token = TOKEN_KEYS
             .iter()
-            .find_map(|k| request.metadata().get(*k))
+            .find_map(|k| AsRef::<http::HeaderMap>::as_ref(request.metadata()).get(k))
             .map(|v| v.to_str().unwrap_or_default().to_string());
         let common_name = request
             .extensions()

@@ -10,13 +10,14 @@ mod lock;
 mod maintenance;
 mod range_route;
 mod status;
+mod unary;
 pub mod watch;
 
 use std::sync::Arc;
 
 use oxcd_api::etcdserverpb::auth_server::AuthServer;
 use oxcd_api::etcdserverpb::cluster_server::ClusterServer;
-use oxcd_api::etcdserverpb::kv_server::KvServer;
+use oxcd_api::etcdserverpb::kv_server::{Kv as _, KvServer};
 use oxcd_api::etcdserverpb::lease_server::LeaseServer;
 use oxcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use oxcd_api::etcdserverpb::watch_server::WatchServer;
@@ -30,22 +31,63 @@ pub use status::{oversized_request_as_grpc_go, status};
 
 use crate::server::EtcdServer;
 
-/// The client gRPC services as one tower service: Range served by hand, the rest by tonic's
-/// router, with oversized requests refused in grpc-go's words.
+/// The client gRPC services as one tower service: the KV calls other than Compact served by
+/// hand ([`range_route`], [`unary`]), the rest by tonic's router, with oversized requests
+/// refused in grpc-go's words.
 #[derive(Clone)]
 pub struct ClientGrpc {
-    /// The busiest RPC, answered without a trip through the router.
-    range: range_route::RangeRoute,
+    /// The busiest service, whose calls skip the router.
+    kv: Arc<kv::KvService>,
+    /// `--max-request-bytes` plus gRPC's overhead: larger requests are refused.
+    max_recv: usize,
     routes: axum::Router,
 }
 
 impl ClientGrpc {
     pub fn new(server: Arc<EtcdServer>, cfg: &ServerConfig) -> ClientGrpc {
-        let kv = Arc::new(kv::KvService::new(server.clone()));
         ClientGrpc {
-            range: range_route::RangeRoute::new(kv, cfg.max_recv_msg_size()),
+            kv: Arc::new(kv::KvService::new(server.clone())),
+            max_recv: cfg.max_recv_msg_size(),
             routes: client_routes(server, cfg).into_axum_router(),
         }
+    }
+
+    /// Answers a call served by hand.
+    fn serve_by_hand(
+        &self,
+        call: ByHand,
+        req: axum::extract::Request,
+    ) -> futures::future::BoxFuture<'static, Answer> {
+        let (kv, max) = (self.kv.clone(), self.max_recv);
+        match call {
+            ByHand::Range => Box::pin(async move { Ok(range_route::serve(kv, req, max).await) }),
+            ByHand::Put => Box::pin(async move { Ok(unary::serve(req, max, |r| kv.put(r)).await) }),
+            ByHand::DeleteRange => {
+                Box::pin(async move { Ok(unary::serve(req, max, |r| kv.delete_range(r)).await) })
+            }
+            ByHand::Txn => Box::pin(async move { Ok(unary::serve(req, max, |r| kv.txn(r)).await) }),
+        }
+    }
+}
+
+/// The calls [`ClientGrpc`] serves by hand.
+#[derive(Clone, Copy, Debug)]
+enum ByHand {
+    Range,
+    Put,
+    DeleteRange,
+    Txn,
+}
+
+impl ByHand {
+    fn of(path: &str) -> Option<ByHand> {
+        Some(match path {
+            range_route::PATH => ByHand::Range,
+            "/etcdserverpb.KV/Put" => ByHand::Put,
+            "/etcdserverpb.KV/DeleteRange" => ByHand::DeleteRange,
+            "/etcdserverpb.KV/Txn" => ByHand::Txn,
+            _ => return None,
+        })
     }
 }
 
@@ -72,13 +114,12 @@ impl tower::Service<axum::extract::Request> for ClientGrpc {
     fn call(&mut self, req: axum::extract::Request) -> Self::Future {
         use futures::future::Either;
         use futures::FutureExt as _;
-        if req.uri().path() == range_route::PATH {
-            let range = self.range.clone();
-            return Either::Left(Box::pin(async move { Ok(range.serve(req).await) }));
+        match ByHand::of(req.uri().path()) {
+            Some(call) => Either::Left(self.serve_by_hand(call, req)),
+            None => Either::Right(self.routes.call(req).map(
+                (|answer: Answer| answer.map(oversized_request_as_grpc_go)) as fn(Answer) -> Answer,
+            )),
         }
-        Either::Right(self.routes.call(req).map(
-            (|answer: Answer| answer.map(oversized_request_as_grpc_go)) as fn(Answer) -> Answer,
-        ))
     }
 }
 
