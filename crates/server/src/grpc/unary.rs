@@ -6,14 +6,16 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
-use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue};
+use http::{header::CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::BodyExt;
 use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
@@ -80,18 +82,48 @@ pub fn prefix_len(len: usize) -> Result<u32, Status> {
 /// A successful answer: `frames` (which together hold one prefixed message), then the
 /// `grpc-status` trailer.
 pub fn answer(frames: Vec<Bytes>) -> Response {
-    let mut trailers = HeaderMap::new();
-    trailers.insert("grpc-status", HeaderValue::from_static("0"));
-    let frames = frames
-        .into_iter()
-        .filter(|b| !b.is_empty())
-        .map(Frame::data)
-        .chain([Frame::trailers(trailers)])
-        .map(Ok::<_, Infallible>);
-    let mut resp = Response::new(Body::new(StreamBody::new(futures::stream::iter(frames))));
+    let mut resp = Response::new(Body::new(AnswerBody {
+        frames: frames.into_iter(),
+        ended: false,
+    }));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     resp
+}
+
+/// The `grpc-status` trailer's name, not parsed from text on every answer.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// A successful answer's body: its data frames, then the `grpc-status: 0` trailer.
+struct AnswerBody {
+    frames: std::vec::IntoIter<Bytes>,
+    /// The trailer went out.
+    ended: bool,
+}
+
+impl http_body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(data) = self.frames.find(|b| !b.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        self.ended = true;
+        let mut trailers = HeaderMap::with_capacity(1);
+        trailers.insert(GRPC_STATUS, HeaderValue::from_static("0"));
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
 }
 
 /// The request's one message, refused past `max` bytes as grpc-go does.
@@ -155,6 +187,7 @@ fn whole_message(data: &Bytes) -> Option<Bytes> {
 
 #[cfg(test)]
 mod tests {
+    use http_body_util::StreamBody;
     use oxcd_api::etcdserverpb::{PutRequest, PutResponse, ResponseHeader};
 
     use super::*;
