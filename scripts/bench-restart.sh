@@ -54,7 +54,7 @@ ready() {
   done
 }
 revision() {
-  ETCDCTL_API=3 "$ETCDCTL" --endpoints=$URL endpoint status -w json |
+  ETCDCTL_API=3 "$ETCDCTL" --endpoints=$URL --command-timeout=120s endpoint status -w json |
     grep -o '"revision":[0-9]*' | cut -d: -f2
 }
 cpu_s() { # user + system CPU seconds of a process

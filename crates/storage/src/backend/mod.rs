@@ -169,6 +169,13 @@ impl Backend {
         let fresh = !path.exists();
         let mut builder = Database::builder();
         builder.set_cache_size(cfg.cache_size);
+        let shown = path.display().to_string();
+        builder.set_repair_callback(move |session| {
+            if session.progress() == 0.0 {
+                // A crash, or a stop without `commit_for_stop`: redb walks the whole file.
+                tracing::warn!(path = %shown, "backend was not closed cleanly; repairing it");
+            }
+        });
         #[cfg(feature = "failpoints")]
         let mut db = if power_loss::enabled() {
             let file = crate::dir_ops::create(&path, || {
