@@ -427,7 +427,14 @@ fn restart(
     snapshotter: &Snapshotter,
     storage: &LogStore,
 ) -> Result<(Wal, WalMetadata, u64), ServerError> {
-    let mut markers = Wal::valid_snapshots(wal_dir)?;
+    // Only the newest payloads are read into memory; the log reads the others back later.
+    let opts = WalOptions {
+        payload_budget: PAYLOAD_BUDGET,
+        ..Default::default()
+    };
+    // The WAL is read once: the snapshots it names and the entries after the newest.
+    let scan = Wal::scan(wal_dir, opts)?;
+    let mut markers = scan.valid_snapshots();
     if !markers.contains(&WalSnapshot::default()) {
         markers.push(WalSnapshot::default());
     }
@@ -439,12 +446,7 @@ fn restart(
             term: s.get_metadata().term,
         })
         .unwrap_or_default();
-    // Only the newest payloads are read into memory; the log reads the others back later.
-    let opts = WalOptions {
-        payload_budget: PAYLOAD_BUDGET,
-        ..Default::default()
-    };
-    let (wal, contents) = match Wal::open_with(wal_dir, marker, opts) {
+    let (wal, contents) = match scan.open_at(marker) {
         Ok(opened) => opened,
         Err(e) if snapshot.is_none() => return Err(no_usable_snapshot(snapshotter, e)),
         Err(e) => return Err(e.into()),

@@ -225,7 +225,8 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     lease::primary::checkpoint_before_stop(&server).await;
     // What apply committed lazily becomes durable in the backend file, so that offline tools
     // (oxcdutl) see every write acknowledged before the stop; the WAL has it either way.
-    if let Err(e) = server.kv.force_commit() {
+    // Recording redb's page allocation spares the next start a walk of the whole file.
+    if let Err(e) = server.kv.backend().commit_for_stop() {
         tracing::warn!(error = %e, "failed to make the backend durable before stopping");
     }
     Ok(())

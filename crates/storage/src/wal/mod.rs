@@ -233,6 +233,24 @@ impl Wal {
     ) -> Result<(Wal, WalContents)> {
         segment::remove_temp_files(dir)?;
         let out = read_wal(dir, Mode::FromSnapshot(snap), opts.payload_budget)?;
+        Wal::resume(dir, out, opts)
+    }
+
+    /// Reads the whole WAL once, for a restart: the snapshot markers a restart may load and
+    /// the entries after the newest; [`WalScan::open_at`] then opens the WAL at the snapshot
+    /// chosen, reading it again only if that is not the newest marker.
+    pub fn scan(dir: &Path, opts: WalOptions) -> Result<WalScan> {
+        segment::remove_temp_files(dir)?;
+        let out = read_wal(dir, Mode::Scan, opts.payload_budget)?;
+        Ok(WalScan {
+            dir: dir.to_path_buf(),
+            opts,
+            out,
+        })
+    }
+
+    /// The WAL read back by `out`, open for appending at its end.
+    fn resume(dir: &Path, out: read::ReadOutcome, opts: WalOptions) -> Result<(Wal, WalContents)> {
         let tail = out.segments.last().expect("read_wal found a segment");
         let file = OpenOptions::new()
             .read(true)
@@ -283,12 +301,7 @@ impl Wal {
     /// first: the snapshots a restart may load (as etcd's `ValidSnapshotEntries`).
     pub fn valid_snapshots(dir: &Path) -> Result<Vec<WalSnapshot>> {
         let out = read_wal(dir, Mode::AllMarkers, 0)?;
-        let commit = out.contents.hard_state.commit;
-        Ok(out
-            .markers
-            .into_iter()
-            .filter(|m| m.index <= commit)
-            .collect())
+        Ok(committed_markers(&out))
     }
 
     /// Appends entries and the hard state (if not empty) and makes them durable with ONE
@@ -471,6 +484,45 @@ impl Wal {
         self.epoch = epoch;
         Ok(())
     }
+}
+
+/// The WAL read once by [`Wal::scan`], not yet open.
+pub struct WalScan {
+    dir: PathBuf,
+    opts: WalOptions,
+    out: read::ReadOutcome,
+}
+
+impl WalScan {
+    /// As [`Wal::valid_snapshots`].
+    pub fn valid_snapshots(&self) -> Vec<WalSnapshot> {
+        committed_markers(&self.out)
+    }
+
+    /// As [`Wal::open_with`] at `snap`, without a second read when `snap` is the newest marker
+    /// (the usual restart).
+    pub fn open_at(self, snap: WalSnapshot) -> Result<(Wal, WalContents)> {
+        let first_segment = self.out.segments.first().map_or(u64::MAX, |s| s.index);
+        let read_already = self.out.scanned_after == Some(snap) && first_segment <= snap.index;
+        let mismatch = self
+            .out
+            .markers
+            .iter()
+            .find(|m| m.index == snap.index && m.term != snap.term);
+        if !read_already || mismatch.is_some() {
+            return Wal::open_with(&self.dir, snap, self.opts);
+        }
+        Wal::resume(&self.dir, self.out, self.opts)
+    }
+}
+
+fn committed_markers(out: &read::ReadOutcome) -> Vec<WalSnapshot> {
+    let commit = out.contents.hard_state.commit;
+    out.markers
+        .iter()
+        .copied()
+        .filter(|m| m.index <= commit)
+        .collect()
 }
 
 fn is_empty_hard_state(hs: &HardState) -> bool {
@@ -863,6 +915,107 @@ mod tests {
             Wal::valid_snapshots(dir).unwrap(),
             [WalSnapshot::default(), snap]
         );
+    }
+
+    /// Opening at each snapshot after one scan gives what a read from that snapshot gives,
+    /// for the newest marker (no second read) and older or unknown ones (read again): same
+    /// entries, positions, payloads kept, hard state, error, and the same WAL to append to.
+    #[test]
+    fn a_scan_opens_as_a_read_from_the_snapshot() {
+        // A leader: saves run ahead of each snapshot marker; one conflict; old segments go.
+        let leader = |dir: &Path, opts: WalOptions| {
+            let mut wal = Wal::create_with(dir, b"m", opts).unwrap();
+            let mut next = 1;
+            for round in 0..8u64 {
+                let term = 1 + round / 3;
+                let ents: Vec<Entry> = (next..next + 20).map(|i| entry(term, i, 90)).collect();
+                wal.save(&hs(term, 1, next + 10), &ents).unwrap();
+                wal.save_snapshot(WalSnapshot {
+                    index: next + 10,
+                    term,
+                })
+                .unwrap();
+                next += 20;
+            }
+            wal.save(&hs(4, 1, next - 10), &[entry(4, next - 3, 50)])
+                .unwrap();
+            wal.release_to(60).unwrap();
+        };
+        // A follower that got a snapshot beyond its log, then entries after it.
+        let follower = |dir: &Path, opts: WalOptions| {
+            let mut wal = Wal::create_with(dir, b"m", opts).unwrap();
+            let ents: Vec<Entry> = (1..=10).map(|i| entry(1, i, 90)).collect();
+            wal.save(&hs(1, 1, 10), &ents).unwrap();
+            wal.save(&hs(2, 1, 50), &[]).unwrap();
+            wal.save_snapshot(WalSnapshot { index: 50, term: 2 })
+                .unwrap();
+            let ents: Vec<Entry> = (51..=60).map(|i| entry(2, i, 90)).collect();
+            wal.save(&hs(2, 1, 55), &ents).unwrap();
+        };
+        type Write = dyn Fn(&Path, WalOptions);
+        for (name, write) in [("leader", &leader as &Write), ("follower", &follower)] {
+            for budget in [usize::MAX, 300, 0] {
+                let opts = WalOptions {
+                    payload_budget: budget,
+                    ..small()
+                };
+                let tmp = tempfile::tempdir().unwrap();
+                let dir = tmp.path().join("wal");
+                write(&dir, opts);
+                let mut snaps = Wal::valid_snapshots(&dir).unwrap();
+                assert!(snaps.len() > 1, "{name}");
+                let newest = *snaps.last().unwrap();
+                snaps.extend([
+                    WalSnapshot::default(),
+                    WalSnapshot { index: 50, term: 9 },
+                    WalSnapshot { index: 7, term: 1 },
+                ]);
+                for snap in snaps {
+                    let what = format!("{name}, budget {budget}, at {snap:?}");
+                    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+                    for copy in [&a, &b] {
+                        fs::create_dir(copy).unwrap();
+                        copy_dir(&dir, copy);
+                    }
+                    let scan = Wal::scan(&a, opts).unwrap();
+                    assert_eq!(scan.valid_snapshots(), Wal::valid_snapshots(&b).unwrap());
+                    // The newest snapshot needs no second read.
+                    assert_eq!(
+                        scan.out.scanned_after == Some(snap),
+                        snap == newest,
+                        "{what}"
+                    );
+                    let scanned = scan.open_at(snap);
+                    let read = Wal::open_with(&b, snap, opts);
+                    match (scanned, read) {
+                        (Ok((mut wal_a, got_a)), Ok((mut wal_b, got_b))) => {
+                            assert_eq!(got_a, got_b, "{what}");
+                            assert_eq!(wal_a.first_index(), wal_b.first_index(), "{what}");
+                            let last = got_b.entries.last().map_or(snap.index, |e| e.index);
+                            for wal in [&mut wal_a, &mut wal_b] {
+                                wal.save(&hs(5, 1, last), &[entry(5, last + 1, 9)]).unwrap();
+                            }
+                            drop((wal_a, wal_b));
+                            assert_eq!(
+                                Wal::read(&a, snap).unwrap(),
+                                Wal::read(&b, snap).unwrap(),
+                                "{what}"
+                            );
+                        }
+                        (Err(e), Err(f)) => {
+                            let in_b = e
+                                .to_string()
+                                .replace(a.to_str().unwrap(), b.to_str().unwrap());
+                            assert_eq!(in_b, f.to_string(), "{what}");
+                        }
+                        (a, b) => panic!("{what}: scan {:?}, read {:?}", a.err(), b.err()),
+                    }
+                    for copy in [&a, &b] {
+                        fs::remove_dir_all(copy).unwrap();
+                    }
+                }
+            }
+        }
     }
 
     #[test]

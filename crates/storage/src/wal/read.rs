@@ -28,14 +28,19 @@ pub(crate) struct ReadOutcome {
     pub epoch: u32,
     /// Lower bound for the index of the next entry minus one (names the next segment).
     pub last_index: u64,
+    /// For [`Mode::Scan`]: the snapshot the entries of `contents` follow, if the scan can
+    /// tell (see [`Scan`]).
+    pub scanned_after: Option<WalSnapshot>,
 }
 
-/// Whether replay starts at a snapshot (and insists on finding its marker) or reads every
-/// segment only to list snapshot markers.
+/// Whether replay starts at a snapshot (and insists on finding its marker), reads every
+/// segment only to list snapshot markers, or reads every segment once for both: the markers,
+/// and the entries after the newest marker.
 #[derive(Clone, Copy)]
 pub(crate) enum Mode {
     FromSnapshot(WalSnapshot),
     AllMarkers,
+    Scan,
 }
 
 /// Reads the WAL in `dir`; of the entries collected, only the newest `payload_budget` bytes of
@@ -44,11 +49,11 @@ pub(crate) fn read_wal(dir: &Path, mode: Mode, payload_budget: usize) -> Result<
     let segments = list_segments(dir)?;
     let snap = match mode {
         Mode::FromSnapshot(s) => s,
-        Mode::AllMarkers => WalSnapshot::default(),
+        Mode::AllMarkers | Mode::Scan => WalSnapshot::default(),
     };
     let start = match mode {
         Mode::FromSnapshot(s) => segments.iter().rposition(|seg| seg.index <= s.index),
-        Mode::AllMarkers => (!segments.is_empty()).then_some(0),
+        Mode::AllMarkers | Mode::Scan => (!segments.is_empty()).then_some(0),
     }
     .ok_or_else(|| Error::SegmentNotFound {
         dir: dir.to_path_buf(),
@@ -65,7 +70,8 @@ pub(crate) fn read_wal(dir: &Path, mode: Mode, payload_budget: usize) -> Result<
 
     let mut replay = Replay {
         snap,
-        collect_entries: matches!(mode, Mode::FromSnapshot(_)),
+        collect_entries: !matches!(mode, Mode::AllMarkers),
+        scan: matches!(mode, Mode::Scan).then(Scan::default),
         metadata: None,
         hard_state: HardState::default(),
         entries: Vec::new(),
@@ -87,6 +93,10 @@ pub(crate) fn read_wal(dir: &Path, mode: Mode, payload_budget: usize) -> Result<
             return Err(Error::SnapshotNotFound(s));
         }
     }
+    let scanned_after = replay
+        .scan
+        .filter(|scan| scan.anchored)
+        .map(|_| replay.snap);
     Ok(ReadOutcome {
         contents: WalContents {
             metadata: replay.metadata.unwrap_or_default(),
@@ -101,13 +111,27 @@ pub(crate) fn read_wal(dir: &Path, mode: Mode, payload_budget: usize) -> Result<
         tail_dirty: tail.dirty,
         epoch: tail.epoch,
         last_index: replay.last_index,
+        scanned_after,
     })
+}
+
+/// A scan replays entries as if opened at the newest snapshot marker seen so far: at each
+/// marker, the entries it covers are dropped. The result is what opening at the newest marker
+/// gives, and a caller that wants an older snapshot reads again from it.
+#[derive(Clone, Copy, Default)]
+struct Scan {
+    /// `Replay::snap` is the newest marker, and the entries kept follow it without a gap.
+    /// Otherwise (before the first marker, or after a gap) the entries kept begin wherever
+    /// the oldest entry read since does, and opening at a marker reads again.
+    anchored: bool,
 }
 
 /// The state built up while records are replayed in order.
 struct Replay {
     snap: WalSnapshot,
     collect_entries: bool,
+    /// Set in a [`Mode::Scan`].
+    scan: Option<Scan>,
     metadata: Option<Vec<u8>>,
     hard_state: HardState,
     entries: Vec<Entry>,
@@ -142,6 +166,7 @@ impl Replay {
                 let e = Entry::parse_from_bytes(rec.data)
                     .map_err(|e| corrupt(format!("undecodable entry: {e}")))?;
                 self.last_index = self.last_index.max(e.index);
+                self.scan_entry(e.index);
                 if e.index > self.snap.index {
                     // Raft conflict resolution: a rewritten index replaces it and all after.
                     let pos = e.index - self.snap.index - 1;
@@ -166,7 +191,8 @@ impl Replay {
             RecordType::Snapshot => {
                 let m = decode_marker(rec.data)
                     .ok_or_else(|| corrupt("snapshot marker is not 16 bytes".into()))?;
-                if m.index == self.snap.index {
+                // A scan has no snapshot to look for: it checks the one chosen afterwards.
+                if m.index == self.snap.index && self.scan.is_none() {
                     if m.term != self.snap.term {
                         return Err(Error::SnapshotMismatch {
                             wanted: self.snap,
@@ -177,6 +203,7 @@ impl Replay {
                 }
                 self.last_index = self.last_index.max(m.index);
                 self.markers.push(m);
+                self.scan_marker(m);
             }
         }
         Ok(())
@@ -184,6 +211,55 @@ impl Replay {
 }
 
 impl Replay {
+    /// In a scan, before an entry at `index` is replayed after `self.snap`.
+    fn scan_entry(&mut self, index: u64) {
+        let Some(mut scan) = self.scan else {
+            return;
+        };
+        let next = self.snap.index + self.entries.len() as u64 + 1;
+        if index > next {
+            // A gap: opening at the newest marker fails, as the exact replay will tell.
+            scan.anchored = false;
+        }
+        if !scan.anchored && (self.entries.is_empty() || index <= self.snap.index || index > next) {
+            // The log read so far starts at this entry.
+            self.drop_front(self.entries.len());
+            self.snap.index = index - 1;
+        }
+        self.scan = Some(scan);
+    }
+
+    /// In a scan, a snapshot marker: the entries it covers are dropped.
+    fn scan_marker(&mut self, m: WalSnapshot) {
+        let Some(mut scan) = self.scan else {
+            return;
+        };
+        // Older than the newest marker, or than the entries kept: opening there reads again.
+        if m.index < self.snap.index {
+            return;
+        }
+        let covered = m.index - self.snap.index;
+        let covered =
+            usize::try_from(covered).map_or(self.entries.len(), |c| c.min(self.entries.len()));
+        scan.anchored = true;
+        self.scan = Some(scan);
+        self.drop_front(covered);
+        self.snap = m;
+    }
+
+    /// Drops the first `n` entries.
+    fn drop_front(&mut self, n: usize) {
+        let resident: usize = self.entries[self.payloads_from..]
+            .iter()
+            .take(n.saturating_sub(self.payloads_from))
+            .map(|e| e.data.len())
+            .sum();
+        self.resident_bytes -= resident;
+        self.entries.drain(..n);
+        self.positions.drain(..n);
+        self.payloads_from = self.payloads_from.saturating_sub(n);
+    }
+
     /// Puts `e` at `pos`, dropping the entries from there on, then drops the payloads of the
     /// oldest entries until those kept fit the budget (the newest entry keeps its own).
     fn push_entry(&mut self, pos: usize, e: Entry, at: EntryPos) {
