@@ -47,18 +47,19 @@ use super::{schema, Backend, Error, ReadTxn, Result};
 /// Bytes of `key` entries (keys and values) copied into the new file per write transaction:
 /// also the step at which the copy is paced and written out (see [`Pacer`]). Each batch reaches
 /// the disk as one burst of writes that a foreground sync may queue behind, so it is small.
-const COPY_BATCH_BYTES: usize = 4 << 20;
+const COPY_BATCH_BYTES: usize = 1 << 20;
 
 /// The copy's pace, in bytes of keys and values a second: where it starts, its floor and its
 /// ceiling (see [`Pacer`]). On the virtual disk this was measured on (~70 MiB/s of writes), a
 /// fdatasync beside a writer kept to 40 MiB/s took what it takes on an idle disk (p50 1.7 ms,
-/// p99 52 ms), and beside an unpaced one five times as long (p50 8.4 ms, p99 176 ms).
-const START_RATE: f64 = (32 << 20) as f64;
+/// p99 52 ms), and beside an unpaced one five times as long (p50 8.4 ms, p99 176 ms). Started
+/// at 32 MiB/s, the first seconds of a defrag already had durable commits of 100-360 ms.
+const START_RATE: f64 = (8 << 20) as f64;
 const MIN_RATE: f64 = (2 << 20) as f64;
-const MAX_RATE: f64 = (256 << 20) as f64;
+const MAX_RATE: f64 = (64 << 20) as f64;
 
 /// How fast the pace rises while the foreground's durable commits stay quick: bytes a second,
-/// each second (from the start rate to twice it in 8 s).
+/// each second (from the start rate to twice it in 2 s).
 const RATE_GAIN: f64 = (4 << 20) as f64;
 
 /// A durable commit slower than this (or than twice its usual time before the defrag, up to
