@@ -151,6 +151,8 @@ struct Inner {
     on_flush_failure: OnceLock<FlushFailureHook>,
     /// The last in-use size measured and when; see [`Backend::size_in_use`].
     size_in_use: Mutex<Option<(Instant, u64)>>,
+    /// How long durable commits take: a defrag slows its copy down when they slow down.
+    durable_commits: defrag::CommitTimes,
 }
 
 /// How long a measured in-use size serves [`Backend::size_in_use`] before it is measured
@@ -215,6 +217,7 @@ impl Backend {
             _stop_flusher: Mutex::new(stop_tx),
             on_flush_failure: OnceLock::new(),
             size_in_use: Mutex::new(None),
+            durable_commits: defrag::CommitTimes::default(),
         });
         let weak = Arc::downgrade(&inner);
         thread::Builder::new()
@@ -409,8 +412,9 @@ impl Inner {
         fail::fail_point!("before_commit");
         let result = txn.commit();
         fail::fail_point!("after_commit");
-        metrics::histogram!("etcd_disk_backend_commit_duration_seconds")
-            .record(start.elapsed().as_secs_f64());
+        let took = start.elapsed();
+        metrics::histogram!("etcd_disk_backend_commit_duration_seconds").record(took.as_secs_f64());
+        self.durable_commits.record(took);
         if result.is_err() {
             self.dirty.store(true, Ordering::Release);
         }
