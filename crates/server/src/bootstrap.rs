@@ -168,6 +168,7 @@ pub fn start(
         snapshot_count: cfg.snapshot_count,
         member_id: meta.member_id,
         removed_self: Default::default(),
+        proposals_pending: metrics::gauge!("etcd_server_proposals_pending"),
     };
     let apply = ApplyLane::start(applier)
         .map_err(|e| ServerError::Raft(format!("cannot start the apply thread: {e}")))?;

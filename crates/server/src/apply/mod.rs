@@ -105,6 +105,8 @@ pub struct Applier {
     pub member_id: u64,
     /// Set when this member's own removal is applied: it then stops.
     pub removed_self: std::sync::atomic::AtomicBool,
+    /// `etcd_server_proposals_pending`, looked up once rather than by name per answer.
+    pub proposals_pending: metrics::Gauge,
 }
 
 impl Applier {
@@ -148,7 +150,7 @@ impl Applier {
         batch.promise();
         for (id, result) in answers {
             if self.wait.trigger(id, result) {
-                metrics::gauge!("etcd_server_proposals_pending").decrement(1.0);
+                self.proposals_pending.decrement(1.0);
             }
         }
         if let Err(e) = batch.commit() {

@@ -103,6 +103,8 @@ pub struct RaftNode {
     next_read_ctx: u64,
     /// When each follower's last heartbeat went out, to tell late ones.
     heartbeats: HeartbeatTimes,
+    /// `etcd_server_proposals_pending`, looked up once rather than by name per proposal.
+    proposals_pending: metrics::Gauge,
 }
 
 impl RaftNode {
@@ -135,6 +137,7 @@ impl RaftNode {
             reads_in_flight: HashMap::new(),
             next_read_ctx: 1,
             heartbeats: HeartbeatTimes::new(tick_interval),
+            proposals_pending: metrics::gauge!("etcd_server_proposals_pending"),
         }
     }
 
@@ -206,7 +209,7 @@ impl RaftNode {
                     metrics::counter!("etcd_server_proposals_failed_total").increment(1);
                     self.wait.trigger(id, Err(ServerError::NO_LEADER));
                 } else {
-                    metrics::gauge!("etcd_server_proposals_pending").increment(1.0);
+                    self.proposals_pending.increment(1.0);
                 }
             }
             RaftInput::ProposeConfChange { cc } => {
