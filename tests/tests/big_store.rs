@@ -769,36 +769,6 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
-/// A stopped member's backend opens at once: the stop records redb's page allocation, so the
-/// restart does not walk the whole file to rebuild it (about 2 s at 600 MiB, before the index
-/// is even read). After a crash the walk is needed, and the log says so.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_14_a_stopped_member_restarts_without_repairing_its_backend() {
-    oxcd_only!();
-    const REPAIR: &str = "backend was not closed cleanly; repairing it";
-    let mut member = Member::start_single();
-    fill(&member, "s/", 2000, 100).await;
-    member.stop();
-    member.restart();
-    assert!(
-        !member.log_since_start().contains(REPAIR),
-        "restart after a stop repaired the backend"
-    );
-    fill(&member, "t/", 2000, 100).await;
-    member.kill();
-    member.restart();
-    assert!(
-        member.log_since_start().contains(REPAIR),
-        "restart after a crash did not repair the backend"
-    );
-    let mut client = connect(&member).await;
-    let all = client
-        .get("", Some(GetOptions::new().with_prefix().with_count_only()))
-        .await
-        .unwrap();
-    assert_eq!(all.count(), 4000);
-}
-
 /// A restart reads the raft log since the last snapshot back from the WAL. It used to keep
 /// all of it in memory and to hold it twice while reading (a member with a 4.6 GiB log went
 /// from 4.7 to 9.3 GiB of RSS across a restart; etcd 3.5.1 from 8 to 14 GiB). Now the log keeps

@@ -171,13 +171,6 @@ impl Backend {
         let fresh = !path.exists();
         let mut builder = Database::builder();
         builder.set_cache_size(cfg.cache_size);
-        let shown = path.display().to_string();
-        builder.set_repair_callback(move |session| {
-            if session.progress() == 0.0 {
-                // A crash, or a stop without `commit_for_stop`: redb walks the whole file.
-                tracing::warn!(path = %shown, "backend was not closed cleanly; repairing it");
-            }
-        });
         #[cfg(feature = "failpoints")]
         let mut db = if power_loss::enabled() {
             let file = crate::dir_ops::create(&path, || {
@@ -268,14 +261,6 @@ impl Backend {
     /// Makes every commit so far durable, now.
     pub fn force_commit(&self) -> Result<()> {
         self.inner.durable_commit()
-    }
-
-    /// [`Backend::force_commit`] for a stop: the commit also records redb's page allocation,
-    /// so that the next open loads it instead of walking the whole file (redb repairs a file
-    /// it was not closed on: about 2 s at 600 MiB). A commit after this one only brings the
-    /// walk back.
-    pub fn commit_for_stop(&self) -> Result<()> {
-        self.inner.commit(true)
     }
 
     /// Makes everything durable and closes the file, so that it may be opened again at once.
@@ -398,16 +383,10 @@ impl Inner {
     }
 
     fn durable_commit(&self) -> Result<()> {
-        self.commit(false)
-    }
-
-    /// A durable commit; `quick_repair` records the page allocation with it.
-    fn commit(&self, quick_repair: bool) -> Result<()> {
         let _writer = self.writer.take();
         // Cleared before the commit: a non-durable commit racing with this one sets it again.
         self.dirty.store(false, Ordering::Release);
-        let mut txn = self.db().begin_write()?;
-        txn.set_quick_repair(quick_repair);
+        let txn = self.db().begin_write()?;
         let start = Instant::now();
         fail::fail_point!("before_commit");
         let result = txn.commit();
