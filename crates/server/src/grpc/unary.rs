@@ -212,17 +212,21 @@ mod tests {
         Request::new(Body::new(StreamBody::new(futures::stream::iter(frames))))
     }
 
+    fn put_of_300_bytes() -> PutRequest {
+        PutRequest {
+            key: b"k".to_vec(),
+            value: vec![7; 300],
+            ..Default::default()
+        }
+    }
+
     fn prefixed(message: &impl Message) -> Vec<u8> {
         encode(message).unwrap().to_vec()
     }
 
     #[tokio::test]
     async fn a_request_split_over_frames_is_joined() {
-        let put = PutRequest {
-            key: b"k".to_vec(),
-            value: vec![7; 300],
-            ..Default::default()
-        };
+        let put = put_of_300_bytes();
         let wire = prefixed(&put);
         let (a, b) = wire.split_at(3);
         let got: tonic::Request<PutRequest> = request(call(&[a, b]), 1024).await.unwrap();
@@ -231,11 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_refused_as_grpc_go_refuses_them() {
-        let put = PutRequest {
-            key: b"k".to_vec(),
-            value: vec![7; 300],
-            ..Default::default()
-        };
+        let put = put_of_300_bytes();
         let wire = prefixed(&put);
         let err = request::<PutRequest>(call(&[&wire]), 100)
             .await
