@@ -1202,3 +1202,100 @@ async fn bench_watchers() {
     );
     assert_eq!(per_put.len(), PUTS);
 }
+
+/// The issue 14 benchmark of a long count next to writes, run by hand against any server
+/// (`OXCD_BIN`): a store of `BIG_BENCH_KEYS` keys (default 500000) of `BIG_BENCH_VALUE` bytes
+/// (default 100), 4 writers each putting one 256-byte value every 100 ms (open loop), and
+/// windows of `BIG_BENCH_SECS` seconds (default 15): puts alone, puts while one client counts
+/// every key in a loop (one count after the other), puts alone again. Prints the put
+/// latencies of each window and the counts' own, then the time of a full range with values
+/// and of a count, with nothing else running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn bench_count_under_writes() {
+    let keys = env_or("BIG_BENCH_KEYS", 500_000);
+    let value = env_or("BIG_BENCH_VALUE", 100);
+    let window = Duration::from_secs(env_or("BIG_BENCH_SECS", 15) as u64);
+    let member = Member::builder()
+        .arg("--quota-backend-bytes=8589934592")
+        .start();
+    let started = Instant::now();
+    fill(&member, "bench/", keys, value).await;
+    println!("fill {keys} keys of {value} B: {:?}", started.elapsed());
+    let count_all = || GetOptions::new().with_prefix().with_count_only();
+
+    let load = Load::start(&member, 4, 0, "bench/", keys).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let from = Instant::now();
+    tokio::time::sleep(window).await;
+    let alone = (from, Instant::now());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Latencies::default();
+    let counter = {
+        let (mut client, stop, counts) = (connect(&member).await, stop.clone(), counts.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Acquire) {
+                let sent = Instant::now();
+                let got =
+                    tokio::time::timeout(REQUEST_TIMEOUT, client.get("bench/", Some(count_all())))
+                        .await
+                        .expect("count in time")
+                        .expect("count");
+                assert_eq!(got.count() as usize, keys);
+                counts.lock().unwrap().push((sent, sent.elapsed()));
+            }
+        })
+    };
+    let from = Instant::now();
+    tokio::time::sleep(window).await;
+    let counting = (from, Instant::now());
+    stop.store(true, Ordering::Release);
+    counter.await.unwrap();
+
+    let from = Instant::now();
+    tokio::time::sleep(window).await;
+    let again = (from, Instant::now());
+    let puts = load.puts.clone();
+    println!("failed requests: {}", load.stop().await);
+    println!("puts alone:            {}", quantiles(&puts, &[alone]));
+    println!("puts while counting:   {}", quantiles(&puts, &[counting]));
+    println!("puts alone again:      {}", quantiles(&puts, &[again]));
+    println!("counts:                {}", quantiles(&counts, &[counting]));
+
+    let mut client = connect(&member).await;
+    let mut kv = raw_kv(&member).await;
+    let all = RangeRequest {
+        key: b"bench/".to_vec(),
+        range_end: prefix_end(b"bench/"),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let sent = Instant::now();
+        let got = kv
+            .range(all.clone())
+            .await
+            .expect("full range")
+            .into_inner();
+        assert_eq!(got.kvs.len(), keys);
+        drop(got);
+        let full = sent.elapsed();
+        let sent = Instant::now();
+        client
+            .get("bench/", Some(count_all()))
+            .await
+            .expect("count");
+        let count = sent.elapsed();
+        if testing_real_etcd() {
+            println!("alone: full range {full:.1?}, count {count:.1?}");
+            continue;
+        }
+        let sent = Instant::now();
+        let (streamed, _) = range_stream(&mut kv, all.clone()).await;
+        assert_eq!(streamed.kvs.len(), keys);
+        println!(
+            "alone: full range {full:.1?}, count {count:.1?}, full RangeStream {:.1?}",
+            sent.elapsed()
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! Reading the index in pieces: a read takes the index lock for at most [`PIECE_KEYS`] keys
+//! Reading the index in pieces: a read takes the index lock for at most `PIECE_KEYS` keys
 //! at a time and, between pieces, hands it to whoever waits for it. A count or a range over
 //! hundreds of thousands of keys would otherwise stop every write (the apply task needs the
 //! lock for each change) and every other reader for its whole walk.
@@ -29,11 +29,19 @@ use crate::mvcc::revision::Revision;
 use crate::mvcc::{Error, Result};
 
 /// Index entries (live or not) a read visits per hold of the lock: well under a millisecond.
-#[cfg(not(test))]
 const PIECE_KEYS: usize = 1000;
-/// Small in tests, so that ranges of a few keys cross pieces.
+
+/// The piece size in tests: small, so that ranges of a few keys cross pieces; benches set it
+/// to [`PIECE_KEYS`].
 #[cfg(test)]
-pub(super) const PIECE_KEYS: usize = 3;
+static TEST_PIECE_KEYS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(3);
+
+fn piece_keys() -> usize {
+    #[cfg(test)]
+    return TEST_PIECE_KEYS.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(test))]
+    PIECE_KEYS
+}
 
 /// What the index holds of a read.
 #[derive(Debug)]
@@ -117,7 +125,7 @@ impl<'r, T> Walk<'r, T> {
             self.range,
             self.at,
             self.after.as_deref(),
-            PIECE_KEYS,
+            piece_keys(),
             self.limit,
             &mut self.found,
             &mut self.count,
@@ -477,5 +485,114 @@ mod tests {
         s.compact(at + 10).unwrap().wait().unwrap();
         assert!(matches!(s.range(b"", b"\0", opts), Err(Error::Compacted)));
         reader.join().unwrap();
+    }
+}
+
+/// A count over many keys next to writes, the store alone, without the server: `COUNT_KEYS`
+/// keys (default 500,000) of 100 B, one thread putting a key every 5 ms (open loop, each put's
+/// latency counted from when it was due) for `COUNT_SECS` seconds (default 5) alone, then
+/// while another thread counts every key in a loop, then alone again.
+/// `cargo test --release -p oxcd-storage --lib bench_count_next_to_writes -- --ignored --nocapture`
+#[cfg(test)]
+mod bench {
+    use crate::backend::{Backend, BackendConfig};
+    use crate::bench_support::{env_or, quantiles};
+    use crate::mvcc::{KvStore, RangeOptions};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    #[ignore]
+    fn bench_count_next_to_writes() {
+        super::TEST_PIECE_KEYS.store(super::PIECE_KEYS, Ordering::Relaxed);
+        let keys = env_or("COUNT_KEYS", 500_000) as usize;
+        let window = Duration::from_secs(env_or("COUNT_SECS", 5));
+        let dir =
+            tempfile::tempdir_in(std::env::var("COUNT_DIR").unwrap_or("/tmp".into())).unwrap();
+        let backend = Backend::open(dir.path().join("db"), BackendConfig::default()).unwrap();
+        let s = KvStore::open(backend).unwrap();
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(1000) {
+            let mut b = s.begin_batch().unwrap();
+            for i in chunk {
+                let mut t = b.txn();
+                t.put(format!("key/{i:08}").as_bytes(), &[b'v'; 100], 0)
+                    .unwrap();
+                t.end();
+            }
+            b.commit().unwrap();
+        }
+        s.force_commit().unwrap();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let puts = Arc::new(Mutex::new(Vec::<(Instant, Duration)>::new()));
+        let writer = {
+            let (s, stop, puts) = (s.clone(), stop.clone(), puts.clone());
+            thread::spawn(move || {
+                let start = Instant::now();
+                for k in 0u32.. {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let due = start + Duration::from_millis(5) * k;
+                    thread::sleep(due.saturating_duration_since(Instant::now()));
+                    let mut b = s.begin_batch().unwrap();
+                    let mut t = b.txn();
+                    t.put(format!("new/{}", k % 1000).as_bytes(), &[b'w'; 256], 0)
+                        .unwrap();
+                    t.end();
+                    b.commit().unwrap();
+                    puts.lock().unwrap().push((due, due.elapsed()));
+                }
+            })
+        };
+        let within = |from: Instant, to: Instant| {
+            let all = puts.lock().unwrap();
+            quantiles(
+                all.iter()
+                    .filter(|(due, _)| (from..to).contains(due))
+                    .map(|(_, took)| *took)
+                    .collect(),
+            )
+        };
+        thread::sleep(Duration::from_secs(1));
+        let from = Instant::now();
+        thread::sleep(window);
+        let alone = (from, Instant::now());
+
+        let counting = Arc::new(AtomicBool::new(true));
+        let counter = {
+            let (s, counting) = (s.clone(), counting.clone());
+            thread::spawn(move || {
+                let mut took = Vec::new();
+                let count = RangeOptions {
+                    count_only: true,
+                    ..Default::default()
+                };
+                while counting.load(Ordering::Acquire) {
+                    let sent = Instant::now();
+                    let n = s.range(b"key/", b"key0", count).unwrap().count;
+                    assert_eq!(n as usize, keys);
+                    took.push(sent.elapsed());
+                }
+                took
+            })
+        };
+        let from = Instant::now();
+        thread::sleep(window);
+        let during = (from, Instant::now());
+        counting.store(false, Ordering::Release);
+        let counts = counter.join().unwrap();
+        let from = Instant::now();
+        thread::sleep(window);
+        let again = (from, Instant::now());
+        stop.store(true, Ordering::Release);
+        writer.join().unwrap();
+        eprintln!("{keys} keys");
+        eprintln!("  puts alone:          {}", within(alone.0, alone.1));
+        eprintln!("  puts while counting: {}", within(during.0, during.1));
+        eprintln!("  puts alone again:    {}", within(again.0, again.1));
+        eprintln!("  counts:              {}", quantiles(counts));
     }
 }
