@@ -491,7 +491,8 @@ mod tests {
 /// A count over many keys next to writes, the store alone, without the server: `COUNT_KEYS`
 /// keys (default 500,000) of 100 B, one thread putting a key every 5 ms (open loop, each put's
 /// latency counted from when it was due) for `COUNT_SECS` seconds (default 5) alone, then
-/// while another thread counts every key in a loop, then alone again.
+/// while another thread counts every key in a loop, then alone again; then the fastest of 5
+/// counts, keys-only and full ranges of every key with nothing else running.
 /// `cargo test --release -p oxcd-storage --lib bench_count_next_to_writes -- --ignored --nocapture`
 #[cfg(test)]
 mod bench {
@@ -594,5 +595,31 @@ mod bench {
         eprintln!("  puts while counting: {}", within(during.0, during.1));
         eprintln!("  puts alone again:    {}", within(again.0, again.1));
         eprintln!("  counts:              {}", quantiles(counts));
+        // With nothing else running: the fastest of a few, as the walk's own cost.
+        let fastest = |opts: RangeOptions| {
+            (0..5)
+                .map(|_| {
+                    let sent = Instant::now();
+                    let got = s.range(b"key/", b"key0", opts).unwrap();
+                    assert_eq!(got.count as usize, keys);
+                    sent.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let count = RangeOptions {
+            count_only: true,
+            ..Default::default()
+        };
+        let keys_only = RangeOptions {
+            keys_only: true,
+            ..Default::default()
+        };
+        eprintln!(
+            "  alone, fastest of 5: count {:?}, keys-only range {:?}, full range {:?}",
+            fastest(count),
+            fastest(keys_only),
+            fastest(RangeOptions::default())
+        );
     }
 }
