@@ -1,6 +1,7 @@
 //! Big stores without stalls (issue 14): a streamed range of 200k keys under a memory cap that
-//! a plain Range exceeds; keys-only and count-only answers equal to full ranges; a defrag
-//! under concurrent writes with no write failing and every write durable.
+//! a plain Range exceeds; keys-only and count-only answers equal to full ranges; counts at a
+//! revision exact while writes and compactions go on; a defrag under concurrent writes with no
+//! write failing and every write durable.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
