@@ -260,13 +260,14 @@ impl<'b> Txn<'b> {
         let cur = self.read_revision();
         let at = check_read_rev(opts.rev, cur, self.compact_rev)?;
         let st = self.shared.lock();
-        // Only the apply task restores, and compactions committed before this batch are at or
-        // below its compaction revision: the walk cannot be interrupted.
+        // Compactions committed before this batch are at or below its compaction revision, so
+        // none interrupts the walk; a restore cannot either, as it replaces the contents only
+        // between batches (one during a batch breaks the store: the batch fails).
         let range = KeyRange::new(key, range_end);
         let answer = self
             .shared
             .walk_read(st, at, cur, range, opts, || Ok(()))?
-            .expect("only the apply task restores");
+            .ok_or(Error::Closed)?;
         let kvs = match answer.walked {
             Walked::Keys(kvs) => kvs,
             Walked::Values(revs, ()) => fetch(self.table()?, &revs, opts.max_bytes)?,
