@@ -1,6 +1,7 @@
 //! Big stores without stalls (issue 14): a streamed range of 200k keys under a memory cap that
-//! a plain Range exceeds; keys-only and count-only answers equal to full ranges; a defrag
-//! under concurrent writes with no write failing and every write durable.
+//! a plain Range exceeds; keys-only and count-only answers equal to full ranges; counts at a
+//! revision exact while writes and compactions go on; a defrag under concurrent writes with no
+//! write failing and every write durable.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -853,6 +854,111 @@ async fn issue_14_restart_holds_the_raft_log_once() {
     assert_eq!(count as usize, (LOG_MIB << 20) / VALUE);
 }
 
+/// A count or a range walks the index a piece at a time, letting writes in between pieces.
+/// What a user sees stays exact: counts and keys-only ranges over 100k keys at a fixed
+/// revision give the same answer, read after read, while puts, deletes and a compaction at
+/// that revision go on; once a compaction passes the revision, they fail with etcd's
+/// "required revision has been compacted", never with another answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn issue_14_counts_at_a_revision_stay_exact_while_writes_and_compactions_go_on() {
+    const KEYS: usize = 100_000;
+    let member = Member::start_single();
+    fill(&member, "c/", KEYS, 16).await;
+    let mut client = connect(&member).await;
+    let at = client
+        .get("c/", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+
+    let reads = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (mut client, reads) = (connect(&member).await, reads.clone());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                assert!(Instant::now() < deadline, "reads never failed as compacted");
+                let count = GetOptions::new()
+                    .with_prefix()
+                    .with_count_only()
+                    .with_revision(at);
+                let keys = GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only()
+                    .with_limit(5)
+                    .with_revision(at);
+                let (count, keys) = (
+                    client.get("c/", Some(count)).await,
+                    client.get("c/", Some(keys)).await,
+                );
+                match (count, keys) {
+                    (Ok(count), Ok(keys)) => {
+                        assert_eq!(count.count() as usize, KEYS);
+                        assert_eq!((keys.count() as usize, keys.more()), (KEYS, true));
+                        let got: Vec<&[u8]> = keys.kvs().iter().map(|kv| kv.key()).collect();
+                        assert_eq!(
+                            got,
+                            [
+                                b"c/000000",
+                                b"c/000001",
+                                b"c/000002",
+                                b"c/000003",
+                                b"c/000004"
+                            ]
+                        );
+                        reads.fetch_add(1, Ordering::Release);
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        let e = e.to_string();
+                        assert!(e.contains("required revision has been compacted"), "{e}");
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reads.load(Ordering::Acquire) == 0 {
+        assert!(Instant::now() < deadline, "the reader never read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 0..100 {
+        client
+            .put(format!("c/000001{i:03}"), "new", None)
+            .await
+            .unwrap();
+        client
+            .delete(format!("c/{:06}", 1000 * i + 7), None)
+            .await
+            .unwrap();
+        if i == 50 {
+            client.compact(at, None).await.unwrap();
+        }
+    }
+    let last = client
+        .put("c/z", "new", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    client.compact(last, None).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(120), reader)
+        .await
+        .expect("the reader ends")
+        .unwrap();
+    let now = client
+        .get(
+            "c/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(now.count() as usize, KEYS + 100 - 100 + 1);
+}
+
 /// The issue 14 defrag benchmark, run by hand against any server (`OXCD_BIN`): a store of
 /// `BIG_BENCH_DEFRAG_MIB` MiB (default 1024) of 3500-byte values, under a steady load of puts and
 /// 10-key reads (open loop, 10 puts/s per writer and 10 reads/s per reader; 4 writers and 2
@@ -1249,4 +1355,101 @@ async fn bench_watchers() {
         "every watcher has every event of its key"
     );
     assert_eq!(per_put.len(), PUTS);
+}
+
+/// The issue 14 benchmark of a long count next to writes, run by hand against any server
+/// (`OXCD_BIN`): a store of `BIG_BENCH_KEYS` keys (default 500000) of `BIG_BENCH_VALUE` bytes
+/// (default 100), 4 writers each putting one 256-byte value every 100 ms (open loop), and
+/// windows of `BIG_BENCH_SECS` seconds (default 15): puts alone, puts while one client counts
+/// every key in a loop (one count after the other), puts alone again. Prints the put
+/// latencies of each window and the counts' own, then the time of a full range with values
+/// and of a count, with nothing else running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn bench_count_under_writes() {
+    let keys = env_or("BIG_BENCH_KEYS", 500_000);
+    let value = env_or("BIG_BENCH_VALUE", 100);
+    let window = Duration::from_secs(env_or("BIG_BENCH_SECS", 15) as u64);
+    let member = Member::builder()
+        .arg("--quota-backend-bytes=8589934592")
+        .start();
+    let started = Instant::now();
+    fill(&member, "bench/", keys, value).await;
+    println!("fill {keys} keys of {value} B: {:?}", started.elapsed());
+    let count_all = || GetOptions::new().with_prefix().with_count_only();
+
+    let load = Load::start(&member, 4, 0, "bench/", keys).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let from = Instant::now();
+    tokio::time::sleep(window).await;
+    let alone = (from, Instant::now());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Latencies::default();
+    let counter = {
+        let (mut client, stop, counts) = (connect(&member).await, stop.clone(), counts.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Acquire) {
+                let sent = Instant::now();
+                let got =
+                    tokio::time::timeout(REQUEST_TIMEOUT, client.get("bench/", Some(count_all())))
+                        .await
+                        .expect("count in time")
+                        .expect("count");
+                assert_eq!(got.count() as usize, keys);
+                counts.lock().unwrap().push((sent, sent.elapsed()));
+            }
+        })
+    };
+    let from = Instant::now();
+    tokio::time::sleep(window).await;
+    let counting = (from, Instant::now());
+    stop.store(true, Ordering::Release);
+    counter.await.unwrap();
+
+    let from = Instant::now();
+    tokio::time::sleep(window).await;
+    let again = (from, Instant::now());
+    let puts = load.puts.clone();
+    println!("failed requests: {}", load.stop().await);
+    println!("puts alone:            {}", quantiles(&puts, &[alone]));
+    println!("puts while counting:   {}", quantiles(&puts, &[counting]));
+    println!("puts alone again:      {}", quantiles(&puts, &[again]));
+    println!("counts:                {}", quantiles(&counts, &[counting]));
+
+    let mut client = connect(&member).await;
+    let mut kv = raw_kv(&member).await;
+    let all = RangeRequest {
+        key: b"bench/".to_vec(),
+        range_end: prefix_end(b"bench/"),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let sent = Instant::now();
+        let got = kv
+            .range(all.clone())
+            .await
+            .expect("full range")
+            .into_inner();
+        assert_eq!(got.kvs.len(), keys);
+        drop(got);
+        let full = sent.elapsed();
+        let sent = Instant::now();
+        client
+            .get("bench/", Some(count_all()))
+            .await
+            .expect("count");
+        let count = sent.elapsed();
+        if testing_real_etcd() {
+            println!("alone: full range {full:.1?}, count {count:.1?}");
+            continue;
+        }
+        let sent = Instant::now();
+        let (streamed, _) = range_stream(&mut kv, all.clone()).await;
+        assert_eq!(streamed.kvs.len(), keys);
+        println!(
+            "alone: full range {full:.1?}, count {count:.1?}, full RangeStream {:.1?}",
+            sent.elapsed()
+        );
+    }
 }

@@ -122,39 +122,67 @@ impl TreeIndex {
             .filter_map(move |(k, ki)| ki.get(at).map(|a| (k, a)))
     }
 
-    /// What `f` makes of the first `limit` keys (all when `limit` ≤ 0) of `range` that exist at
-    /// `at`, in key order, and the number of all such keys.
-    pub fn collect<T>(
-        &self,
-        range: KeyRange<'_>,
-        at: i64,
-        limit: i64,
-        mut f: impl FnMut(&[u8], KeyAt) -> T,
-    ) -> (Vec<T>, i64) {
+    /// The revisions holding the first `limit` keys (all when `limit` ≤ 0) of `range` that
+    /// exist at `at`, in key order, and the number of all such keys: the walk in one piece.
+    #[cfg(test)]
+    pub fn revisions(&self, range: KeyRange<'_>, at: i64, limit: i64) -> (Vec<Revision>, i64) {
         let limit = usize::try_from(limit)
             .ok()
             .filter(|&l| l > 0)
             .unwrap_or(usize::MAX);
-        let mut out = Vec::new();
-        let mut total = 0i64;
-        for (k, a) in self.live_at(range, at) {
-            if out.len() < limit {
-                out.push(f(k, a));
-            }
-            total += 1;
-        }
-        (out, total)
-    }
-
-    /// The revisions holding the first `limit` keys (all when `limit` ≤ 0) of `range` that
-    /// exist at `at`, in key order, and the number of all such keys.
-    pub fn revisions(&self, range: KeyRange<'_>, at: i64, limit: i64) -> (Vec<Revision>, i64) {
-        self.collect(range, at, limit, |_, a| a.modified)
+        let (mut out, mut count) = (Vec::new(), 0);
+        let rest = self.collect_piece(
+            range,
+            at,
+            None,
+            usize::MAX,
+            limit,
+            &mut out,
+            &mut count,
+            |_, a| a.modified,
+        );
+        assert!(rest.is_none());
+        (out, count)
     }
 
     /// The number of keys of `range` that exist at `at`.
+    #[cfg(test)]
     pub fn count(&self, range: KeyRange<'_>, at: i64) -> i64 {
-        self.live_at(range, at).count() as i64
+        self.revisions(range, at, 0).1
+    }
+
+    /// One piece of a walk over `range` at `at`: visits at most `budget` keys after `after`
+    /// (from the start when `None`), counts those that exist at `at` into `count`, and pushes
+    /// what `f` makes of them onto `out` while it holds fewer than `limit`. Returns the last
+    /// key visited, where the next piece goes on, or `None` once the range is done.
+    #[allow(clippy::too_many_arguments)] // one piece of a walk the caller drives
+    pub fn collect_piece<T>(
+        &self,
+        range: KeyRange<'_>,
+        at: i64,
+        after: Option<&[u8]>,
+        budget: usize,
+        limit: usize,
+        out: &mut Vec<T>,
+        count: &mut i64,
+        mut f: impl FnMut(&[u8], KeyAt) -> T,
+    ) -> Option<Vec<u8>> {
+        let mut visited = 0;
+        let mut last = None;
+        for (k, ki) in self.iter_range_after(range, after).take(budget) {
+            visited += 1;
+            last = Some(k);
+            if let Some(a) = ki.get(at) {
+                if out.len() < limit {
+                    out.push(f(k, a));
+                }
+                *count += 1;
+            }
+        }
+        if visited < budget {
+            return None;
+        }
+        last.cloned()
     }
 
     /// Every revision of `range` with main in `[from, to]`, in revision order (one per main
@@ -261,6 +289,56 @@ mod tests {
         );
         assert_eq!(t.count(all, 3), 2);
         assert_eq!(t.count(all, 1), 0);
+    }
+
+    #[test]
+    fn pieces_join_into_the_whole_walk() {
+        let t = sample();
+        let ranges = [
+            KeyRange::From(b""),
+            KeyRange::From(b"b"),
+            KeyRange::Between(b"a", b"d"),
+            KeyRange::Single(b"c"),
+            KeyRange::Single(b"b"),
+        ];
+        for range in ranges {
+            for at in 1..=6 {
+                for limit in [0, 1, 2] {
+                    let whole = t.revisions(range, at, limit);
+                    for budget in 1..=3 {
+                        let keep = if limit > 0 {
+                            limit as usize
+                        } else {
+                            usize::MAX
+                        };
+                        let (mut out, mut count, mut after) = (Vec::new(), 0, None);
+                        let mut pieces = 0;
+                        loop {
+                            pieces += 1;
+                            after = t.collect_piece(
+                                range,
+                                at,
+                                after.as_deref(),
+                                budget,
+                                keep,
+                                &mut out,
+                                &mut count,
+                                |_, a| a.modified,
+                            );
+                            if after.is_none() {
+                                break;
+                            }
+                            assert!(pieces <= 5, "a piece visits at least one key");
+                        }
+                        assert_eq!(
+                            (out, count),
+                            whole,
+                            "{range:?} at {at} limit {limit} budget {budget}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

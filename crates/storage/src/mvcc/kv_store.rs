@@ -8,9 +8,12 @@ mod cursor;
 mod encoded;
 mod restore;
 mod txn;
+mod walk;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex};
+
+use parking_lot::{Condvar, MutexGuard};
 
 use oxcd_api::mvccpb::{event::EventType, Event, KeyValue};
 use prost::Message;
@@ -20,6 +23,8 @@ pub use compaction::CompactionWait;
 pub use cursor::{PieceLimits, RangeCursor};
 pub use encoded::EncodedRange;
 pub use txn::{Batch, Txn};
+
+use walk::{IndexAnswer, Walked};
 
 use super::index::{KeyRange, TreeIndex};
 use super::key_index::{KeyAt, KeyIndex};
@@ -81,8 +86,9 @@ pub(crate) struct Shared {
     /// The backend file; the `key` and `meta` tables are this store's.
     backend: Backend,
     /// The index and the published revisions; held briefly, never across backend I/O beyond
-    /// opening a read transaction, never across a commit.
-    state: Mutex<State>,
+    /// opening a read transaction, never across a commit. Long reads hold it a piece at a time
+    /// (see `walk`).
+    state: parking_lot::Mutex<State>,
     /// The number of the newest batch whose results may already have been reported (see
     /// [`Batch::promise`]): readers wait until it is committed rather than read older state.
     promised: AtomicU64,
@@ -126,7 +132,7 @@ impl KvStore {
 
         let shared = Arc::new_cyclic(|weak| Shared {
             backend,
-            state: Mutex::new(State {
+            state: parking_lot::Mutex::new(State {
                 index: std::mem::take(&mut loaded.index),
                 current_rev: loaded.current_rev,
                 compact_rev: loaded.compact_rev,
@@ -186,40 +192,34 @@ impl KvStore {
     }
 
     fn read(&self, key: &[u8], range_end: &[u8], opts: RangeOptions) -> Result<RangeResult> {
-        let range = KeyRange::new(key, range_end);
-        let (revs, count, cur, rtxn) = {
-            let st = self.shared.read_lock();
-            let at = check_read_rev(opts.rev, st.current_rev, st.compact_rev)?;
-            if let Some(answer) = answer_from_index(&st.index, range, at, opts) {
-                let (kvs, count) = answer?;
-                return Ok(RangeResult {
-                    kvs,
-                    count,
-                    rev: st.current_rev,
-                });
+        let IndexAnswer { walked, count, rev } =
+            self.walk_read(KeyRange::new(key, range_end), opts)?;
+        let kvs = match walked {
+            Walked::Keys(kvs) => kvs,
+            Walked::Values(revs, rtxn) => {
+                fetch(&rtxn.open_table(schema::KEY)?, &revs, opts.max_bytes)?
             }
-            let (revs, count) = st.index.revisions(range, at, opts.limit);
-            if revs.is_empty() {
-                return Ok(RangeResult {
-                    kvs: Vec::new(),
-                    count,
-                    rev: st.current_rev,
-                });
-            }
-            // Opened under the lock: a compaction committed later cannot have removed them yet.
-            (
-                revs,
-                count,
-                st.current_rev,
-                self.shared.backend.begin_read()?,
-            )
         };
-        let table = rtxn.open_table(schema::KEY)?;
-        Ok(RangeResult {
-            kvs: fetch(&table, &revs, opts.max_bytes)?,
-            count,
-            rev: cur,
-        })
+        Ok(RangeResult { kvs, count, rev })
+    }
+
+    /// Reads `range` from the index at the current revision as a reader sees it, in pieces
+    /// (see `walk`), with a backend read transaction for the values if it needs them.
+    fn walk_read(
+        &self,
+        range: KeyRange<'_>,
+        opts: RangeOptions,
+    ) -> Result<IndexAnswer<backend::ReadTxn>> {
+        loop {
+            let st = self.shared.read_lock();
+            let cur = st.current_rev;
+            let at = check_read_rev(opts.rev, cur, st.compact_rev)?;
+            let open = || Ok(self.shared.backend.begin_read()?);
+            if let Some(answer) = self.shared.walk_read(st, at, cur, range, opts, open)? {
+                return Ok(answer);
+            }
+            // A restore replaced the contents during the walk: read the new ones.
+        }
     }
 
     /// Starts a write batch; waits while another backend write is open. Only the apply task
@@ -366,7 +366,7 @@ impl std::fmt::Debug for KvStore {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// The state for a reader, once the batch promised to someone has committed, so that a
@@ -377,7 +377,7 @@ impl Shared {
         let mut st = self.lock();
         while st.batches < promised {
             st.readers_waiting += 1;
-            st = self.published.wait(st).unwrap_or_else(|e| e.into_inner());
+            self.published.wait(&mut st);
             st.readers_waiting -= 1;
         }
         st
@@ -402,30 +402,6 @@ pub(crate) fn check_read_rev(rev: i64, current: i64, compacted: i64) -> Result<i
         return Err(Error::Compacted);
     }
     Ok(at)
-}
-
-/// Answers count-only and keys-only reads from the index alone, without reading a value:
-/// the keys (none for count-only) and the count; `None` when values are needed.
-pub(crate) fn answer_from_index(
-    index: &TreeIndex,
-    range: KeyRange<'_>,
-    at: i64,
-    opts: RangeOptions,
-) -> Option<Result<(Vec<KeyValue>, i64)>> {
-    if opts.count_only {
-        return Some(Ok((Vec::new(), index.count(range, at))));
-    }
-    if !opts.keys_only {
-        return None;
-    }
-    let (kvs, count) = index.collect(range, at, opts.limit, key_only);
-    if let Some(max) = opts.max_bytes {
-        let size = kvs.iter().map(|kv| encoded_size(kv.encoded_len())).sum();
-        if size > max {
-            return Some(Err(Error::TooLarge { size, max }));
-        }
-    }
-    Some(Ok((kvs, count)))
 }
 
 /// The bytes a key-value takes in a response: its field tag, its length and itself.

@@ -25,7 +25,9 @@
 //!
 //! Readers (range requests, watch catch-up, hash checks, snapshots) take the index lock only
 //! long enough to learn the revisions they need and to open a backend read transaction; values
-//! are fetched after the lock is released, so a large range never blocks writes.
+//! are fetched after the lock is released. A range or count over many keys walks the index a
+//! bounded piece at a time and hands the lock to waiting writers between pieces, so a large
+//! range never blocks writes for long.
 //!
 //! # Compaction
 //!

@@ -4,7 +4,9 @@
 //! Each piece takes the index lock just long enough to find its keys and open a backend read
 //! transaction, then reads the values without it, as [`KvStore::range`] does. The revision is
 //! pinned when the cursor opens; a compaction past it makes the next piece fail with
-//! [`Error::Compacted`], as etcd's RangeStream does, rather than hold old revisions back.
+//! [`Error::Compacted`], as etcd's RangeStream does, rather than hold old revisions back. So
+//! does a restore (a snapshot installed meanwhile): the contents the cursor was reading are
+//! gone, and the pieces already returned must not be joined with pieces of other contents.
 
 use std::sync::Arc;
 
@@ -23,6 +25,8 @@ pub struct RangeCursor {
     range_end: Vec<u8>,
     /// The revision read at.
     at: i64,
+    /// The store's epoch when the cursor opened (see `compaction`).
+    epoch: u64,
     /// The store's current revision when the cursor opened: the answer's header revision.
     rev: i64,
     /// The last key returned; the next piece starts after it.
@@ -46,16 +50,17 @@ impl KvStore {
     /// Opens a cursor over `key`..`range_end` at revision `rev` (0 or less for the current
     /// one), failing as [`KvStore::range`] does for a compacted or future revision.
     pub fn range_cursor(&self, key: &[u8], range_end: &[u8], rev: i64) -> Result<RangeCursor> {
-        let (at, cur) = {
+        let (at, cur, epoch) = {
             let st = self.shared.read_lock();
             let at = check_read_rev(rev, st.current_rev, st.compact_rev)?;
-            (at, st.current_rev)
+            (at, st.current_rev, st.epoch)
         };
         Ok(RangeCursor {
             shared: self.shared.clone(),
             key: key.to_vec(),
             range_end: range_end.to_vec(),
             at,
+            epoch,
             rev: cur,
             after: None,
             done: false,
@@ -83,7 +88,7 @@ impl RangeCursor {
         let max_keys = limits.keys.max(1);
         let (found, rtxn) = {
             let st = self.shared.lock();
-            if self.at < st.compact_rev {
+            if self.at < st.compact_rev || st.epoch != self.epoch {
                 return Err(Error::Compacted);
             }
             let found: Vec<_> = st

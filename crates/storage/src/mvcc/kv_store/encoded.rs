@@ -7,7 +7,7 @@ use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
 use redb::ReadableTable;
 
-use super::{answer_from_index, check_read_rev, decode_kv, encoded_size, missing, KvStore};
+use super::{decode_kv, encoded_size, missing, IndexAnswer, KvStore, Walked};
 use crate::backend::schema;
 use crate::mvcc::index::KeyRange;
 use crate::mvcc::revision::Revision;
@@ -37,40 +37,15 @@ impl KvStore {
         opts: super::RangeOptions,
     ) -> Result<EncodedRange> {
         crate::stats::add(&crate::stats::MVCC.ranges, 1);
-        let range = KeyRange::new(key, range_end);
-        let (revs, count, rev, rtxn) = {
-            let st = self.shared.read_lock();
-            let at = check_read_rev(opts.rev, st.current_rev, st.compact_rev)?;
-            if let Some(answer) = answer_from_index(&st.index, range, at, opts) {
-                let (kvs, count) = answer?;
-                return Ok(EncodedRange {
-                    kvs: encode_all(&kvs),
-                    count,
-                    rev: st.current_rev,
-                });
+        let IndexAnswer { walked, count, rev } =
+            self.walk_read(KeyRange::new(key, range_end), opts)?;
+        let kvs = match walked {
+            Walked::Keys(kvs) => encode_all(&kvs),
+            Walked::Values(revs, rtxn) => {
+                fetch_encoded(&rtxn.open_table(schema::KEY)?, &revs, opts.max_bytes)?
             }
-            let (revs, count) = st.index.revisions(range, at, opts.limit);
-            if revs.is_empty() {
-                return Ok(EncodedRange {
-                    count,
-                    rev: st.current_rev,
-                    ..Default::default()
-                });
-            }
-            // Opened under the lock: a compaction committed later cannot have removed them yet.
-            (
-                revs,
-                count,
-                st.current_rev,
-                self.shared.backend.begin_read()?,
-            )
         };
-        let table = rtxn.open_table(schema::KEY)?;
-        Ok(EncodedRange {
-            kvs: fetch_encoded(&table, &revs, opts.max_bytes)?,
-            count,
-            rev,
-        })
+        Ok(EncodedRange { kvs, count, rev })
     }
 }
 

@@ -17,9 +17,7 @@ use prost::Message;
 use redb::{Table, WriteTransaction};
 
 use super::compaction::{self, CompactionWait};
-use super::{
-    answer_from_index, check_read_rev, fetch, fetch_one, RangeOptions, RangeResult, Shared,
-};
+use super::{check_read_rev, fetch, fetch_one, RangeOptions, RangeResult, Shared, Walked};
 use crate::backend::{schema, WriteBatch};
 use crate::mvcc::index::KeyRange;
 use crate::mvcc::revision::Revision;
@@ -259,25 +257,24 @@ impl<'b> Txn<'b> {
         opts: RangeOptions,
     ) -> Result<RangeResult> {
         self.ops.ranges += 1;
-        let range = KeyRange::new(key, range_end);
         let cur = self.read_revision();
         let at = check_read_rev(opts.rev, cur, self.compact_rev)?;
-        let (revs, count) = {
-            let st = self.shared.lock();
-            if let Some(answer) = answer_from_index(&st.index, range, at, opts) {
-                let (kvs, count) = answer?;
-                return Ok(RangeResult {
-                    kvs,
-                    count,
-                    rev: cur,
-                });
-            }
-            st.index.revisions(range, at, opts.limit)
+        let st = self.shared.lock();
+        // Compactions committed before this batch are at or below its compaction revision, so
+        // none interrupts the walk; a restore cannot either, as it replaces the contents only
+        // between batches (one during a batch breaks the store: the batch fails).
+        let range = KeyRange::new(key, range_end);
+        let answer = self
+            .shared
+            .walk_read(st, at, cur, range, opts, || Ok(()))?
+            .ok_or(Error::Closed)?;
+        let kvs = match answer.walked {
+            Walked::Keys(kvs) => kvs,
+            Walked::Values(revs, ()) => fetch(self.table()?, &revs, opts.max_bytes)?,
         };
-        let kvs = fetch(self.table()?, &revs, opts.max_bytes)?;
         Ok(RangeResult {
             kvs,
-            count,
+            count: answer.count,
             rev: cur,
         })
     }
