@@ -11,9 +11,10 @@
 #        KEEP=1 keeps the data dir, DATA=DIR reuses a filled data dir (no fill), PIN=1 runs the
 #        server on CPU 0 and the load tool on CPU 1, PERF=FILE records the first restart with
 #        `perf record -g` into FILE, COMPACT=N then overwrites the first N keys and times a
-#        physical compaction of the N revisions overwritten.
+#        physical compaction of the N revisions overwritten. QUOTA sets --quota-backend-bytes
+#        (default 32 GiB); ARGS adds server flags to every restart (not to the fill).
 set -euo pipefail
-[[ $# -ge 1 ]] || { sed -n '2,13p' "$0"; exit 2; }
+[[ $# -ge 1 ]] || { sed -n '2,15p' "$0"; exit 2; }
 if [[ "${OXCD_IN_NETNS:-}" != 1 ]]; then
   exec unshare -n env OXCD_IN_NETNS=1 sh -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
 fi
@@ -30,7 +31,7 @@ if [[ -n "${DATA:-}" ]]; then
 else
   dir=$(mktemp -d "${TMPDIR:-/tmp}/bench-restart.XXXXXX")
 fi
-pid=
+pid= restart_args=
 cleanup() {
   [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   [[ -z "${DATA:-}" && "${KEEP:-0}" != 1 ]] && rm -rf "$dir"
@@ -39,10 +40,10 @@ cleanup() {
 trap cleanup EXIT
 
 start() { # extra command prefix...
-  "$@" "${pin_server[@]}" "$BIN" --name m0 --data-dir "$dir/data" \
+  "$@" "${pin_server[@]}" "$BIN" --name m0 --data-dir "$dir/data" $restart_args \
     --listen-client-urls $URL --advertise-client-urls $URL \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-    --initial-cluster m0=http://127.0.0.1:2380 --quota-backend-bytes=34359738368 \
+    --initial-cluster m0=http://127.0.0.1:2380 --quota-backend-bytes="${QUOTA:-34359738368}" \
     --snapshot-count="$SNAPSHOT_COUNT" >>"$dir/log" 2>&1 &
   pid=$!
 }
@@ -80,6 +81,7 @@ if [[ -z "${DATA:-}" ]]; then
 fi
 du -sh "$dir/data"/* 2>/dev/null | tr '\n' ' '
 echo
+restart_args=${ARGS:-}
 for round in $(seq "$ROUNDS"); do
   prefix=()
   if [[ -n "${PERF:-}" && $round == 1 ]]; then

@@ -72,7 +72,11 @@ pub fn start(
     if !Wal::exists(&layout.wal_dir) {
         data_dir::create(&layout, |staging| create_member(cfg, join, staging))?;
     }
-    let backend = Backend::open(layout.backend_path(), BackendConfig::default())?;
+    let backend_cfg = BackendConfig {
+        verify_on_open: cfg.backend_verify_on_start,
+        ..Default::default()
+    };
+    let backend = Backend::open(layout.backend_path(), backend_cfg)?;
     let backend_path = backend.path().to_path_buf();
     backend.on_flush_failure(move |e| fatal::exit("failed to commit tx", &backend_path, e));
     let kv = Arc::new(KvStore::open(backend)?);

@@ -225,9 +225,9 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     lease::primary::checkpoint_before_stop(&server).await;
     // What apply committed lazily becomes durable in the backend file, so that offline tools
     // (oxcdutl) see every write acknowledged before the stop; the WAL has it either way.
-    // No quick-repair record here: the next start's walk of the file checks every page's
-    // checksum, which is how a corrupted backend is refused at start (disk_corruption.rs).
-    if let Err(e) = server.kv.force_commit() {
+    // The commit records redb's page allocation: a start with
+    // `--experimental-backend-verify-on-start=false` then opens the file without reading it.
+    if let Err(e) = server.kv.backend().commit_for_stop() {
         tracing::warn!(error = %e, "failed to make the backend durable before stopping");
     }
     Ok(())

@@ -317,6 +317,8 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// Largest Range answer the server builds (`--max-send-bytes`).
     pub max_send_bytes: usize,
+    /// Whether every start verifies the whole backend file, or only one after a crash.
+    pub backend_verify_on_start: bool,
     pub max_txn_ops: usize,
     pub auto_compaction: AutoCompaction,
     pub enable_v2: bool,
@@ -732,6 +734,7 @@ impl ServerConfig {
             quota_backend_bytes,
             max_request_bytes: f.max_request_bytes as usize,
             max_send_bytes: f.max_send_bytes as usize,
+            backend_verify_on_start: f.experimental_backend_verify_on_start,
             max_txn_ops: f.max_txn_ops as usize,
             auto_compaction,
             enable_v2: f.enable_v2,

@@ -111,6 +111,10 @@ pub struct BackendConfig {
     pub cache_size: usize,
     /// Longest time between a non-durable commit and the durable commit that covers it.
     pub durable_commit_interval: Duration,
+    /// Verify every page's checksum at open, reading the whole file. Without it, a file
+    /// closed by [`Backend::commit_for_stop`] opens at once; any other file is still read
+    /// through (redb rebuilds its page allocation from it).
+    pub verify_on_open: bool,
 }
 
 impl Default for BackendConfig {
@@ -118,6 +122,7 @@ impl Default for BackendConfig {
         BackendConfig {
             cache_size: DEFAULT_CACHE_SIZE,
             durable_commit_interval: DEFAULT_DURABLE_COMMIT_INTERVAL,
+            verify_on_open: true,
         }
     }
 }
@@ -169,8 +174,21 @@ impl Backend {
         let path = path.as_ref().to_path_buf();
         defrag::remove_leftover(&path)?;
         let fresh = !path.exists();
+        let started = Instant::now();
         let mut builder = Database::builder();
         builder.set_cache_size(cfg.cache_size);
+        builder.set_check_integrity_on_open(cfg.verify_on_open);
+        let shown = path.display().to_string();
+        let verify = cfg.verify_on_open;
+        builder.set_repair_callback(move |session| {
+            if session.progress() == 0.0 {
+                if verify {
+                    tracing::info!(path = %shown, "verifying every page of the backend");
+                } else {
+                    tracing::warn!(path = %shown, "backend was not closed cleanly; reading all of it to repair it");
+                }
+            }
+        });
         #[cfg(feature = "failpoints")]
         let mut db = if power_loss::enabled() {
             let file = crate::dir_ops::create(&path, || {
@@ -216,7 +234,7 @@ impl Backend {
         thread::Builder::new()
             .name("backend-flush".into())
             .spawn(move || flush_loop(weak, stop_rx, cfg.durable_commit_interval))?;
-        tracing::info!(path = %inner.path.display(), "opened backend");
+        tracing::info!(path = %inner.path.display(), took = ?started.elapsed(), "opened backend");
         Ok(Backend { inner })
     }
 
@@ -261,6 +279,13 @@ impl Backend {
     /// Makes every commit so far durable, now.
     pub fn force_commit(&self) -> Result<()> {
         self.inner.durable_commit()
+    }
+
+    /// [`Backend::force_commit`] for a stop: the commit also records redb's page allocation,
+    /// so that an open without [`BackendConfig::verify_on_open`] loads it instead of reading
+    /// the whole file. A commit after this one brings the read back.
+    pub fn commit_for_stop(&self) -> Result<()> {
+        self.inner.commit(true)
     }
 
     /// Makes everything durable and closes the file, so that it may be opened again at once.
@@ -383,10 +408,16 @@ impl Inner {
     }
 
     fn durable_commit(&self) -> Result<()> {
+        self.commit(false)
+    }
+
+    /// A durable commit; `quick_repair` records the page allocation with it.
+    fn commit(&self, quick_repair: bool) -> Result<()> {
         let _writer = self.writer.take();
         // Cleared before the commit: a non-durable commit racing with this one sets it again.
         self.dirty.store(false, Ordering::Release);
-        let txn = self.db().begin_write()?;
+        let mut txn = self.db().begin_write()?;
+        txn.set_quick_repair(quick_repair);
         let start = Instant::now();
         fail::fail_point!("before_commit");
         let result = txn.commit();

@@ -171,14 +171,14 @@ impl TreeIndex {
     }
 
     /// Compacts at `at` up to `max_keys` keys after `after` (from the first key when `None`),
-    /// adding the revisions to keep to `keep` and dropping keys left empty. Returns the last key
-    /// visited, from which the next chunk goes on, or `None` when the index is done.
+    /// appending the revisions it forgets to `removed` and dropping keys left empty. Returns the
+    /// last key visited, from which the next chunk goes on, or `None` when the index is done.
     pub fn compact_chunk(
         &mut self,
         at: i64,
         after: Option<&[u8]>,
         max_keys: usize,
-        keep: &mut HashSet<Revision>,
+        removed: &mut Vec<Revision>,
     ) -> Option<Vec<u8>> {
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut last = None;
@@ -188,7 +188,7 @@ impl TreeIndex {
             .range_mut::<[u8], _>((lower, Bound::Unbounded))
             .take(max_keys)
         {
-            ki.compact(at, keep);
+            ki.compact(at, removed);
             if ki.is_empty() {
                 emptied.push(k.clone());
             }
@@ -287,21 +287,22 @@ mod tests {
     #[test]
     fn chunked_compaction_equals_whole_and_drops_dead_keys() {
         let mut whole = sample();
-        let mut keep_whole = HashSet::new();
+        let mut removed_whole = Vec::new();
         assert_eq!(
-            whole.compact_chunk(5, None, usize::MAX, &mut keep_whole),
+            whole.compact_chunk(5, None, usize::MAX, &mut removed_whole),
             Some(b"d".to_vec())
         );
         let mut chunked = sample();
         let predicted = chunked.keep(5);
-        let mut keep = HashSet::new();
+        let mut removed = Vec::new();
         let mut cursor = None;
-        while let Some(last) = chunked.compact_chunk(5, cursor.as_deref(), 1, &mut keep) {
+        while let Some(last) = chunked.compact_chunk(5, cursor.as_deref(), 1, &mut removed) {
             cursor = Some(last);
         }
-        assert_eq!(keep, keep_whole);
-        assert_eq!(keep, predicted);
-        assert_eq!(keep, HashSet::from([r(2), r(4)]));
+        assert_eq!(removed, removed_whole);
+        assert_eq!(predicted, HashSet::from([r(2), r(4)]));
+        removed.sort();
+        assert_eq!(removed, [r(3), r(5)]);
         assert!(
             chunked.get(b"b").is_none(),
             "b died at 5 and must leave the index"

@@ -218,20 +218,20 @@ impl KeyIndex {
         out
     }
 
-    /// Forgets the history no read at `at` or later can see (see the module doc) and adds the
-    /// revision the backend must keep, if any, to `keep`.
-    pub fn compact(&mut self, at: i64, keep: &mut HashSet<Revision>) {
+    /// Forgets the history no read at `at` or later can see (see the module doc) and appends
+    /// the revisions it forgets, which the backend need not keep, to `removed`.
+    pub fn compact(&mut self, at: i64, removed: &mut Vec<Revision>) {
         let live = self.live_generation(at);
-        self.generations.drain(..live);
+        for g in self.generations.drain(..live) {
+            removed.extend(g.revs);
+        }
         let last = self.generations.len() - 1;
         let g = &mut self.generations[0];
         if let Some(n) = g.revs.iter().rposition(|r| r.main <= at) {
-            g.revs.drain(..n);
+            removed.extend(g.revs.drain(..n));
             if g.revs.len() == 1 && last != 0 {
                 // Only a tombstone is left of a closed life: nothing to read, nothing to keep.
-                self.generations.remove(0);
-            } else {
-                keep.insert(g.revs[0]);
+                removed.extend(self.generations.remove(0).revs);
             }
         }
         self.trim_lease_changes();
@@ -431,15 +431,26 @@ mod tests {
             (12, vec![vec![]], vec![]),
         ];
         let full = example();
+        let stored: Vec<Revision> = full
+            .generations
+            .iter()
+            .flat_map(|g| g.revs.clone())
+            .collect();
         for (rev, want_gens, want_keep) in cases {
             let mut predicted = HashSet::new();
             full.keep(*rev, &mut predicted);
             let mut ki = full.clone();
-            let mut kept = HashSet::new();
-            ki.compact(*rev, &mut kept);
+            let mut removed = Vec::new();
+            ki.compact(*rev, &mut removed);
             assert_eq!(&gens(&ki), want_gens, "compact({rev})");
             let want: HashSet<Revision> = want_keep.iter().map(|&m| r(m)).collect();
-            assert_eq!(kept, want, "kept by compact({rev})");
+            let want_removed: Vec<Revision> = stored
+                .iter()
+                .filter(|r| r.main <= *rev && !want.contains(r))
+                .copied()
+                .collect();
+            removed.sort();
+            assert_eq!(removed, want_removed, "removed by compact({rev})");
             assert_eq!(predicted, want, "keep({rev})");
             assert_eq!(ki.is_empty(), *rev >= 11);
             if !ki.is_empty() {
@@ -457,17 +468,22 @@ mod tests {
     #[test]
     fn compaction_is_idempotent_and_stepwise_equals_direct() {
         let mut stepwise = example();
-        let mut sink = HashSet::new();
+        let mut removed_stepwise = Vec::new();
         for rev in 1..=10 {
-            stepwise.compact(rev, &mut sink);
+            stepwise.compact(rev, &mut removed_stepwise);
         }
         let mut direct = example();
-        let mut kept = HashSet::new();
-        direct.compact(10, &mut kept);
+        let mut removed = Vec::new();
+        direct.compact(10, &mut removed);
         assert_eq!(stepwise, direct);
+        removed.sort();
+        removed_stepwise.sort();
+        assert_eq!(removed_stepwise, removed, "each revision is removed once");
         let before = direct.clone();
-        direct.compact(10, &mut HashSet::new());
+        let mut again = Vec::new();
+        direct.compact(10, &mut again);
         assert_eq!(direct, before);
+        assert!(again.is_empty(), "a second compaction removes nothing");
     }
 
     #[test]
@@ -476,9 +492,9 @@ mod tests {
         for m in 1..=5 {
             ki.put(r(m), 0);
         }
-        let mut kept = HashSet::new();
-        ki.compact(100, &mut kept);
-        assert_eq!(kept, HashSet::from([r(5)]));
+        let mut removed = Vec::new();
+        ki.compact(100, &mut removed);
+        assert_eq!(removed, [r(1), r(2), r(3), r(4)]);
         assert_eq!(at(&ki, 100), Some((5, 1, 5)));
         ki.put(r(101), 0);
         assert_eq!(at(&ki, 101), Some((101, 1, 6)));
@@ -564,7 +580,7 @@ mod tests {
         let full = leased();
         for rev in 1..=10 {
             let mut ki = full.clone();
-            ki.compact(rev, &mut HashSet::new());
+            ki.compact(rev, &mut Vec::new());
             for read in rev..12 {
                 assert_eq!(
                     lease(&ki, read),
@@ -575,7 +591,7 @@ mod tests {
             assert!(ki.lease_changes.len() <= full.lease_changes.len());
         }
         let mut ki = full.clone();
-        ki.compact(10, &mut HashSet::new());
+        ki.compact(10, &mut Vec::new());
         assert!(ki.lease_changes.is_empty(), "the live put has no lease");
 
         let mut ki = full.clone();

@@ -1073,6 +1073,30 @@ mod tests {
     }
 
     #[test]
+    fn compaction_removes_revisions_over_several_backend_batches() {
+        use super::compaction::COMPACTION_BATCH_LIMIT;
+        let (_d, s) = new_store();
+        let puts = 2 * COMPACTION_BATCH_LIMIT + 7;
+        let mut b = s.begin_batch().unwrap();
+        for i in 0..puts {
+            let mut t = b.txn();
+            t.put(format!("k{}", i % 10).as_bytes(), b"v", 0).unwrap();
+            if i % 100 == 99 {
+                // Tombstones in the middle of the history go too.
+                t.delete_range(format!("k{}", i % 10).as_bytes(), b"")
+                    .unwrap();
+            }
+            t.end();
+        }
+        b.commit().unwrap();
+        let before = s.range(b"", b"\0", RangeOptions::default()).unwrap();
+        s.compact(s.current_revision()).unwrap().wait().unwrap();
+        assert_eq!(key_table_len(&s), before.kvs.len() as u64);
+        let after = s.range(b"", b"\0", RangeOptions::default()).unwrap();
+        assert_eq!(after.kvs, before.kvs);
+    }
+
+    #[test]
     fn reopen_restores_index_revisions_and_consistent_index() {
         let dir = tempfile::tempdir().unwrap();
         let snapshot = |s: &KvStore| {

@@ -4,10 +4,13 @@
 //! Order matters. The batch that schedules a compaction at R records it in `meta`
 //! (`scheduledCompactRev`) and, at commit, makes reads below R fail. Only then does the
 //! compactor touch anything: it compacts the index key by key (learning which revisions ≤ R
-//! each key still needs), deletes every other revision ≤ R from the `key` table in batches of
+//! each key no longer needs), deletes those revisions from the `key` table in batches of
 //! [`COMPACTION_BATCH_LIMIT`], and records `finishedCompactRev` with the last batch. A restart
 //! in between finds scheduled > finished and runs the compaction again; running it twice does
-//! no harm.
+//! no harm: the index rebuilt at open holds every revision still in the backend.
+//!
+//! The index names the revisions to delete, so the backend is not scanned: etcd scans every
+//! key ≤ R, and in redb a scan reads each value with its key (a whole page per large value).
 //!
 //! A job belongs to the store's epoch it was committed in. A restore that replaces the contents
 //! bumps the epoch (under the index lock, while it holds the backend's write lock); the
@@ -15,12 +18,9 @@
 //! own write transaction, before each backend batch, and stops a job of an older epoch with
 //! [`Error::Closed`]: its rules were computed for contents that are gone.
 
-use std::collections::HashSet;
 use std::sync::{mpsc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
-
-use redb::ReadableTable;
 
 use super::Shared;
 use crate::backend::schema;
@@ -137,11 +137,11 @@ impl Shared {
 
 fn run(shared: &Weak<Shared>, rev: i64, epoch: u64) -> Result<()> {
     let started = Instant::now();
-    let keep = compact_index(shared, rev, epoch)?;
+    let removed = compact_index(shared, rev, epoch)?;
     let index_took = started.elapsed();
     metrics::histogram!("etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds")
         .record(millis(index_took));
-    let backend = compact_backend(shared, rev, epoch, &keep)?;
+    let backend = compact_backend(shared, rev, epoch, &removed)?;
     crate::stats::add(&crate::stats::MVCC.compacted_keys, backend.removed);
     metrics::histogram!("etcd_debugging_mvcc_db_compaction_total_duration_milliseconds")
         .record(millis(started.elapsed()));
@@ -176,10 +176,10 @@ fn millis(d: Duration) -> f64 {
     d.as_millis() as f64
 }
 
-/// Compacts the index at `rev`, a chunk of keys per lock hold; returns the revisions ≤ `rev`
-/// the backend must keep.
-fn compact_index(shared: &Weak<Shared>, rev: i64, epoch: u64) -> Result<HashSet<Revision>> {
-    let mut keep = HashSet::new();
+/// Compacts the index at `rev`, a chunk of keys per lock hold; returns the revisions it
+/// forgot, in revision order: the ones the backend need not keep.
+fn compact_index(shared: &Weak<Shared>, rev: i64, epoch: u64) -> Result<Vec<Revision>> {
+    let mut removed = Vec::new();
     let mut cursor: Option<Vec<u8>> = None;
     loop {
         let shared = shared.upgrade().ok_or(Error::Closed)?;
@@ -189,24 +189,27 @@ fn compact_index(shared: &Weak<Shared>, rev: i64, epoch: u64) -> Result<HashSet<
         }
         match st
             .index
-            .compact_chunk(rev, cursor.as_deref(), INDEX_COMPACTION_CHUNK, &mut keep)
+            .compact_chunk(rev, cursor.as_deref(), INDEX_COMPACTION_CHUNK, &mut removed)
         {
             Some(last) => cursor = Some(last),
-            None => return Ok(keep),
+            None => {
+                // Deleted in the order the table stores them, a few pages per batch.
+                removed.sort_unstable();
+                return Ok(removed);
+            }
         }
     }
 }
 
-/// Removes revisions ≤ `rev` not in `keep` from the `key` table, in batches with pauses;
-/// records the finished compaction with the last batch.
+/// Removes the `removed` revisions from the `key` table, in batches with pauses; records the
+/// finished compaction with the last batch.
 fn compact_backend(
     shared: &Weak<Shared>,
     rev: i64,
     epoch: u64,
-    keep: &HashSet<Revision>,
+    removed: &[Revision],
 ) -> Result<BackendCompaction> {
-    let end = Revision::new(rev + 1, 0).to_bytes();
-    let mut from: Vec<u8> = Vec::new();
+    let mut batches = removed.chunks(COMPACTION_BATCH_LIMIT).peekable();
     let mut done = BackendCompaction::default();
     loop {
         let batch_started = Instant::now();
@@ -220,28 +223,19 @@ fn compact_backend(
             wb.abort()?;
             return Err(Error::Closed);
         }
-        let last_batch = {
+        {
             let mut table = wb.txn().open_table(schema::KEY)?;
-            let mut batch = Vec::with_capacity(COMPACTION_BATCH_LIMIT);
-            for entry in table
-                .range::<&[u8]>(&from[..]..&end[..])?
-                .take(COMPACTION_BATCH_LIMIT)
-            {
-                batch.push(entry?.0.value().to_vec());
-            }
-            for k in &batch {
-                let (r, _) = super::decode_rev(k)?;
-                if !keep.contains(&r) {
-                    table.remove(&k[..])?;
+            for &r in batches.next().unwrap_or_default() {
+                // A tombstone is stored under its revision with a mark; the index does not
+                // say which revisions are tombstones, so the plain form is tried first.
+                if table.remove(&r.to_bytes()[..])?.is_some()
+                    || table.remove(&r.to_key(true)[..])?.is_some()
+                {
                     done.removed += 1;
                 }
             }
-            if let Some(last) = batch.last() {
-                from = last.clone();
-                from.push(0); // just after `last`
-            }
-            batch.len() < COMPACTION_BATCH_LIMIT
-        };
+        }
+        let last_batch = batches.peek().is_none();
         if last_batch {
             let mut meta = wb.txn().open_table(schema::META)?;
             meta.insert(
