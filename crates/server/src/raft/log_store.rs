@@ -5,16 +5,16 @@
 //! 100000 by default, plus `--experimental-snapshot-catchup-entries` behind it) so that a
 //! lagging follower can catch up from the log. etcd and raft-rs's `MemStorage` keep all of it
 //! in memory, payloads included, although once an entry is applied only a follower that fell
-//! behind will ask for it again. Here an entry is its term, type and where the WAL holds it
-//! (the context, almost always empty, is boxed apart), 48 bytes; the payloads of the newest
-//! entries, [`PAYLOAD_BUDGET`] bytes of them and every one not yet committed, stay in memory,
+//! behind will ask for it again. Here an entry is where the WAL holds it, 16 bytes, with the
+//! terms kept once per run of entries and the rare entry of another type than a normal one, or
+//! with a context, described apart; the payloads of the newest entries, [`PAYLOAD_BUDGET`] bytes of them and every one not yet committed, stay in memory,
 //! copied into shared 64 KiB chunks. Older payloads are read from the WAL on demand, whose
 //! segments the raft node keeps while the log holds their entries. The behaviour is
 //! `MemStorage`'s, call for call (the tests below check it against `MemStorage`, with and
 //! without payloads in memory).
 
 use std::cmp;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -22,6 +22,8 @@ use bytes::{Bytes, BytesMut};
 use oxcd_storage::{EntryPos, Wal};
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
 use raft::{Error, GetEntriesContext, RaftState, Result, Storage, StorageError, NO_LIMIT};
+
+use super::term_runs::TermRuns;
 
 /// Payload bytes of committed entries kept in memory: enough for apply and for followers
 /// that keep up, which only ever ask for the newest entries.
@@ -45,6 +47,8 @@ impl LogStore {
             snapshot_metadata: SnapshotMetadata::default(),
             offset: 0,
             entries: VecDeque::new(),
+            terms: TermRuns::default(),
+            unusual: BTreeMap::new(),
             payloads: VecDeque::new(),
             payload_bytes: 0,
             payload_budget,
@@ -65,38 +69,52 @@ impl LogStore {
     }
 }
 
-/// One entry without its index (implied by its position) or payload.
+/// Where the WAL holds an entry: all that is kept of it besides its payload. Its index is
+/// implied by its position in the log, its term is in the log's [`TermRuns`], and an entry
+/// that is not a plain normal one is described in the log's `unusual` map.
+#[derive(Clone, Copy)]
 struct Packed {
-    term: u64,
-    /// Where the WAL holds the entry; `pos.len` is its encoded size.
-    pos: EntryPos,
-    entry_type: EntryType,
-    sync_log: bool,
-    /// `None` when the entry's context is empty, as it nearly always is.
-    context: Option<Box<Bytes>>,
+    offset: u64,
+    /// A segment's sequence number: one per 64 MiB segment cut, so `u32` holds 256 PiB of WAL.
+    segment: u32,
+    /// The encoded entry's size.
+    len: u32,
 }
 
 impl Packed {
-    fn new(e: &Entry, pos: EntryPos) -> Self {
+    fn new(pos: EntryPos) -> Self {
         Packed {
-            term: e.term,
-            pos,
-            entry_type: e.entry_type,
-            sync_log: e.sync_log,
-            context: (!e.context.is_empty()).then(|| Box::new(e.context.clone())),
+            offset: pos.offset,
+            segment: u32::try_from(pos.segment).expect("WAL segment sequence beyond u32"),
+            len: pos.len,
         }
     }
 
-    fn entry(&self, index: u64, data: Bytes) -> Entry {
-        Entry {
-            term: self.term,
-            index,
-            data,
-            entry_type: self.entry_type,
-            sync_log: self.sync_log,
-            context: self.context.as_deref().cloned().unwrap_or_default(),
-            ..Default::default()
+    fn pos(self) -> EntryPos {
+        EntryPos {
+            segment: u64::from(self.segment),
+            offset: self.offset,
+            len: self.len,
         }
+    }
+}
+
+/// What a normal entry without a context leaves out: conf changes, and any entry with a
+/// context or the (deprecated) `sync_log` flag.
+struct Unusual {
+    entry_type: EntryType,
+    sync_log: bool,
+    context: Bytes,
+}
+
+impl Unusual {
+    fn of(e: &Entry) -> Option<Self> {
+        let plain = e.entry_type == EntryType::EntryNormal && !e.sync_log && e.context.is_empty();
+        (!plain).then(|| Unusual {
+            entry_type: e.entry_type,
+            sync_log: e.sync_log,
+            context: e.context.clone(),
+        })
     }
 }
 
@@ -120,6 +138,10 @@ pub struct LogCore {
     /// Index of `entries[0]`; meaningless while `entries` is empty.
     offset: u64,
     entries: VecDeque<Packed>,
+    /// The terms of `entries`.
+    terms: TermRuns,
+    /// The entries of `entries` that are not plain normal ones, by index.
+    unusual: BTreeMap<u64, Unusual>,
     /// The payloads of the last `payloads.len()` entries; the others are only in the WAL.
     payloads: VecDeque<Bytes>,
     /// Total length of `payloads`.
@@ -181,6 +203,8 @@ impl LogCore {
         self.raft_state.hard_state.term = cmp::max(self.raft_state.hard_state.term, meta.term);
         self.raft_state.hard_state.commit = index;
         self.entries.clear();
+        self.terms.clear();
+        self.unusual.clear();
         self.payloads.clear();
         self.payload_bytes = 0;
         self.raft_state.conf_state = meta.take_conf_state();
@@ -203,6 +227,8 @@ impl LogCore {
         );
         if !self.entries.is_empty() {
             self.entries.drain(..(compact_index - self.offset) as usize);
+            self.terms.compact(compact_index);
+            self.unusual = self.unusual.split_off(&compact_index);
             self.offset = compact_index;
             while self.payloads.len() > self.entries.len() {
                 self.pop_oldest_payload();
@@ -255,6 +281,8 @@ impl LogCore {
         }
         let overwritten = self.entries.len().saturating_sub(keep);
         self.entries.truncate(keep);
+        self.terms.truncate(first.index);
+        self.unusual.split_off(&first.index);
         for _ in 0..overwritten.min(self.payloads.len()) {
             let p = self.payloads.pop_back().expect("counted");
             self.payload_bytes -= p.len();
@@ -265,7 +293,11 @@ impl LogCore {
             self.payload_bytes = 0;
         }
         for (i, (e, &pos)) in ents.iter().zip(positions).enumerate() {
-            self.entries.push_back(Packed::new(e, pos));
+            self.entries.push_back(Packed::new(pos));
+            self.terms.push(e.index, e.term);
+            if let Some(unusual) = Unusual::of(e) {
+                self.unusual.insert(e.index, unusual);
+            }
             if i >= payloads_from {
                 self.payloads.push_back(copy_into(&mut self.chunk, &e.data));
                 self.payload_bytes += e.data.len();
@@ -297,18 +329,18 @@ impl LogCore {
         let mut out = Vec::with_capacity(n);
         if lo < on_disk {
             let upto = on_disk.min(lo + n);
-            let positions: Vec<EntryPos> = self.entries.range(lo..upto).map(|p| p.pos).collect();
+            let positions: Vec<EntryPos> = self.entries.range(lo..upto).map(|p| p.pos()).collect();
             let read = Wal::read_entries(&self.wal_dir, &positions).and_then(|read| {
                 for (i, e) in read.iter().enumerate() {
-                    let want = &self.entries[lo + i];
                     let index = self.offset + (lo + i) as u64;
-                    if e.index != index || e.term != want.term {
+                    let term = self.terms.get(index);
+                    if e.index != index || e.term != term {
                         return Err(oxcd_storage::WalError::Corrupt {
                             path: self.wal_dir.clone(),
-                            offset: want.pos.offset,
+                            offset: positions[i].offset,
                             reason: format!(
-                                "entry {}/{} read back where {index}/{} was saved",
-                                e.index, e.term, want.term
+                                "entry {}/{} read back where {index}/{term} was saved",
+                                e.index, e.term
                             ),
                         });
                     }
@@ -327,9 +359,25 @@ impl LogCore {
         for i in lo.max(on_disk)..lo + n {
             let index = self.offset + i as u64;
             let data = self.payloads[i - on_disk].clone();
-            out.push(self.entries[i].entry(index, data));
+            out.push(self.entry(index, data));
         }
         out
+    }
+
+    /// Entry `index`, in the log, with the given payload.
+    fn entry(&self, index: u64, data: Bytes) -> Entry {
+        let mut e = Entry {
+            term: self.terms.get(index),
+            index,
+            data,
+            ..Default::default()
+        };
+        if let Some(u) = self.unusual.get(&index) {
+            e.entry_type = u.entry_type;
+            e.sync_log = u.sync_log;
+            e.context = u.context.clone();
+        }
+        e
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -339,7 +387,7 @@ impl LogCore {
         meta.index = self.raft_state.hard_state.commit;
         meta.term = match meta.index.cmp(&self.snapshot_metadata.index) {
             cmp::Ordering::Equal => self.snapshot_metadata.term,
-            cmp::Ordering::Greater => self.entries[(meta.index - self.offset) as usize].term,
+            cmp::Ordering::Greater => self.terms.get(meta.index),
             cmp::Ordering::Less => panic!(
                 "commit {} < snapshot_metadata.index {}",
                 meta.index, self.snapshot_metadata.index
@@ -383,7 +431,7 @@ impl Storage for LogStore {
         if let Some(max) = max_size.filter(|&m| m != NO_LIMIT) {
             let mut size = 0u64;
             for (i, p) in core.entries.range(lo..hi).enumerate() {
-                size += u64::from(p.pos.len);
+                size += u64::from(p.len);
                 if i > 0 && size > max {
                     n = i;
                     break;
@@ -404,7 +452,7 @@ impl Storage for LogStore {
         if idx > core.last_index() {
             return Err(Error::Store(StorageError::Unavailable));
         }
-        Ok(core.entries[(idx - core.offset) as usize].term)
+        Ok(core.terms.get(idx))
     }
 
     fn first_index(&self) -> Result<u64> {
@@ -528,6 +576,12 @@ mod tests {
                 "{step}: snapshot"
             );
         }
+    }
+
+    /// What the log holds per entry besides a kept payload.
+    #[test]
+    fn an_entry_takes_16_bytes() {
+        assert_eq!(std::mem::size_of::<Packed>(), 16);
     }
 
     /// Payloads copied into chunks come back whole, across chunk boundaries, for an entry

@@ -5,6 +5,7 @@ mod heartbeat;
 mod log_store;
 mod logger;
 mod node;
+mod term_runs;
 mod transport;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
