@@ -5,10 +5,11 @@
 //! 100000 by default, plus `--experimental-snapshot-catchup-entries` behind it) so that a
 //! lagging follower can catch up from the log. etcd and raft-rs's `MemStorage` keep all of it
 //! in memory, payloads included, although once an entry is applied only a follower that fell
-//! behind will ask for it again. Here an entry is where the WAL holds it, 16 bytes, with the
-//! terms kept once per run of entries and the rare entry of another type than a normal one, or
-//! with a context, described apart; the payloads of the newest entries, [`PAYLOAD_BUDGET`] bytes of them and every one not yet committed, stay in memory,
-//! copied into shared 64 KiB chunks. Older payloads are read from the WAL on demand, whose
+//! behind will ask for it again. Here an entry is where the WAL holds it, 16 bytes; terms are
+//! kept once per run of entries, and the rare entry that is not a plain normal one (a conf
+//! change, or one with a context) is described apart. The payloads of the newest entries,
+//! [`PAYLOAD_BUDGET`] bytes of them and every one not yet committed, stay in memory, copied
+//! into shared 64 KiB chunks. Older payloads are read from the WAL on demand, whose
 //! segments the raft node keeps while the log holds their entries. The behaviour is
 //! `MemStorage`'s, call for call (the tests below check it against `MemStorage`, with and
 //! without payloads in memory).
@@ -282,7 +283,7 @@ impl LogCore {
         let overwritten = self.entries.len().saturating_sub(keep);
         self.entries.truncate(keep);
         self.terms.truncate(first.index);
-        self.unusual.split_off(&first.index);
+        drop(self.unusual.split_off(&first.index));
         for _ in 0..overwritten.min(self.payloads.len()) {
             let p = self.payloads.pop_back().expect("counted");
             self.payload_bytes -= p.len();
