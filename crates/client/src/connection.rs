@@ -5,8 +5,8 @@
 //!
 //! - an endpoint that cannot be reached (the request was never sent) moves the cursor to the
 //!   next endpoint and the request is retried, whatever it is, until `retry_timeout` runs out;
-//! - a request that reached a member which then failed (`Unavailable`: killed member, lost
-//!   leader) moves the cursor too, and is retried only if it is safe to repeat
+//! - a request that reached a member which then failed (`Unavailable`, or the connection
+//!   closing under it: killed member, lost leader) moves the cursor too, and is retried only if it is safe to repeat
 //!   ([`Retry::Safe`]: reads and other requests with no effect); a write is not, as etcd's
 //!   Go client does, because it may have been applied;
 //! - `etcdserver: invalid auth token` (the member restarted, or the token expired) makes the
@@ -257,7 +257,7 @@ impl Connection {
                     *self.token.token.write().expect("token lock") = Some(token);
                     return Ok(());
                 }
-                Err(status) if status.code() == Code::Unavailable && Instant::now() < deadline => {
+                Err(status) if member_failed(&status) && Instant::now() < deadline => {
                     self.fail_over(index);
                     tokio::time::sleep(ROUND_BACKOFF).await;
                 }
@@ -287,7 +287,7 @@ impl Connection {
                 self.authenticate().await?;
                 continue;
             }
-            if status.code() != Code::Unavailable {
+            if !member_failed(&status) {
                 return Err(status.into());
             }
             self.fail_over(index);
@@ -319,10 +319,22 @@ fn is_invalid_token(status: &Status) -> bool {
 }
 
 /// True when the status says the connection could not be made, so the request never left.
+/// Whether the member failed under the request: `Unavailable`, or the connection failing
+/// while the request was in flight, which tonic reports as `Cancelled` or `Unknown` with the
+/// transport error as its source (grpc-go reports all of these as `Unavailable`). A status
+/// the server sent has no such source and is returned as it is.
+fn member_failed(status: &Status) -> bool {
+    status.code() == Code::Unavailable || has_source::<tonic::transport::Error>(status)
+}
+
 fn never_sent(status: &Status) -> bool {
+    has_source::<tonic::ConnectError>(status)
+}
+
+fn has_source<E: std::error::Error + 'static>(status: &Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(err) = source {
-        if err.is::<tonic::ConnectError>() {
+        if err.is::<E>() {
             return true;
         }
         source = err.source();
