@@ -2638,6 +2638,12 @@ impl WriteTransaction {
             .map_or(0, |entry| entry.key().pagination_id + 1))
     }
 
+    /// oxcd: the bytes of the pages the allocator has handed out, as [`Self::stats`] counts
+    /// them in `allocated_pages`, without walking any tree: a walk reads every page of the file.
+    pub fn allocated_bytes(&self) -> Result<u64> {
+        Ok(self.mem.count_allocated_pages()? * self.mem.get_page_size() as u64)
+    }
+
     /// Retrieves information about storage usage in the database
     ///
     /// Tables currently open in this transaction are reported as of the start of the

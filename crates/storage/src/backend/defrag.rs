@@ -98,12 +98,11 @@ impl Backend {
     pub fn defrag(&self) -> Result<()> {
         let started = Instant::now();
         let _rewrites = self.inner.rewrites.take();
-        // Not the size in use, as etcd logs it: redb measures it by walking every table with
-        // writers held off.
         let size1 = self.size()?;
         tracing::info!(
             path = %self.inner.path.display(),
             "current-db-size-bytes" = size1,
+            "current-db-size-in-use-bytes" = self.size_in_use()?,
             "defragmenting"
         );
         let tmp = defrag_path(&self.inner.path);
@@ -124,6 +123,7 @@ impl Backend {
             path = %self.inner.path.display(),
             "current-db-size-bytes-diff" = size2 as i64 - size1 as i64,
             "current-db-size-bytes" = size2,
+            "current-db-size-in-use-bytes" = self.size_in_use()?,
             took = ?took,
             "defragmented"
         );
@@ -190,7 +190,6 @@ impl Backend {
             &mut *self.inner.db.write().unwrap_or_else(|e| e.into_inner()),
             Arc::new(new),
         );
-        self.forget_size_in_use();
         // The flusher makes the last commit durable, as any other.
         self.inner.dirty.store(true, Ordering::Release);
         if let Err(e) = sync_dir(&self.inner.path) {

@@ -41,7 +41,7 @@ use std::fs;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -154,15 +154,9 @@ struct Inner {
     _stop_flusher: Mutex<mpsc::Sender<()>>,
     /// What the flusher does when a durable commit fails; see [`Backend::on_flush_failure`].
     on_flush_failure: OnceLock<FlushFailureHook>,
-    /// The last in-use size measured and when; see [`Backend::size_in_use`].
-    size_in_use: Mutex<Option<(Instant, u64)>>,
     /// How long durable commits take: a defrag slows its copy down when they slow down.
     durable_commits: defrag::CommitTimes,
 }
-
-/// How long a measured in-use size serves [`Backend::size_in_use`] before it is measured
-/// again.
-pub const SIZE_IN_USE_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// Called by the flusher thread with the error of a failed durable commit.
 type FlushFailureHook = Box<dyn Fn(&Error) + Send + Sync>;
@@ -227,7 +221,6 @@ impl Backend {
             dirty: AtomicBool::new(false),
             _stop_flusher: Mutex::new(stop_tx),
             on_flush_failure: OnceLock::new(),
-            size_in_use: Mutex::new(None),
             durable_commits: defrag::CommitTimes::default(),
         });
         let weak = Arc::downgrade(&inner);
@@ -319,38 +312,15 @@ impl Backend {
         Ok(fs::metadata(&self.inner.path)?.len())
     }
 
-    /// Bytes of the file in use by live pages (etcd's `dbSizeInUse`), as measured at most
-    /// [`SIZE_IN_USE_MAX_AGE`] ago. redb measures it only in a write transaction, walking every
-    /// table, so writes wait for each measurement: Status calls and metric scrapes in a row
-    /// share one. A defrag forgets the figure, so the next call measures the new file.
+    /// Bytes of the file in use by live pages (etcd's `dbSizeInUse`): the pages redb's
+    /// allocator has handed out, counted from its bitmaps in a write transaction held for that
+    /// count only. (redb's `stats` walks every tree for it: seconds of held writes on a store
+    /// of a few GiB, at each Status call and metric scrape.)
     pub fn size_in_use(&self) -> Result<u64> {
-        let last = *self.last_size_in_use();
-        if let Some((at, size)) = last {
-            if at.elapsed() < SIZE_IN_USE_MAX_AGE {
-                return Ok(size);
-            }
-        }
-        // Stored with the writer slot still held, as defrag forgets it with the slot held:
-        // a figure measured before a swap cannot land after it.
-        let _writer = self.inner.writer.take();
-        let txn = self.db().begin_write()?;
-        let stats = txn.stats()?;
+        let txn = self.begin_write()?;
+        let size = txn.txn().allocated_bytes()?;
         txn.abort()?;
-        let size = stats.allocated_pages() * stats.page_size() as u64;
-        *self.last_size_in_use() = Some((Instant::now(), size));
         Ok(size)
-    }
-
-    fn last_size_in_use(&self) -> MutexGuard<'_, Option<(Instant, u64)>> {
-        self.inner
-            .size_in_use
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Drops the measured in-use size (the file changed wholesale).
-    fn forget_size_in_use(&self) {
-        *self.last_size_in_use() = None;
     }
 
     /// Bytes of the pages the tables' trees hold (leaf and branch pages): what the data
@@ -661,20 +631,24 @@ mod tests {
     }
 
     #[test]
-    fn size_in_use_is_measured_again_after_a_defrag_not_after_each_write() {
+    fn size_in_use_follows_writes_and_defrag() {
         let dir = tempfile::tempdir().unwrap();
         let b = open(&dir);
-        let first = b.size_in_use().unwrap();
+        let empty = b.size_in_use().unwrap();
         let value = vec![7u8; 4096];
         for i in 0u32..500 {
             put(&b, &i.to_be_bytes(), &value);
         }
-        assert_eq!(b.size_in_use().unwrap(), first, "measured again too soon");
+        let filled = b.size_in_use().unwrap();
+        assert!(filled > empty + 500 * 4096, "{filled} after 2 MiB of puts");
+        assert!(filled <= b.size().unwrap());
         b.defrag().unwrap();
+        let defragmented = b.size_in_use().unwrap();
         assert!(
-            b.size_in_use().unwrap() > first + 500 * 4096,
-            "the figure after a defrag is not the new file's"
+            defragmented > empty + 500 * 4096,
+            "{defragmented} after defrag"
         );
+        assert!(defragmented <= b.size().unwrap());
     }
 
     #[test]
