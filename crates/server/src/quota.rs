@@ -3,13 +3,14 @@
 //! etcd compares the bytes bolt has handed out (its high-water page times the page size) plus
 //! the request's cost against the quota. redb's file is no such measure: a fresh file is
 //! about 1 MiB of preallocated region, it doubles as it grows, and it holds pages freed by
-//! commits not yet durable. So past the file-size check the quota counts the pages the
-//! tables' trees hold ([`Backend::size_of_data`]): a fresh store takes a few pages, as a
-//! fresh bolt file does, and a 13-page quota still takes a small put. Counting walks the
-//! trees under the write lock, so it is done only when the file itself is past the quota,
-//! at most once per [`REMEASURE`], and again at once after defrag shrank the file; between
-//! two counts, the writes admitted are added to the last count. Unlike etcd's measure, this
-//! one falls as soon as compaction removes revisions, before defrag returns the space.
+//! commits not yet durable. So past the file-size check the quota counts what the data takes
+//! ([`Backend::size_of_data`]: on a small file the pages the tables' trees hold, so a fresh
+//! store takes a few pages, as a fresh bolt file does, and a 13-page quota still takes a small
+//! put). Counting may hold writes briefly, so it is done only when the file itself is past
+//! the quota, at most once per [`REMEASURE`], and again at once after defrag shrank the file;
+//! between two counts, the writes admitted are added to the last count. Unlike etcd's
+//! measure, this one falls as soon as compaction removes revisions, before defrag returns the
+//! space.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -158,6 +158,9 @@ struct Inner {
     durable_commits: defrag::CommitTimes,
 }
 
+/// The file size up to which [`Backend::size_of_data`] counts tree pages exactly.
+const EXACT_DATA_SIZE_BELOW: u64 = 64 << 20;
+
 /// Called by the flusher thread with the error of a failed durable commit.
 type FlushFailureHook = Box<dyn Fn(&Error) + Send + Sync>;
 
@@ -323,12 +326,18 @@ impl Backend {
         Ok(size)
     }
 
-    /// Bytes of the pages the tables' trees hold (leaf and branch pages): what the data
-    /// takes, without the free pages and the pages freed by commits not yet durable, which
-    /// [`Backend::size_in_use`] counts. Walks every tree; waits for the write lock.
+    /// Bytes the data takes: on a file of up to [`EXACT_DATA_SIZE_BELOW`], the pages the
+    /// tables' trees hold (leaf and branch pages), without the allocator's own pages and the
+    /// pages freed by commits not yet durable; counting them walks every tree with writes held,
+    /// a few milliseconds at that size. On a larger file, [`Backend::size_in_use`], which
+    /// includes those pages (a flush interval's worth of writes) but takes no walk: a walk of
+    /// a few GiB holds writes for seconds.
     pub fn size_of_data(&self) -> Result<u64> {
-        let txn = self.db().begin_write()?;
-        let stats = txn.stats()?;
+        if self.size()? > EXACT_DATA_SIZE_BELOW {
+            return self.size_in_use();
+        }
+        let txn = self.begin_write()?;
+        let stats = txn.txn().stats()?;
         txn.abort()?;
         Ok((stats.leaf_pages() + stats.branch_pages()) * stats.page_size() as u64)
     }
@@ -649,6 +658,29 @@ mod tests {
             "{defragmented} after defrag"
         );
         assert!(defragmented <= b.size().unwrap());
+    }
+
+    #[test]
+    fn size_of_data_counts_tree_pages_on_a_small_file_and_allocated_pages_on_a_large_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(&dir);
+        let value = vec![7u8; 4000];
+        put(&b, b"small", &value);
+        let small = b.size_of_data().unwrap();
+        assert!(small < b.size_in_use().unwrap(), "tree pages only");
+        assert!(small < 13 * 4096, "{small} bytes for one value of 4000");
+        let batch = b.begin_write().unwrap();
+        {
+            let mut t = batch.txn().open_table(schema::LEASE).unwrap();
+            for i in 0u32..20_000 {
+                t.insert(&i.to_be_bytes()[..], &value[..]).unwrap();
+            }
+        }
+        batch.commit().unwrap();
+        assert!(b.size().unwrap() > EXACT_DATA_SIZE_BELOW);
+        let large = b.size_of_data().unwrap();
+        assert_eq!(large, b.size_in_use().unwrap());
+        assert!(large >= 20_000 * 4000, "{large} bytes for 80 MB of values");
     }
 
     #[test]
