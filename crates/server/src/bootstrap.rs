@@ -60,6 +60,25 @@ impl WalMetadata {
     }
 }
 
+/// Opens the MVCC store (its index rebuild reads the whole `key` table) on a thread of its
+/// own while this one waits for the backend's verification, which reads every page too: on a
+/// big store each takes seconds. A corrupt file is reported as such even when it also makes
+/// the rebuild fail, panic or never end.
+fn open_store(backend: Backend) -> Result<KvStore, ServerError> {
+    let rebuild = {
+        let backend = backend.clone();
+        std::thread::Builder::new()
+            .name("mvcc-open".into())
+            .spawn(move || KvStore::open(backend))
+            .map_err(|e| ServerError::Startup(format!("cannot start the mvcc store: {e}")))?
+    };
+    backend.wait_verified()?;
+    let kv = rebuild
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    Ok(kv)
+}
+
 /// Opens storage, restores or bootstraps Raft, and starts the raft and apply threads.
 /// Must be called inside the tokio runtime: peer sender tasks are spawned on it.
 pub fn start(
@@ -79,7 +98,7 @@ pub fn start(
     let backend = Backend::open(layout.backend_path(), backend_cfg)?;
     let backend_path = backend.path().to_path_buf();
     backend.on_flush_failure(move |e| fatal::exit("failed to commit tx", &backend_path, e));
-    let kv = Arc::new(KvStore::open(backend)?);
+    let kv = Arc::new(open_store(backend)?);
     let watchable = Arc::new(WatchableStore::new((*kv).clone()));
     let snapshotter = Snapshotter::new(&layout.snap_dir())?;
     let storage = LogStore::new(layout.wal_dir.clone());

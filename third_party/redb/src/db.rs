@@ -874,6 +874,22 @@ impl Database {
         self.mem.clone()
     }
 
+    /// oxcd: verifies the checksum of every page of the system tree of the last commit (the
+    /// allocator state recorded by a quick-repair commit, savepoints); `false` if one does not
+    /// match. Only while no write transaction runs: a commit may reuse the pages it reads.
+    /// With [`ReadTransaction::verify_checksums`] it covers what an integrity check on open
+    /// verifies, without rebuilding the allocator state.
+    pub fn verify_system_checksums(&self) -> Result<bool, StorageError> {
+        let resolver = PageResolver::new(self.mem.clone());
+        TableTree::new(
+            self.mem.get_system_root(),
+            PageHint::None,
+            Arc::new(TransactionGuard::untracked()),
+            resolver,
+        )?
+        .verify_checksums()
+    }
+
     pub(crate) fn verify_primary_checksums(mem: Arc<TransactionalMemory>) -> Result<bool> {
         let data_root = mem.get_data_root();
         let system_root = mem.get_system_root();

@@ -2773,6 +2773,13 @@ impl ReadTransaction {
         })
     }
 
+    /// oxcd: verifies the checksum of every page of this snapshot's tables (the table tree and
+    /// each table's tree), reading each page; `false` if one does not match. Concurrent commits
+    /// do not disturb it: the snapshot keeps its pages from being reused.
+    pub fn verify_checksums(&self) -> Result<bool, StorageError> {
+        self.tree.verify_checksums()
+    }
+
     /// Open the given table
     pub fn open_table<K: Key + 'static, V: Value + 'static>(
         &self,

@@ -529,7 +529,8 @@ pub struct Flags {
     pub experimental_initial_corrupt_check: bool,
 
     /// Verify the checksum of every page of the backend at each start (oxcd; etcd's bolt file
-    /// has no checksums). This reads the whole file, about as long as copying it. With false,
+    /// has no checksums). This reads the whole file, on a thread of its own beside the index
+    /// rebuild; the member serves once both are done. With false,
     /// a start after a clean stop opens the backend at once; after a crash it is still read.
     #[arg(long, env = "ETCD_EXPERIMENTAL_BACKEND_VERIFY_ON_START", num_args = 0..=1, require_equals = true,
         default_value = "true", default_missing_value = "true",

@@ -41,7 +41,7 @@ use std::fs;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,10 @@ pub enum Error {
         /// What was wrong.
         what: String,
     },
+    /// A page's checksum does not match its contents: the file changed outside redb (a disk
+    /// fault, bit rot, an edit). Found by the verification of [`BackendConfig::verify_on_open`].
+    #[error("backend: corrupt file: a page's checksum does not match its contents")]
+    Checksum,
     /// A snapshot stream (see [`Backend::restore`]) is truncated, corrupt or not ours; nothing
     /// was restored.
     #[error("backend: invalid snapshot: {0}")]
@@ -111,9 +115,11 @@ pub struct BackendConfig {
     pub cache_size: usize,
     /// Longest time between a non-durable commit and the durable commit that covers it.
     pub durable_commit_interval: Duration,
-    /// Verify every page's checksum at open, reading the whole file. Without it, a file
-    /// closed by [`Backend::commit_for_stop`] opens at once; any other file is still read
-    /// through (redb rebuilds its page allocation from it).
+    /// Verify every page's checksum at open, reading the whole file: redb's own pages before
+    /// `open` returns, the tables' pages on a thread of its own while the caller goes on (see
+    /// [`Backend::wait_verified`]). Without it, a file closed by [`Backend::commit_for_stop`]
+    /// opens at once. Any other file is read through either way: redb repairs it at open,
+    /// verifying every page as it rebuilds its page allocation.
     pub verify_on_open: bool,
 }
 
@@ -156,6 +162,8 @@ struct Inner {
     on_flush_failure: OnceLock<FlushFailureHook>,
     /// How long durable commits take: a defrag slows its copy down when they slow down.
     durable_commits: defrag::CommitTimes,
+    /// The verification of the tables' pages started by `open`, until waited for.
+    verification: Mutex<Option<thread::JoinHandle<Result<()>>>>,
 }
 
 /// The file size up to which [`Backend::size_of_data`] counts tree pages exactly.
@@ -174,16 +182,12 @@ impl Backend {
         let started = Instant::now();
         let mut builder = Database::builder();
         builder.set_cache_size(cfg.cache_size);
-        builder.set_check_integrity_on_open(cfg.verify_on_open);
         let shown = path.display().to_string();
-        let verify = cfg.verify_on_open;
+        let repaired = Arc::new(AtomicBool::new(false));
+        let repairing = repaired.clone();
         builder.set_repair_callback(move |session| {
-            if session.progress() == 0.0 {
-                if verify {
-                    tracing::info!(path = %shown, "verifying every page of the backend");
-                } else {
-                    tracing::warn!(path = %shown, "backend was not closed cleanly; reading all of it to repair it");
-                }
+            if session.progress() == 0.0 && !repairing.swap(true, Ordering::Relaxed) {
+                tracing::warn!(path = %shown, "backend was not closed cleanly; reading all of it to repair it");
             }
         });
         #[cfg(feature = "failpoints")]
@@ -203,6 +207,15 @@ impl Backend {
         };
         #[cfg(not(feature = "failpoints"))]
         let mut db = crate::dir_ops::create(&path, || builder.create(&path))?;
+        // A repair has verified every page already.
+        let verify = cfg.verify_on_open && !fresh && !repaired.load(Ordering::Relaxed);
+        if verify {
+            tracing::info!(path = %path.display(), "verifying every page of the backend");
+            // Before anything writes: a commit may reuse the pages of redb's own tree.
+            if !db.verify_system_checksums()? {
+                return Err(Error::Checksum);
+            }
+        }
         let txn = db.begin_write()?;
         for table in schema::ALL_TABLES {
             txn.open_table(table)?;
@@ -225,7 +238,18 @@ impl Backend {
             _stop_flusher: Mutex::new(stop_tx),
             on_flush_failure: OnceLock::new(),
             durable_commits: defrag::CommitTimes::default(),
+            verification: Mutex::new(None),
         });
+        let backend = Backend { inner };
+        if verify {
+            let snapshot = backend.begin_read()?;
+            let path = backend.inner.path.clone();
+            let verification = thread::Builder::new()
+                .name("backend-verify".into())
+                .spawn(move || verify_tables(&snapshot, &path))?;
+            *backend.verification() = Some(verification);
+        }
+        let inner = backend.inner;
         let weak = Arc::downgrade(&inner);
         thread::Builder::new()
             .name("backend-flush".into())
@@ -272,6 +296,25 @@ impl Backend {
         let _ = self.inner.on_flush_failure.set(Box::new(hook));
     }
 
+    /// Waits for the verification of the tables' pages that [`BackendConfig::verify_on_open`]
+    /// started, if it has not been waited for: [`Error::Checksum`] if a page is corrupt.
+    pub fn wait_verified(&self) -> Result<()> {
+        let verification = self.verification().take();
+        match verification {
+            Some(v) => v
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => Ok(()),
+        }
+    }
+
+    fn verification(&self) -> MutexGuard<'_, Option<thread::JoinHandle<Result<()>>>> {
+        self.inner
+            .verification
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Makes every commit so far durable, now.
     pub fn force_commit(&self) -> Result<()> {
         self.inner.durable_commit()
@@ -287,6 +330,8 @@ impl Backend {
     /// Makes everything durable and closes the file, so that it may be opened again at once.
     /// Fails if another handle to the backend is still in use.
     pub fn close(self) -> Result<()> {
+        // Its snapshot holds the file open.
+        self.wait_verified()?;
         self.force_commit()?;
         let mut inner = self.inner;
         // The flusher holds a strong handle only while it checks for work.
@@ -421,6 +466,18 @@ impl Drop for Inner {
             }
         }
     }
+}
+
+/// Verifies the checksum of every page of the tables in `snapshot` (see
+/// [`BackendConfig::verify_on_open`]).
+fn verify_tables(snapshot: &ReadTxn, path: &Path) -> Result<()> {
+    let started = Instant::now();
+    if !snapshot.verify_checksums()? {
+        tracing::error!(path = %path.display(), "backend is corrupt: a page's checksum does not match its contents");
+        return Err(Error::Checksum);
+    }
+    tracing::info!(path = %path.display(), took = ?started.elapsed(), "verified every page of the backend");
+    Ok(())
 }
 
 /// Makes a durable commit every `interval` while something changed; exits when the backend is
@@ -681,6 +738,39 @@ mod tests {
         let large = b.size_of_data().unwrap();
         assert_eq!(large, b.size_in_use().unwrap());
         assert!(large >= 20_000 * 4000, "{large} bytes for 80 MB of values");
+    }
+
+    #[test]
+    fn verification_at_open_finds_a_flipped_bit_in_a_value() {
+        const MARK: &[u8] = b"FLIP-ME-FLIP-ME";
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(&dir);
+        for i in 0u32..100 {
+            put(&b, &i.to_be_bytes(), &MARK.repeat(200));
+        }
+        b.commit_for_stop().unwrap();
+        b.close().unwrap();
+        // A clean file verifies, whether or not anyone waits for it.
+        open(&dir).close().unwrap();
+        let b = open(&dir);
+        b.wait_verified().unwrap();
+        b.commit_for_stop().unwrap();
+        b.close().unwrap();
+
+        let path = dir.path().join("db");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(MARK.len()).position(|w| w == MARK).unwrap();
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let b = open(&dir);
+        assert!(matches!(b.wait_verified(), Err(Error::Checksum)));
+        // Without verification the same file opens.
+        drop(b);
+        let cfg = BackendConfig {
+            verify_on_open: false,
+            ..Default::default()
+        };
+        Backend::open(&path, cfg).unwrap().wait_verified().unwrap();
     }
 
     #[test]
