@@ -458,12 +458,23 @@ impl Inner {
 
 impl Drop for Inner {
     /// The last handle is gone: no batch is open (each holds a handle), so make the last
-    /// non-durable commits durable before redb closes the file.
+    /// non-durable commits durable before redb closes the file. A verification not waited for
+    /// is waited for here: its snapshot keeps the file open, and the file must be closed when
+    /// the last handle goes, so that it may be opened again at once.
     fn drop(&mut self) {
         if self.dirty.load(Ordering::Acquire) {
             if let Err(e) = self.durable_commit() {
                 tracing::warn!(path = %self.path.display(), error = %e, "failed to commit backend");
             }
+        }
+        let verification = self
+            .verification
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(verification) = verification {
+            // A failure was logged by the verification itself.
+            let _ = verification.join();
         }
     }
 }
@@ -764,8 +775,10 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let b = open(&dir);
         assert!(matches!(b.wait_verified(), Err(Error::Checksum)));
-        // Without verification the same file opens.
         drop(b);
+        // Dropped without waiting, a backend closes its file all the same.
+        drop(open(&dir));
+        // Without verification the same file opens.
         let cfg = BackendConfig {
             verify_on_open: false,
             ..Default::default()
