@@ -778,13 +778,14 @@ fn mib(bytes: u64) -> f64 {
 async fn issue_14_a_stopped_member_may_restart_without_reading_its_backend() {
     oxcd_only!();
     const VERIFY: &str = "verifying every page of the backend";
+    const VERIFIED: &str = "verified every page of the backend";
     const REPAIR: &str = "backend was not closed cleanly";
     let mut member = Member::start_single();
     fill(&member, "s/", 2000, 100).await;
     member.stop();
     member.restart();
     assert!(
-        member.log_since_start().contains(VERIFY),
+        member.log_since_start().contains(VERIFIED),
         "a default start did not verify the backend"
     );
     member.stop();

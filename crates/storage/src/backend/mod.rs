@@ -41,7 +41,7 @@ use std::fs;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -227,9 +227,24 @@ impl Backend {
             db.compact()?;
         }
 
+        let db = Arc::new(db);
+        let verification = if verify {
+            let snapshot = ReadTxn {
+                txn: db.begin_read()?,
+                _db: db.clone(),
+            };
+            let path = path.clone();
+            let verifier = thread::Builder::new()
+                .name("backend-verify".into())
+                .spawn(move || verify_tables(&snapshot, &path))?;
+            Some(verifier)
+        } else {
+            None
+        };
+
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let inner = Arc::new(Inner {
-            db: RwLock::new(Arc::new(db)),
+            db: RwLock::new(db),
             writer: Arc::default(),
             rewrites: Arc::default(),
             path,
@@ -238,18 +253,8 @@ impl Backend {
             _stop_flusher: Mutex::new(stop_tx),
             on_flush_failure: OnceLock::new(),
             durable_commits: defrag::CommitTimes::default(),
-            verification: Mutex::new(None),
+            verification: Mutex::new(verification),
         });
-        let backend = Backend { inner };
-        if verify {
-            let snapshot = backend.begin_read()?;
-            let path = backend.inner.path.clone();
-            let verification = thread::Builder::new()
-                .name("backend-verify".into())
-                .spawn(move || verify_tables(&snapshot, &path))?;
-            *backend.verification() = Some(verification);
-        }
-        let inner = backend.inner;
         let weak = Arc::downgrade(&inner);
         thread::Builder::new()
             .name("backend-flush".into())
@@ -299,20 +304,18 @@ impl Backend {
     /// Waits for the verification of the tables' pages that [`BackendConfig::verify_on_open`]
     /// started, if it has not been waited for: [`Error::Checksum`] if a page is corrupt.
     pub fn wait_verified(&self) -> Result<()> {
-        let verification = self.verification().take();
+        let verification = self
+            .inner
+            .verification
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         match verification {
             Some(v) => v
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
             None => Ok(()),
         }
-    }
-
-    fn verification(&self) -> MutexGuard<'_, Option<thread::JoinHandle<Result<()>>>> {
-        self.inner
-            .verification
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes every commit so far durable, now.
@@ -776,14 +779,32 @@ mod tests {
         let b = open(&dir);
         assert!(matches!(b.wait_verified(), Err(Error::Checksum)));
         drop(b);
-        // Dropped without waiting, a backend closes its file all the same.
-        drop(open(&dir));
         // Without verification the same file opens.
         let cfg = BackendConfig {
             verify_on_open: false,
             ..Default::default()
         };
         Backend::open(&path, cfg).unwrap().wait_verified().unwrap();
+    }
+
+    #[test]
+    fn a_backend_dropped_while_it_verifies_closes_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(&dir);
+        let batch = b.begin_write().unwrap();
+        {
+            let mut t = batch.txn().open_table(schema::LEASE).unwrap();
+            for i in 0u32..20_000 {
+                t.insert(&i.to_be_bytes()[..], &[7u8; 4000][..]).unwrap();
+            }
+        }
+        batch.commit().unwrap();
+        b.commit_for_stop().unwrap();
+        b.close().unwrap();
+        // The verification of 80 MB is still running when the handle goes; the file may be
+        // opened again at once all the same.
+        drop(open(&dir));
+        open(&dir).wait_verified().unwrap();
     }
 
     #[test]
