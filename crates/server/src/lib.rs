@@ -34,6 +34,7 @@ pub mod peer;
 pub mod quota;
 pub mod raft;
 mod read_index;
+mod serve_threads;
 pub mod server;
 pub mod stats;
 pub mod tcp_gateway;

@@ -21,12 +21,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::coalesce::Coalesce;
 use crate::config::{EtcdUrl, Scheme};
 use crate::grpc::auth::ClientCommonName;
+use crate::serve_threads;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -209,20 +210,35 @@ where
 {
     tokio::spawn(async move {
         loop {
+            // The socket moves to a serving thread's runtime (see `serve_threads`) as a std
+            // socket, and is registered with that runtime's reactor there.
             let accepted = match &listener {
-                Listener::Tcp(tcp) => tcp.accept().await.map(|(stream, addr)| {
+                Listener::Tcp(tcp) => tcp.accept().await.and_then(|(stream, addr)| {
                     // Without TCP_NODELAY, Nagle's algorithm holds small responses (watch
                     // events, unary answers) back by up to tens of milliseconds.
                     let _ = stream.set_nodelay(true);
+                    let stream = stream.into_std()?;
                     let protocols = protocols.clone();
-                    tokio::spawn(async move {
+                    serve_threads::spawn(async move {
+                        let stream = match TcpStream::from_std(stream) {
+                            Ok(stream) => stream,
+                            Err(e) => return not_served(&addr.to_string(), &e),
+                        };
                         let protocols = protocols.choose(&stream).await;
                         handle(stream, addr.to_string(), protocols, opts).await
                     });
+                    Ok(())
                 }),
-                Listener::Unix(unix) => unix.accept().await.map(|(stream, _)| {
-                    let conn = handle(stream, "unix".into(), protocols.clone(), opts);
-                    tokio::spawn(conn);
+                Listener::Unix(unix) => unix.accept().await.and_then(|(stream, _)| {
+                    let stream = stream.into_std()?;
+                    let protocols = protocols.clone();
+                    serve_threads::spawn(async move {
+                        match UnixStream::from_std(stream) {
+                            Ok(stream) => handle(stream, "unix".into(), protocols, opts).await,
+                            Err(e) => not_served("unix", &e),
+                        }
+                    });
+                    Ok(())
                 }),
             };
             if let Err(e) = accepted {
@@ -231,6 +247,10 @@ where
             }
         }
     });
+}
+
+fn not_served(remote: &str, e: &io::Error) {
+    tracing::warn!("remote-addr" = %remote, error = %e, "cannot serve an accepted connection");
 }
 
 /// Handshakes (with TLS) and serves one connection. `Both` is only ever bound for TCP,

@@ -4,9 +4,14 @@
 //! that round to the raft thread as a single ReadIndex request once the round before it is
 //! answered, and wakes all its readers with the index (etcd's linearizableReadLoop does the
 //! same). Before it sends a round, the task yields once, so that the calls already queued
-//! on its thread (the rest of the requests read off the connections) join it too. So under load the raft thread's input channel, and the thread wake-ups it costs,
-//! carry one request per round instead of one per read. A read only ever joins a round that
-//! has not been sent yet: its index is then taken after the read arrived.
+//! on its thread (the rest of the requests read off the connections) join it too. So under
+//! load the raft thread's input channel, and the thread wake-ups it costs, carry one request
+//! per round instead of one per read. A read only ever joins a round that has not been sent
+//! yet: its index is then taken after the read arrived.
+//!
+//! Each connection-serving thread (see `serve_threads`) has a lane of its own, with its own
+//! rounds and its own task on that thread: its readers are woken by a task on their thread,
+//! not one per reader from another thread. Reads from any other thread share one more lane.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -15,10 +20,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{oneshot, Notify};
 
 use crate::raft::RaftInput;
+use crate::serve_threads;
 
-/// Hands out read indexes; dropping it stops its task.
+/// Hands out read indexes; dropping it stops its tasks.
 pub struct ReadIndexer {
-    shared: Arc<Shared>,
+    /// One lane per serving thread, then the lane of every other thread.
+    lanes: Vec<Arc<Shared>>,
 }
 
 struct Shared {
@@ -39,31 +46,45 @@ struct Round {
 }
 
 impl ReadIndexer {
-    /// Starts the task that sends rounds to the raft thread through `raft`. Must be called
+    /// Starts the tasks that send rounds to the raft thread through `raft`. Must be called
     /// inside the runtime.
     pub fn start(raft: mpsc::Sender<RaftInput>) -> ReadIndexer {
-        let shared = Arc::new(Shared {
-            raft,
-            next: Mutex::new(Arc::default()),
-            wanted: Notify::new(),
-            closed: AtomicBool::new(false),
-        });
-        tokio::spawn(send_rounds(shared.clone()));
-        ReadIndexer { shared }
+        let lane = || {
+            Arc::new(Shared {
+                raft: raft.clone(),
+                next: Mutex::new(Arc::default()),
+                wanted: Notify::new(),
+                closed: AtomicBool::new(false),
+            })
+        };
+        let lanes: Vec<Arc<Shared>> = (0..=serve_threads::count()).map(|_| lane()).collect();
+        for (i, shared) in lanes.iter().enumerate() {
+            let task = send_rounds(shared.clone());
+            if i < serve_threads::count() {
+                serve_threads::spawn_on(i, task);
+            } else {
+                tokio::spawn(task);
+            }
+        }
+        ReadIndexer { lanes }
     }
 
     /// A read index taken after this call began; `None` when the raft thread is gone.
     pub async fn read_index(&self) -> Option<u64> {
-        let round = self.shared.lock_next().clone();
-        self.shared.wanted.notify_one();
+        let lane = serve_threads::current().unwrap_or(self.lanes.len() - 1);
+        let shared = &self.lanes[lane];
+        let round = shared.lock_next().clone();
+        shared.wanted.notify_one();
         round.wait().await
     }
 }
 
 impl Drop for ReadIndexer {
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.wanted.notify_one();
+        for shared in &self.lanes {
+            shared.closed.store(true, Ordering::Release);
+            shared.wanted.notify_one();
+        }
     }
 }
 
@@ -165,7 +186,7 @@ mod tests {
         // next round, since the one in flight was asked for before they came.
         let later: Vec<_> = (0..50).map(|_| read(&indexer)).collect();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Arc::strong_count(&indexer.shared.lock_next()) < 51 {
+        while Arc::strong_count(&indexer.lanes.last().unwrap().lock_next()) < 51 {
             assert!(
                 Instant::now() < deadline,
                 "the reads did not join the next round"
