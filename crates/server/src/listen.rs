@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::coalesce::Coalesce;
+use crate::coalesce::serve_coalesced;
 use crate::config::{EtcdUrl, Scheme};
 use crate::grpc::auth::ClientCommonName;
 use crate::serve_threads;
@@ -202,7 +202,7 @@ pub fn spawn_serve<S>(
 }
 
 /// Serves `protocols` on `listener` until the process ends. Each connection is its own task;
-/// its writes are gathered by [`Coalesce`].
+/// its writes are gathered by [`crate::coalesce::Coalesce`].
 pub fn spawn_serve_protocols<S>(listener: Listener, protocols: Protocols<S>, opts: ServeOptions)
 where
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -322,10 +322,11 @@ async fn serve_connection<I, S>(
             req
         },
     ));
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(Coalesce::new(io)), service)
-        .await
-    {
+    let served = serve_coalesced(io, |conn| {
+        builder.serve_connection_with_upgrades(TokioIo::new(conn), service)
+    })
+    .await;
+    if let Err(e) = served {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
