@@ -6,25 +6,25 @@
 //! gathers instead: it flushes only when no other frame is ready, after yielding once so the
 //! calls about to finish can add theirs.
 //!
-//! [`Coalesce`] does the same below the HTTP/2 layer. Writes go into a buffer; the first
-//! flush after new bytes does not write but yields, waking its own task to be polled again
-//! after the tasks already queued on this thread (the calls whose answers are ready); the
-//! first flush once the task is polled again writes everything gathered in one system call.
-//! A yield is a re-poll of the connection task on the same thread, so a lone response waits
-//! microseconds, not a timer. Bytes are only ever held until the task's next poll, so nothing
-//! is delayed past a point where the protocol layer waits for them to leave.
+//! [`Coalesce`] does the same below the HTTP/2 layer, with [`serve_coalesced`] around the
+//! task that serves the connection. Writes go into a buffer, and a flush only notes that the
+//! buffer is to be written: the write happens when the task's poll ends. The first time, the
+//! task yields instead, waking itself to be polled again after the tasks already queued on
+//! this thread (the calls whose answers are ready); at the end of that next poll everything
+//! gathered goes out in one system call. A yield is a re-poll of the connection task on the
+//! same thread, so a lone response waits microseconds, not a timer, and a flushed byte never
+//! waits past the task's next poll.
 //!
-//! h2 flushes several times in one poll of its task (once per call it accepts), so a flush
-//! must know whether its task has been polled since it yielded: [`serve_coalesced`] counts
-//! the polls. Without that, the second flush of the same poll wrote a lone PING
-//! acknowledgement (grpc-go clients send a PING with every batch of calls) before the calls
-//! just accepted had answered: two writes per batch instead of one.
+//! The write is the task's and not the flush's because h2 flushes many times in one poll: once
+//! per call it accepts, and before every DATA frame larger than 256 bytes, which it hands over
+//! without copying and must see written before it encodes the next frame. Writing at each of
+//! those flushes cost one system call per range answer with a value in it, and one for the
+//! PING acknowledgement grpc-go clients send with every batch of calls.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -33,42 +33,88 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// large pass through without being copied.
 const GATHER_LIMIT: usize = 64 * 1024;
 
-/// Serves `io` through a [`Coalesce`]: `serve` gets the gathered connection, and the future
-/// it returns runs with its polls counted.
+/// Serves `io` through a [`Coalesce`]: `serve` gets the gathered connection, and the future it
+/// returns runs in a task that writes what was flushed at the end of each of its polls.
 pub async fn serve_coalesced<T, F>(io: T, serve: impl FnOnce(Coalesce<T>) -> F) -> F::Output
 where
+    T: AsyncWrite + Unpin,
     F: Future,
 {
-    let polls = Arc::new(AtomicU64::new(0));
-    let conn = Coalesce {
+    let shared = Arc::new(Mutex::new(Gather {
         io,
         buf: Vec::new(),
         written: 0,
-        yielded_at: None,
-        polls: polls.clone(),
-    };
-    let mut serving = std::pin::pin!(serve(conn));
+        flush: Flush::None,
+        in_task_poll: false,
+    }));
+    let mut serving = std::pin::pin!(serve(Coalesce {
+        shared: shared.clone()
+    }));
+    let mut output = None;
     std::future::poll_fn(|cx| {
-        polls.fetch_add(1, Ordering::Relaxed);
-        serving.as_mut().poll(cx)
+        if output.is_none() {
+            lock(&shared).in_task_poll = true;
+            let polled = serving.as_mut().poll(cx);
+            lock(&shared).in_task_poll = false;
+            if let Poll::Ready(out) = polled {
+                output = Some(out);
+            }
+        }
+        let mut gather = lock(&shared);
+        match (gather.flush, output.is_some()) {
+            (Flush::None, false) => return Poll::Pending,
+            (Flush::Wanted, false) => {
+                gather.flush = Flush::Yielded;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            // Written now, or when the connection can take it (the write registered the task).
+            _ => {
+                if gather.poll_flush(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+        match output.take() {
+            Some(out) => Poll::Ready(out),
+            None => Poll::Pending,
+        }
     })
     .await
 }
 
-/// A connection whose writes are gathered until a flush, and whose flushes yield once.
+fn lock<T>(shared: &Mutex<Gather<T>>) -> MutexGuard<'_, Gather<T>> {
+    // Only the connection's task touches it; a panic there ends the connection anyway.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A connection whose writes are gathered, and written when its task's poll ends.
 pub struct Coalesce<T> {
+    shared: Arc<Mutex<Gather<T>>>,
+}
+
+struct Gather<T> {
     io: T,
     /// Bytes written by the protocol layer and not yet to the connection.
     buf: Vec<u8>,
     /// How much of `buf` has reached the connection already.
     written: usize,
-    /// The poll of the task in which the pending flush yielded, if it has.
-    yielded_at: Option<u64>,
-    /// How many times the task serving the connection has been polled.
-    polls: Arc<AtomicU64>,
+    flush: Flush,
+    /// Whether the serving task is being polled (a flush outside it writes at once).
+    in_task_poll: bool,
 }
 
-impl<T: AsyncWrite + Unpin> Coalesce<T> {
+/// What the protocol layer asked of the buffered bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flush {
+    None,
+    /// Flushed: to be written when the task's poll ends, after one yield.
+    Wanted,
+    /// Flushed, and the task yielded once: written when this poll ends.
+    Yielded,
+}
+
+impl<T: AsyncWrite + Unpin> Gather<T> {
     /// Writes out everything gathered.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.buf.len() {
@@ -82,50 +128,72 @@ impl<T: AsyncWrite + Unpin> Coalesce<T> {
         self.written = 0;
         Poll::Ready(Ok(()))
     }
+
+    /// Writes out everything gathered and flushes the connection. An error is kept for the
+    /// protocol layer's next write or flush, which reports it.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let done = match self.poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut self.io).poll_flush(cx),
+            other => other,
+        };
+        match done {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                // A failed connection: nothing more can be written, and the next write or
+                // flush from the protocol layer finds it so.
+                if result.is_err() {
+                    self.buf.clear();
+                    self.written = 0;
+                }
+                self.flush = Flush::None;
+                Poll::Ready(())
+            }
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Coalesce<T> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        Pin::new(&mut lock(&self.shared).io).poll_read(cx, buf)
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        if this.buf.len() + data.len() > GATHER_LIMIT {
-            ready!(this.poll_drain(cx))?;
+        let mut gather = lock(&self.shared);
+        if gather.buf.len() + data.len() > GATHER_LIMIT {
+            ready!(gather.poll_drain(cx))?;
             if data.len() >= GATHER_LIMIT {
-                return Pin::new(&mut this.io).poll_write(cx, data);
+                return Pin::new(&mut gather.io).poll_write(cx, data);
             }
         }
-        this.buf.extend_from_slice(data);
+        gather.buf.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
+        let mut gather = lock(&self.shared);
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if this.buf.len() + total > GATHER_LIMIT {
-            ready!(this.poll_drain(cx))?;
+        if gather.buf.len() + total > GATHER_LIMIT {
+            ready!(gather.poll_drain(cx))?;
             if total >= GATHER_LIMIT {
-                return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+                return Pin::new(&mut gather.io).poll_write_vectored(cx, bufs);
             }
         }
         for b in bufs {
-            this.buf.extend_from_slice(b);
+            gather.buf.extend_from_slice(b);
         }
         Poll::Ready(Ok(total))
     }
@@ -134,29 +202,25 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         true
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.written < this.buf.len() {
-            let poll = this.polls.load(Ordering::Relaxed);
-            match this.yielded_at {
-                None => {
-                    this.yielded_at = Some(poll);
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                // The task is woken already: it writes when it is polled again.
-                Some(at) if at == poll => return Poll::Pending,
-                Some(_) => {}
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut gather = lock(&self.shared);
+        if gather.written < gather.buf.len() && gather.in_task_poll {
+            if gather.flush == Flush::None {
+                gather.flush = Flush::Wanted;
             }
+            return Poll::Ready(Ok(()));
         }
-        ready!(this.poll_drain(cx))?;
-        this.yielded_at = None;
-        Pin::new(&mut this.io).poll_flush(cx)
+        // Nothing gathered, or a flush from outside the serving task (an upgraded
+        // connection): written now.
+        ready!(gather.poll_drain(cx))?;
+        gather.flush = Flush::None;
+        Pin::new(&mut gather.io).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut gather = lock(&self.shared);
+        ready!(gather.poll_drain(cx))?;
+        Pin::new(&mut gather.io).poll_shutdown(cx)
     }
 }
 
@@ -220,31 +284,35 @@ mod tests {
     }
 
     /// As h2 does: within one poll of the task, a frame, a flush, another frame and another
-    /// flush. Both frames leave in one write, on the task's next poll.
+    /// flush. Nothing is written in that poll (the task yields), and both frames leave in one
+    /// write at the end of the next.
     #[tokio::test]
-    async fn flushes_in_one_poll_write_once_on_the_next() {
+    async fn flushes_in_one_poll_write_once_when_the_next_poll_ends() {
         let writes = serve_coalesced(Writes::default(), |mut conn| async move {
             let mut step = 0;
             std::future::poll_fn(|cx| {
-                if step == 0 {
-                    step = 1;
-                    assert!(Pin::new(&mut conn).poll_write(cx, b"ping-ack ").is_ready());
-                    assert!(Pin::new(&mut conn).poll_flush(cx).is_pending());
-                    assert!(Pin::new(&mut conn).poll_write(cx, b"answer").is_ready());
-                    assert!(Pin::new(&mut conn).poll_flush(cx).is_pending());
-                    assert!(
-                        conn.io.0.is_empty(),
-                        "nothing written in the poll that yielded"
-                    );
-                    return Poll::Pending;
+                let written = lock(&conn.shared).io.0.clone();
+                step += 1;
+                match step {
+                    1 => {
+                        for frame in [&b"ping-ack "[..], b"answer"] {
+                            assert!(Pin::new(&mut conn).poll_write(cx, frame).is_ready());
+                            assert!(Pin::new(&mut conn).poll_flush(cx).is_ready());
+                        }
+                        assert!(written.is_empty());
+                        Poll::Pending
+                    }
+                    2 => {
+                        assert!(written.is_empty(), "written before the yield: {written:?}");
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                    _ => Poll::Ready(written),
                 }
-                Pin::new(&mut conn).poll_flush(cx)
             })
             .await
-            .unwrap();
-            conn.io
         })
         .await;
-        assert_eq!(writes.0, vec![b"ping-ack answer".to_vec()]);
+        assert_eq!(writes, vec![b"ping-ack answer".to_vec()]);
     }
 }
