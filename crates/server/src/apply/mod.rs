@@ -148,11 +148,8 @@ impl Applier {
         // revision to be published. The entries are durable in the WAL: a failed commit stops
         // the member, and its restart applies them again.
         batch.promise();
-        for (id, result) in answers {
-            if self.wait.trigger(id, result) {
-                self.proposals_pending.decrement(1.0);
-            }
-        }
+        let answered = self.wait.trigger_all(answers);
+        self.proposals_pending.decrement(answered as f64);
         if let Err(e) = batch.commit() {
             self.backend_failed("failed to commit tx", &e);
         }
