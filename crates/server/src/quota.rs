@@ -20,12 +20,19 @@ use oxcd_storage::Backend;
 /// How old a count of the bytes in use may be before it is taken again.
 const REMEASURE: Duration = Duration::from_secs(1);
 
+/// How long a read of the file's size stands for it while the file is under half the quota:
+/// a put's check then costs a clock read, not a path lookup and a stat. Nearer the quota (and
+/// so after any defrag that matters to it) the size is read for every check.
+const FILE_SIZE_FOR: Duration = Duration::from_millis(100);
+
 /// The quota and the last count of the bytes in use.
 #[derive(Debug)]
 pub struct Quota {
     /// `None`: no quota (a negative `--quota-backend-bytes`).
     limit: Option<u64>,
     last: Mutex<Option<Count>>,
+    /// The file's size and when it was read.
+    file_size: Mutex<Option<(Instant, u64)>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +50,7 @@ impl Quota {
         Quota {
             limit,
             last: Mutex::new(None),
+            file_size: Mutex::new(None),
         }
     }
 
@@ -52,9 +60,7 @@ impl Quota {
         let Some(limit) = self.limit else {
             return Ok(());
         };
-        let file_size = backend
-            .size()
-            .map_err(|e| Refused::Storage(e.to_string()))?;
+        let file_size = self.file_size(backend, limit)?;
         if file_size + cost < limit {
             return Ok(());
         }
@@ -89,6 +95,22 @@ impl Quota {
             *last = Some(count);
             Err(Refused::Full { size, limit })
         }
+    }
+
+    /// The file's size: as read less than [`FILE_SIZE_FOR`] ago if it was under half of
+    /// `limit` then, else read now.
+    fn file_size(&self, backend: &Backend, limit: u64) -> Result<u64, Refused> {
+        let mut cached = self.file_size.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, size)) = *cached {
+            if size < limit / 2 && at.elapsed() < FILE_SIZE_FOR {
+                return Ok(size);
+            }
+        }
+        let size = backend
+            .size()
+            .map_err(|e| Refused::Storage(e.to_string()))?;
+        *cached = Some((Instant::now(), size));
+        Ok(size)
     }
 
     fn lock(&self) -> Option<Count> {
