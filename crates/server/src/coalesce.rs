@@ -46,6 +46,7 @@ where
         written: 0,
         flush: Flush::None,
         in_task_poll: false,
+        failed: None,
     }));
     let mut serving = std::pin::pin!(serve(Coalesce {
         shared: shared.clone()
@@ -54,13 +55,12 @@ where
     std::future::poll_fn(|cx| {
         if output.is_none() {
             lock(&shared).in_task_poll = true;
-            let polled = serving.as_mut().poll(cx);
-            lock(&shared).in_task_poll = false;
-            if let Poll::Ready(out) = polled {
+            if let Poll::Ready(out) = serving.as_mut().poll(cx) {
                 output = Some(out);
             }
         }
         let mut gather = lock(&shared);
+        gather.in_task_poll = false;
         match (gather.flush, output.is_some()) {
             (Flush::None, false) => return Poll::Pending,
             (Flush::Wanted, false) => {
@@ -102,6 +102,9 @@ struct Gather<T> {
     flush: Flush,
     /// Whether the serving task is being polled (a flush outside it writes at once).
     in_task_poll: bool,
+    /// How a write at the end of a poll failed: the protocol layer's next write or flush
+    /// returns it.
+    failed: Option<io::ErrorKind>,
 }
 
 /// What the protocol layer asked of the buffered bytes.
@@ -112,6 +115,16 @@ enum Flush {
     Wanted,
     /// Flushed, and the task yielded once: written when this poll ends.
     Yielded,
+}
+
+impl<T> Gather<T> {
+    /// The error of a write the protocol layer did not see fail, if one did.
+    fn check(&self) -> io::Result<()> {
+        match self.failed {
+            Some(kind) => Err(kind.into()),
+            None => Ok(()),
+        }
+    }
 }
 
 impl<T: AsyncWrite + Unpin> Gather<T> {
@@ -129,8 +142,8 @@ impl<T: AsyncWrite + Unpin> Gather<T> {
         Poll::Ready(Ok(()))
     }
 
-    /// Writes out everything gathered and flushes the connection. An error is kept for the
-    /// protocol layer's next write or flush, which reports it.
+    /// Writes out everything gathered and flushes the connection. An error is kept in
+    /// `failed` for the protocol layer.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let done = match self.poll_drain(cx) {
             Poll::Ready(Ok(())) => Pin::new(&mut self.io).poll_flush(cx),
@@ -139,11 +152,11 @@ impl<T: AsyncWrite + Unpin> Gather<T> {
         match done {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
-                // A failed connection: nothing more can be written, and the next write or
-                // flush from the protocol layer finds it so.
-                if result.is_err() {
+                // A failed connection: nothing more can be written.
+                if let Err(e) = result {
                     self.buf.clear();
                     self.written = 0;
+                    self.failed = Some(e.kind());
                 }
                 self.flush = Flush::None;
                 Poll::Ready(())
@@ -169,6 +182,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let mut gather = lock(&self.shared);
+        gather.check()?;
         if gather.buf.len() + data.len() > GATHER_LIMIT {
             ready!(gather.poll_drain(cx))?;
             if data.len() >= GATHER_LIMIT {
@@ -185,6 +199,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let mut gather = lock(&self.shared);
+        gather.check()?;
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if gather.buf.len() + total > GATHER_LIMIT {
             ready!(gather.poll_drain(cx))?;
@@ -204,6 +219,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut gather = lock(&self.shared);
+        gather.check()?;
         if gather.written < gather.buf.len() && gather.in_task_poll {
             if gather.flush == Flush::None {
                 gather.flush = Flush::Wanted;
@@ -314,5 +330,44 @@ mod tests {
         })
         .await;
         assert_eq!(writes, vec![b"ping-ack answer".to_vec()]);
+    }
+
+    /// Refuses every write, as a connection the peer has reset.
+    struct Reset;
+
+    impl AsyncWrite for Reset {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A write that fails when the task's poll ends is reported by the protocol layer's next
+    /// write and flush.
+    #[tokio::test]
+    async fn a_write_failed_at_the_end_of_a_poll_fails_the_next_write() {
+        let (write, flush) = serve_coalesced(Reset, |mut conn| async move {
+            conn.write_all(b"answer").await.unwrap();
+            conn.flush().await.unwrap();
+            // Two polls later (the yield, then the write), the failure is known.
+            for _ in 0..2 {
+                tokio::task::yield_now().await;
+            }
+            let write = conn.write_all(b"next").await.map_err(|e| e.kind());
+            let flush = conn.flush().await.map_err(|e| e.kind());
+            (write, flush)
+        })
+        .await;
+        assert_eq!(write, Err(io::ErrorKind::ConnectionReset));
+        assert_eq!(flush, Err(io::ErrorKind::ConnectionReset));
     }
 }
