@@ -213,11 +213,14 @@ where
             // The socket moves to a serving thread's runtime (see `serve_threads`) as a std
             // socket, and is registered with that runtime's reactor there.
             let accepted = match &listener {
-                Listener::Tcp(tcp) => tcp.accept().await.and_then(|(stream, addr)| {
+                Listener::Tcp(tcp) => tcp.accept().await.map(|(stream, addr)| {
                     // Without TCP_NODELAY, Nagle's algorithm holds small responses (watch
                     // events, unary answers) back by up to tens of milliseconds.
                     let _ = stream.set_nodelay(true);
-                    let stream = stream.into_std()?;
+                    let stream = match stream.into_std() {
+                        Ok(stream) => stream,
+                        Err(e) => return not_served(&addr.to_string(), &e),
+                    };
                     let protocols = protocols.clone();
                     serve_threads::spawn(async move {
                         let stream = match TcpStream::from_std(stream) {
@@ -227,10 +230,12 @@ where
                         let protocols = protocols.choose(&stream).await;
                         handle(stream, addr.to_string(), protocols, opts).await
                     });
-                    Ok(())
                 }),
-                Listener::Unix(unix) => unix.accept().await.and_then(|(stream, _)| {
-                    let stream = stream.into_std()?;
+                Listener::Unix(unix) => unix.accept().await.map(|(stream, _)| {
+                    let stream = match stream.into_std() {
+                        Ok(stream) => stream,
+                        Err(e) => return not_served("unix", &e),
+                    };
                     let protocols = protocols.clone();
                     serve_threads::spawn(async move {
                         match UnixStream::from_std(stream) {
@@ -238,7 +243,6 @@ where
                             Err(e) => not_served("unix", &e),
                         }
                     });
-                    Ok(())
                 }),
             };
             if let Err(e) = accepted {

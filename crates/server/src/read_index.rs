@@ -57,10 +57,11 @@ impl ReadIndexer {
                 closed: AtomicBool::new(false),
             })
         };
-        let lanes: Vec<Arc<Shared>> = (0..=serve_threads::count()).map(|_| lane()).collect();
+        let serving = serve_threads::count();
+        let lanes: Vec<Arc<Shared>> = (0..=serving).map(|_| lane()).collect();
         for (i, shared) in lanes.iter().enumerate() {
             let task = send_rounds(shared.clone());
-            if i < serve_threads::count() {
+            if i < serving {
                 serve_threads::spawn_on(i, task);
             } else {
                 tokio::spawn(task);
