@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use rand::Rng;
@@ -40,10 +40,14 @@ fn usable_range() -> (u16, u16) {
     }
 }
 
-fn lock_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join("oxcd-e2e-ports");
-    std::fs::create_dir_all(&dir).expect("create the port lock dir");
-    dir
+/// Where the lock files are, created on first use.
+fn lock_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join("oxcd-e2e-ports");
+        std::fs::create_dir_all(&dir).expect("create the port lock dir");
+        dir
+    })
 }
 
 /// Claims `port` for this process if no other test process holds it.
